@@ -1,0 +1,357 @@
+//! The login endpoint (Flask-JWT's `POST /auth`): credentials in, signed token out.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use jsonwebtoken::{EncodingKey, Header};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::claims::IssuedClaims;
+use super::keys::Key;
+use super::users::Users;
+use crate::body::{empty, full, Body};
+use crate::config::{LoginConfig, TokensConfig, UserId};
+
+/// The methods the login path answers, as Flask lists them.
+pub const ALLOW_LOGIN: &str = "POST, OPTIONS";
+
+/// Why a login did not produce a token.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("content type is not JSON")]
+    NotJson,
+    #[error("malformed body: {0}")]
+    MalformedBody(&'static str),
+    #[error("body too large")]
+    BodyTooLarge,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl LoginError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LoginError::MethodNotAllowed => "method_not_allowed",
+            LoginError::NotJson | LoginError::MalformedBody(_) => "malformed_login",
+            LoginError::BodyTooLarge => "body_too_large",
+            LoginError::InvalidCredentials => "invalid_credentials",
+            LoginError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// Signs tokens for verified users. Built once per configuration.
+pub struct Issuer {
+    header: Header,
+    key: EncodingKey,
+    lifetime: i64,
+    not_before: i64,
+    identity_claim: String,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl Issuer {
+    pub fn new(t: &TokensConfig, key: &Key) -> Issuer {
+        Issuer {
+            // Header::new gives exactly {"typ":"JWT","alg":...}, Flask-JWT's header.
+            header: Header::new(key.algorithm),
+            key: key.encoding.clone(),
+            lifetime: t.lifetime.as_secs() as i64,
+            not_before: t.not_before.as_secs() as i64,
+            identity_claim: t.identity_claim.clone(),
+            issuer: t.issuer.clone(),
+            audience: t.audience.clone(),
+        }
+    }
+
+    /// A token for `identity`, issued at Unix time `now`.
+    pub fn issue(
+        &self,
+        identity: &UserId,
+        now: i64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let claims = IssuedClaims {
+            exp: now + self.lifetime,
+            iat: now,
+            nbf: now + self.not_before,
+            identity_claim: &self.identity_claim,
+            identity,
+            issuer: self.issuer.as_deref(),
+            audience: self.audience.as_deref(),
+        };
+        jsonwebtoken::encode(&self.header, &claims, &self.key)
+    }
+}
+
+/// The login endpoint.
+pub struct Login {
+    pub path: String,
+    config: LoginConfig,
+    issuer: Issuer,
+    users: Arc<Users>,
+}
+
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+}
+
+impl Login {
+    pub fn new(config: LoginConfig, issuer: Issuer, users: Arc<Users>) -> Login {
+        Login {
+            path: config.path.clone(),
+            config,
+            issuer,
+            users,
+        }
+    }
+
+    /// Answers one request to the login path.
+    pub async fn handle<B>(
+        &self,
+        req: Request<B>,
+        now: impl FnOnce() -> i64,
+    ) -> Result<Response<Body>, LoginError>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        match *req.method() {
+            Method::POST => {}
+            Method::OPTIONS => {
+                let mut res = Response::new(empty());
+                res.headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static(ALLOW_LOGIN));
+                return Ok(res);
+            }
+            _ => return Err(LoginError::MethodNotAllowed),
+        }
+        if !is_json(req.headers().get(CONTENT_TYPE)) {
+            return Err(LoginError::NotJson);
+        }
+        let limit = self.config.max_body;
+        // Refuse a declared oversize body before reading any of it.
+        if let Some(len) = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            if len > limit as u64 {
+                return Err(LoginError::BodyTooLarge);
+            }
+        }
+        let bytes = match Limited::new(req.into_body(), limit).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return Err(LoginError::BodyTooLarge)
+            }
+            Err(_) => {
+                return Err(LoginError::MalformedBody(
+                    "The request body could not be read",
+                ))
+            }
+        };
+        let fields = parse_login(&bytes, &self.config)?;
+        let credentials = match (&fields.username, &fields.password, fields.extra) {
+            (Some(Value::String(u)), Some(Value::String(p)), false)
+                if !u.is_empty() && !p.is_empty() =>
+            {
+                Some((u.as_str(), p.as_str()))
+            }
+            _ => None,
+        };
+        let id = self
+            .users
+            .authenticate(credentials)
+            .await
+            .ok_or(LoginError::InvalidCredentials)?;
+        let token = self
+            .issuer
+            .issue(&id, now())
+            .map_err(|e| LoginError::Internal(e.to_string()))?;
+        let mut body = serde_json::to_vec(&TokenResponse {
+            access_token: &token,
+        })
+        .map_err(|e| LoginError::Internal(e.to_string()))?;
+        body.push(b'\n');
+        let mut res = Response::new(full(body));
+        *res.status_mut() = StatusCode::OK;
+        res.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok(res)
+    }
+}
+
+/// `application/json`, `application/json; charset=utf-8`, and `application/*+json`.
+fn is_json(value: Option<&HeaderValue>) -> bool {
+    let Some(mime) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The two credential fields as sent, and whether anything else was sent.
+#[derive(Debug, Default)]
+struct LoginFields {
+    username: Option<Value>,
+    password: Option<Value>,
+    extra: bool,
+}
+
+struct LoginSeed<'a>(&'a LoginConfig);
+
+const NOT_OBJECT: &str = "login body is not an object";
+
+impl<'de> DeserializeSeed<'de> for LoginSeed<'_> {
+    type Value = LoginFields;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<LoginFields, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LoginSeed<'_> {
+    type Value = LoginFields;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(NOT_OBJECT)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LoginFields, A::Error> {
+        let mut out = LoginFields::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let slot = if key == self.0.username_field.as_str() {
+                &mut out.username
+            } else if key == self.0.password_field.as_str() {
+                &mut out.password
+            } else {
+                out.extra = true;
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            if slot.replace(map.next_value()?).is_some() {
+                return Err(de::Error::custom("duplicate member"));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn parse_login(bytes: &[u8], config: &LoginConfig) -> Result<LoginFields, LoginError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let fields = LoginSeed(config).deserialize(&mut de).map_err(|e| {
+        if e.classify() == serde_json::error::Category::Data && e.to_string().contains(NOT_OBJECT) {
+            LoginError::MalformedBody("The request body must be a JSON object")
+        } else if e.to_string().starts_with("duplicate member") {
+            LoginError::MalformedBody("The request body repeats a member")
+        } else {
+            LoginError::MalformedBody("The request body is not valid JSON")
+        }
+    })?;
+    de.end()
+        .map_err(|_| LoginError::MalformedBody("The request body is not valid JSON"))?;
+    Ok(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> LoginConfig {
+        LoginConfig {
+            path: "/auth".into(),
+            username_field: "username".into(),
+            password_field: "password".into(),
+            max_body: 1024,
+            max_concurrent_hashes: 1,
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/vnd.api+json",
+            "Application/JSON",
+        ] {
+            assert!(is_json(Some(&HeaderValue::from_static(ok))), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ] {
+            assert!(!is_json(Some(&HeaderValue::from_static(bad))), "{bad}");
+        }
+        assert!(!is_json(None));
+    }
+
+    #[test]
+    fn login_bodies() {
+        let c = cfg();
+        let f = parse_login(br#"{"username":"a","password":"b"}"#, &c).unwrap();
+        assert_eq!(f.username, Some(Value::from("a")));
+        assert!(!f.extra);
+        assert!(
+            parse_login(br#"{"username":"a","password":"b","x":1}"#, &c)
+                .unwrap()
+                .extra
+        );
+        assert!(
+            matches!(parse_login(b"[1,2]", &c), Err(LoginError::MalformedBody(m)) if m.contains("object"))
+        );
+        assert!(
+            matches!(parse_login(b"{", &c), Err(LoginError::MalformedBody(m)) if m.contains("valid JSON"))
+        );
+        assert!(
+            matches!(parse_login(br#"{"username":"a","username":"b"}"#, &c), Err(LoginError::MalformedBody(m)) if m.contains("repeats"))
+        );
+    }
+
+    #[test]
+    fn flask_jwt_signing_vector() {
+        // The compat doc's vector: HS256 over a fixed signing input with key `super-secret`.
+        let input = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU4NjcyMjUsImlhdCI6MTc5NTg2NjkyNSwibmJmIjoxNzk1ODY2OTI1LCJpZGVudGl0eSI6MX0";
+        let key = EncodingKey::from_secret(b"super-secret").unwrap();
+        let sig =
+            jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+                .unwrap();
+        assert_eq!(sig, "YPa3yKBeiFA8WxpRgnXvJdee8ci8KrfQTH1EjZ2NJAE");
+        // And our issuer produces that exact signing input for the same times and identity.
+        let issuer = Issuer {
+            header: Header::new(jsonwebtoken::Algorithm::HS256),
+            key,
+            lifetime: 300,
+            not_before: 0,
+            identity_claim: "identity".into(),
+            issuer: None,
+            audience: None,
+        };
+        let token = issuer.issue(&UserId::Int(1), 1795866925).unwrap();
+        assert_eq!(
+            token,
+            format!("{input}.YPa3yKBeiFA8WxpRgnXvJdee8ci8KrfQTH1EjZ2NJAE")
+        );
+    }
+}

@@ -1,0 +1,78 @@
+//! Authentication: reading the token from the request, verifying it into [`Claims`],
+//! issuing tokens at the login path, and the local user store.
+
+pub mod bearer;
+pub mod claims;
+pub mod issue;
+pub mod keys;
+pub mod users;
+pub mod verify;
+
+pub use claims::Claims;
+
+/// Why a request's token was not accepted. Each variant maps to one compat message
+/// (see `rejection.rs`); the log gets the variant name as the precise reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("no token in the request")]
+    Missing,
+    #[error("authorization scheme is not the configured prefix")]
+    UnsupportedScheme,
+    #[error("prefix without a token")]
+    TokenMissing,
+    #[error("authorization header has more than two words, or appears twice")]
+    ContainsSpaces,
+    #[error("authorization header is not visible ASCII")]
+    NotAscii,
+    #[error("token longer than the configured maximum")]
+    TooLarge,
+    #[error("fewer than three segments")]
+    NotEnoughSegments,
+    #[error("more than three segments")]
+    TooManySegments,
+    #[error("bad JOSE header: {0}")]
+    BadHeader(&'static str),
+    #[error("token uses a critical header extension")]
+    CriticalHeader,
+    #[error("alg not allowed")]
+    AlgNotAllowed,
+    #[error("bad payload encoding")]
+    BadPayloadEncoding,
+    #[error("bad signature encoding")]
+    BadSignatureEncoding,
+    #[error("signature verification failed")]
+    BadSignature,
+    #[error("payload: {0}")]
+    BadPayload(PayloadProblem),
+    #[error("missing claim {0}")]
+    MissingClaim(&'static str),
+    #[error("claim {0} is not a number")]
+    NotANumber(&'static str),
+    #[error("iat in the future")]
+    IssuedInFuture,
+    #[error("nbf in the future")]
+    NotYetValid,
+    #[error("expired")]
+    Expired,
+    #[error("aud does not match")]
+    InvalidAudience,
+    #[error("iss does not match")]
+    InvalidIssuer,
+    #[error("identity claim is not a string or an integer")]
+    BadIdentity,
+    #[error("identity cannot be carried in a header")]
+    IdentityNotHeaderSafe,
+    #[error("identity is not a known user")]
+    UnknownUser,
+}
+
+/// Why a payload could not be read as claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadProblem {
+    #[error("not JSON")]
+    NotJson,
+    #[error("not a JSON object")]
+    NotAnObject,
+    #[error("a claim appears twice")]
+    DuplicateClaim,
+}

@@ -1,0 +1,120 @@
+//! The local user store and password checks (argon2id).
+//!
+//! Hashing runs on tokio's blocking pool behind a semaphore: argon2 on the reactor would
+//! stall every connection, and unbounded concurrent hashing would let a login storm take
+//! all memory (each hash uses m KiB) and every core.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use tokio::sync::Semaphore;
+
+use crate::config::{User, UserId};
+
+/// Longer passwords are refused without being hashed in full: bounded work per request.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+pub struct Users {
+    by_name: HashMap<String, (UserId, String)>,
+    ids: HashSet<UserId>,
+    /// Verified for unknown usernames so that "no such user" costs the same as
+    /// "wrong password" and cannot be told apart by timing.
+    dummy_hash: Option<String>,
+    hashing: Arc<Semaphore>,
+}
+
+impl Users {
+    pub fn new(users: &[User], max_concurrent_hashes: usize) -> Users {
+        Users {
+            by_name: users
+                .iter()
+                .map(|u| (u.username.clone(), (u.id.clone(), u.password_hash.clone())))
+                .collect(),
+            ids: users.iter().map(|u| u.id.clone()).collect(),
+            // The first user's hash has the cost parameters every login pays.
+            dummy_hash: users.first().map(|u| u.password_hash.clone()),
+            hashing: Arc::new(Semaphore::new(max_concurrent_hashes.max(1))),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Whether a token identity names a configured user.
+    pub fn contains(&self, id: &UserId) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// Checks a username and password; `None` for every kind of failure, after the same work.
+    /// `credentials` is `None` when the request did not carry a usable pair: the dummy hash
+    /// is still verified so a malformed attempt costs what a wrong password costs.
+    pub async fn authenticate(&self, credentials: Option<(&str, &str)>) -> Option<UserId> {
+        let (user, password) = match credentials {
+            Some((name, pw)) if pw.len() <= MAX_PASSWORD_BYTES => (self.by_name.get(name), pw),
+            _ => (None, ""),
+        };
+        let hash = match user {
+            Some((_, h)) => h.clone(),
+            None => self.dummy_hash.clone()?,
+        };
+        let password = password.as_bytes().to_vec();
+        let permit = self.hashing.clone().acquire_owned().await.ok()?;
+        let ok = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            PasswordHash::new(&hash)
+                .map(|parsed| {
+                    Argon2::default()
+                        .verify_password(&password, &parsed)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        match user {
+            Some((id, _)) if ok => Some(id.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Hashes a password as an argon2id PHC string with the crate's default (OWASP) parameters.
+pub fn hash_password(password: &[u8]) -> Result<String, argon2::password_hash::Error> {
+    let mut salt = [0u8; 16];
+    rand::fill(&mut salt);
+    let salt = SaltString::encode_b64(&salt)?;
+    Ok(Argon2::default()
+        .hash_password(password, &salt)?
+        .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn checks_passwords() {
+        let hash = hash_password(b"abcxyz").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        let users = Users::new(
+            &[User {
+                id: UserId::Int(1),
+                username: "user1".into(),
+                password_hash: hash,
+            }],
+            2,
+        );
+        assert_eq!(
+            users.authenticate(Some(("user1", "abcxyz"))).await,
+            Some(UserId::Int(1))
+        );
+        assert_eq!(users.authenticate(Some(("user1", "wrong"))).await, None);
+        assert_eq!(users.authenticate(Some(("nobody", "abcxyz"))).await, None);
+        assert_eq!(users.authenticate(None).await, None);
+        let long = "x".repeat(MAX_PASSWORD_BYTES + 1);
+        assert_eq!(users.authenticate(Some(("user1", &long))).await, None);
+    }
+}

@@ -1,0 +1,100 @@
+//! The serde mirror of `gateway.toml`: exactly what the user wrote.
+//!
+//! Every struct denies unknown keys, so a misspelled key (`auht = "required"`) is an error at
+//! start instead of a silently open route. Values stay as the user wrote them (strings for
+//! durations and addresses); `validate.rs` turns them into typed values.
+
+use serde::Deserialize;
+
+/// The root of `gateway.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    #[serde(default)]
+    pub server: ServerFile,
+    #[serde(default)]
+    pub tokens: TokensFile,
+    pub login: Option<LoginFile>,
+    #[serde(default)]
+    pub users: Vec<UserFile>,
+    pub users_file: Option<String>,
+    #[serde(default)]
+    pub routes: Vec<RouteFile>,
+}
+
+/// `[server]`: the listener and connection limits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    pub listen: Option<String>,
+    pub workers: Option<usize>,
+    pub header_read_timeout: Option<String>,
+    pub keep_alive_timeout: Option<String>,
+    pub shutdown_grace: Option<String>,
+    pub trust_forwarded: Option<bool>,
+}
+
+/// `[tokens]`: how tokens are read, verified and issued.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensFile {
+    pub header: Option<String>,
+    pub prefix: Option<String>,
+    pub algorithm: Option<String>,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<String>,
+    pub missing_secret: Option<String>,
+    pub allow_short_secret: Option<bool>,
+    pub lifetime: Option<String>,
+    pub not_before: Option<String>,
+    pub leeway: Option<String>,
+    pub identity_claim: Option<String>,
+    pub required_claims: Option<Vec<String>>,
+    pub audience: Option<String>,
+    pub issuer: Option<String>,
+    pub max_token_bytes: Option<usize>,
+    pub errors: Option<String>,
+    pub realm: Option<String>,
+}
+
+/// `[login]`: the token-issuing endpoint (Flask-JWT's `/auth`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginFile {
+    pub path: Option<String>,
+    pub username_field: Option<String>,
+    pub password_field: Option<String>,
+    pub max_body: Option<String>,
+    pub max_concurrent_hashes: Option<usize>,
+}
+
+/// One `[[users]]` entry (or one entry of `users_file`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserFile {
+    pub id: Option<toml::Value>,
+    pub username: Option<String>,
+    pub password_hash: Option<String>,
+}
+
+/// The shape of a separate `users_file`: `[[users]]` entries and nothing else.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersFile {
+    #[serde(default)]
+    pub users: Vec<UserFile>,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    pub path: Option<String>,
+    pub upstream: Option<String>,
+    pub respond: Option<String>,
+    pub auth: Option<String>,
+    pub forward_authorization: Option<bool>,
+    pub timeout: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub max_body: Option<String>,
+}

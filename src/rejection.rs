@@ -1,0 +1,330 @@
+//! Every early end of a request, and the one place that turns it into an HTTP response.
+//!
+//! The mapping has no catch-all arm: adding a failure forces a decision about its status,
+//! headers and body. Bodies always have the Flask-JWT shape
+//! `{"description": ..., "error": ..., "status_code": N}` plus a newline (keys sorted), so one
+//! client-side error handler covers every answer the gateway makes itself. The client is
+//! told little; the log gets the precise reason (`Rejection::reason`).
+
+use std::borrow::Cow;
+
+use http::header::{ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+use serde::Serialize;
+
+use crate::auth::issue::LoginError;
+use crate::auth::{PayloadProblem, TokenError};
+use crate::body::{full, Body};
+use crate::config::ErrorStyle;
+
+/// Why the gateway answered a request itself instead of forwarding it.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error("no route matches the path")]
+    NoRoute,
+    #[error("path refused: {0}")]
+    BadPath(&'static str),
+    #[error("token refused: {0}")]
+    Token(#[from] TokenError),
+    #[error("login refused: {0}")]
+    Login(#[from] LoginError),
+    #[error("request body over the route's limit")]
+    BodyTooLarge,
+    #[error("upstream unreachable: {0}")]
+    UpstreamUnavailable(String),
+    #[error("upstream did not answer in time")]
+    UpstreamTimeout,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What shapes an error response besides the rejection itself.
+#[derive(Debug, Clone)]
+pub struct ErrorContext {
+    pub style: ErrorStyle,
+    pub realm: String,
+    pub prefix: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    description: &'a str,
+    error: &'a str,
+    status_code: u16,
+}
+
+/// How a token failure is presented to an RFC 6750 client.
+enum Rfc6750 {
+    /// No credentials for this scheme: a bare challenge, no error code (§3.1).
+    Challenge,
+    /// A malformed request: 400 `invalid_request`.
+    InvalidRequest,
+    /// A token that fails verification: 401 `invalid_token`.
+    InvalidToken,
+}
+
+impl Rejection {
+    /// A short, stable reason for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::NoRoute => "no_route",
+            Rejection::BadPath(_) => "bad_path",
+            Rejection::Token(t) => t.reason(),
+            Rejection::Login(l) => l.reason(),
+            Rejection::BodyTooLarge => "body_too_large",
+            Rejection::UpstreamUnavailable(_) => "upstream_unavailable",
+            Rejection::UpstreamTimeout => "upstream_timeout",
+            Rejection::Internal(_) => "internal",
+        }
+    }
+
+    /// The response the client gets.
+    pub fn into_response(self, ctx: &ErrorContext) -> Response<Body> {
+        match self {
+            Rejection::NoRoute => json(
+                StatusCode::NOT_FOUND,
+                "Not Found",
+                "No route matches the requested URL",
+            ),
+            Rejection::BadPath(why) => json(StatusCode::BAD_REQUEST, "Bad Request", why),
+            Rejection::Token(t) => token_response(&t, ctx),
+            Rejection::Login(l) => login_response(l),
+            Rejection::BodyTooLarge => json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Payload Too Large",
+                "The request body is larger than this route accepts",
+            ),
+            Rejection::UpstreamUnavailable(_) => json(
+                StatusCode::BAD_GATEWAY,
+                "Bad Gateway",
+                "The upstream service could not be reached",
+            ),
+            Rejection::UpstreamTimeout => json(
+                StatusCode::GATEWAY_TIMEOUT,
+                "Gateway Timeout",
+                "The upstream service did not answer in time",
+            ),
+            Rejection::Internal(_) => json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error",
+                "The gateway failed to handle the request",
+            ),
+        }
+    }
+}
+
+impl TokenError {
+    /// The metric/log label for this failure.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Missing => "missing",
+            TokenError::UnsupportedScheme
+            | TokenError::TokenMissing
+            | TokenError::ContainsSpaces
+            | TokenError::NotAscii
+            | TokenError::TooLarge
+            | TokenError::NotEnoughSegments
+            | TokenError::TooManySegments
+            | TokenError::BadHeader(_)
+            | TokenError::CriticalHeader
+            | TokenError::BadPayloadEncoding
+            | TokenError::BadSignatureEncoding
+            | TokenError::BadPayload(_)
+            | TokenError::MissingClaim(_)
+            | TokenError::NotANumber(_)
+            | TokenError::BadIdentity
+            | TokenError::IdentityNotHeaderSafe => "malformed",
+            TokenError::AlgNotAllowed => "alg_not_allowed",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::IssuedInFuture => "issued_in_future",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::Expired => "expired",
+            TokenError::InvalidAudience => "wrong_audience",
+            TokenError::InvalidIssuer => "wrong_issuer",
+            TokenError::UnknownUser => "unknown_user",
+        }
+    }
+
+    /// Flask-JWT's `error` and `description` for this failure.
+    fn compat(&self) -> (&'static str, Cow<'static, str>) {
+        const HEADER: &str = "Invalid JWT header";
+        const TOKEN: &str = "Invalid token";
+        let d: &'static str = match self {
+            TokenError::Missing => {
+                return (
+                    "Authorization Required",
+                    "Request does not contain an access token".into(),
+                )
+            }
+            TokenError::UnsupportedScheme => {
+                return (HEADER, "Unsupported authorization type".into())
+            }
+            TokenError::TokenMissing => return (HEADER, "Token missing".into()),
+            TokenError::ContainsSpaces => return (HEADER, "Token contains spaces".into()),
+            TokenError::NotAscii => return (HEADER, "Token contains invalid characters".into()),
+            TokenError::UnknownUser => return ("Invalid JWT", "User does not exist".into()),
+            TokenError::MissingClaim(c) => {
+                return (TOKEN, format!("Token is missing the \"{c}\" claim").into())
+            }
+            TokenError::TooLarge => "Token is too large",
+            TokenError::NotEnoughSegments => "Not enough segments",
+            TokenError::TooManySegments => "Too many segments",
+            TokenError::BadHeader(why) => why,
+            TokenError::CriticalHeader => "Unsupported critical header parameter",
+            TokenError::AlgNotAllowed => "The specified alg value is not allowed",
+            TokenError::BadPayloadEncoding => "Invalid payload padding",
+            TokenError::BadSignatureEncoding => "Invalid crypto padding",
+            TokenError::BadSignature => "Signature verification failed",
+            TokenError::BadPayload(PayloadProblem::NotJson) => "Invalid payload string: not JSON",
+            TokenError::BadPayload(PayloadProblem::NotAnObject) => {
+                "Invalid payload string: must be a json object"
+            }
+            TokenError::BadPayload(PayloadProblem::DuplicateClaim) => {
+                "Invalid payload string: duplicate claim"
+            }
+            TokenError::NotANumber("exp") => "Expiration Time claim (exp) must be an integer.",
+            TokenError::NotANumber("iat") => "Issued At claim (iat) must be an integer.",
+            TokenError::NotANumber(_) => "Not Before claim (nbf) must be an integer.",
+            TokenError::IssuedInFuture => "Issued At claim (iat) cannot be in the future.",
+            TokenError::NotYetValid => "The token is not yet valid (nbf)",
+            TokenError::Expired => "Signature has expired",
+            TokenError::InvalidAudience => "Invalid audience",
+            TokenError::InvalidIssuer => "Invalid issuer",
+            TokenError::BadIdentity => "Identity claim must be a string or an integer",
+            TokenError::IdentityNotHeaderSafe => "Identity claim cannot be forwarded as a header",
+        };
+        (TOKEN, d.into())
+    }
+
+    fn rfc6750(&self) -> Rfc6750 {
+        match self {
+            TokenError::Missing | TokenError::UnsupportedScheme => Rfc6750::Challenge,
+            TokenError::TokenMissing | TokenError::ContainsSpaces | TokenError::NotAscii => {
+                Rfc6750::InvalidRequest
+            }
+            TokenError::TooLarge
+            | TokenError::NotEnoughSegments
+            | TokenError::TooManySegments
+            | TokenError::BadHeader(_)
+            | TokenError::CriticalHeader
+            | TokenError::AlgNotAllowed
+            | TokenError::BadPayloadEncoding
+            | TokenError::BadSignatureEncoding
+            | TokenError::BadSignature
+            | TokenError::BadPayload(_)
+            | TokenError::MissingClaim(_)
+            | TokenError::NotANumber(_)
+            | TokenError::IssuedInFuture
+            | TokenError::NotYetValid
+            | TokenError::Expired
+            | TokenError::InvalidAudience
+            | TokenError::InvalidIssuer
+            | TokenError::BadIdentity
+            | TokenError::IdentityNotHeaderSafe
+            | TokenError::UnknownUser => Rfc6750::InvalidToken,
+        }
+    }
+}
+
+fn token_response(t: &TokenError, ctx: &ErrorContext) -> Response<Body> {
+    let (error, description) = t.compat();
+    match ctx.style {
+        ErrorStyle::FlaskJwt => {
+            let mut res = json(StatusCode::UNAUTHORIZED, error, &description);
+            // Flask-JWT sends the challenge only when no token was presented at all.
+            if *t == TokenError::Missing {
+                let challenge = format!("{} realm=\"{}\"", ctx.prefix, quoted(&ctx.realm));
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    res.headers_mut().insert(WWW_AUTHENTICATE, v);
+                }
+            }
+            res
+        }
+        ErrorStyle::Rfc6750 => {
+            let realm = quoted(&ctx.realm);
+            let (status, challenge) = match t.rfc6750() {
+                Rfc6750::Challenge => (StatusCode::UNAUTHORIZED, format!("Bearer realm=\"{realm}\"")),
+                Rfc6750::InvalidRequest => (
+                    StatusCode::BAD_REQUEST,
+                    format!("Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{}\"", quoted(&description)),
+                ),
+                Rfc6750::InvalidToken => (
+                    StatusCode::UNAUTHORIZED,
+                    format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"", quoted(&description)),
+                ),
+            };
+            let mut res = json(status, error, &description);
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                res.headers_mut().insert(WWW_AUTHENTICATE, v);
+            }
+            res
+        }
+    }
+}
+
+/// Makes text safe inside an RFC 6750 quoted string (no `"` or `\`, visible ASCII only).
+fn quoted(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            c if c == ' ' || c.is_ascii_graphic() => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+fn login_response(l: LoginError) -> Response<Body> {
+    match l {
+        LoginError::MethodNotAllowed => {
+            let mut res = json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method Not Allowed",
+                "The method is not allowed for the requested URL.",
+            );
+            res.headers_mut().insert(
+                ALLOW,
+                HeaderValue::from_static(crate::auth::issue::ALLOW_LOGIN),
+            );
+            res
+        }
+        LoginError::NotJson => json(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "The request body must be JSON (Content-Type: application/json)",
+        ),
+        LoginError::MalformedBody(why) => json(StatusCode::BAD_REQUEST, "Bad Request", why),
+        LoginError::BodyTooLarge => json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Payload Too Large",
+            "The login request body is too large",
+        ),
+        // Flask-JWT's exact body, including its "Bad Request" error with status 401.
+        LoginError::InvalidCredentials => json(
+            StatusCode::UNAUTHORIZED,
+            "Bad Request",
+            "Invalid credentials",
+        ),
+        LoginError::Internal(_) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            "The gateway failed to issue a token",
+        ),
+    }
+}
+
+/// A JSON error response in the one shape every gateway error uses.
+pub fn json(status: StatusCode, error: &str, description: &str) -> Response<Body> {
+    let body = ErrorBody {
+        description,
+        error,
+        status_code: status.as_u16(),
+    };
+    let mut text = serde_json::to_vec(&body).unwrap_or_default();
+    text.push(b'\n');
+    let mut res = Response::new(full(text));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}

@@ -1,0 +1,127 @@
+//! ① Routing: which route answers a path.
+//!
+//! Routes match on whole path segments: `/api` answers `/api`, `/api/` and `/api/x`, never
+//! `/apiary`. The longest matching prefix wins. Paths that could be read differently by the
+//! gateway and by a backend (dot segments, encoded slashes, backslashes, NUL) are refused
+//! before matching, so a request is never forwarded under a route it was not matched on.
+
+/// A compiled route table; `T` is what a match yields.
+pub struct RouteTable<T> {
+    /// Sorted longest prefix first, so the first match is the most specific.
+    entries: Vec<(String, T)>,
+}
+
+impl<T> RouteTable<T> {
+    /// Builds the table from `(prefix, value)` pairs; prefixes are normalized (`/api/` → `/api`).
+    pub fn new(routes: impl IntoIterator<Item = (String, T)>) -> RouteTable<T> {
+        let mut entries: Vec<(String, T)> = routes
+            .into_iter()
+            .map(|(p, t)| {
+                let trimmed = p.trim_end_matches('/');
+                (
+                    if trimmed.is_empty() {
+                        "/".to_string()
+                    } else {
+                        trimmed.to_string()
+                    },
+                    t,
+                )
+            })
+            .collect();
+        entries.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        RouteTable { entries }
+    }
+
+    /// The most specific route for `path` (the path part of the request target, no query).
+    pub fn find(&self, path: &str) -> Option<&T> {
+        self.entries
+            .iter()
+            .find(|(prefix, _)| segment_prefix(prefix, path))
+            .map(|(_, t)| t)
+    }
+}
+
+fn segment_prefix(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// Refuses request paths that backends might resolve to another route than ours.
+pub fn check_path(path: &str) -> Result<(), &'static str> {
+    if !path.starts_with('/') {
+        return Err("The request target must be an absolute path");
+    }
+    if path.contains('\\') {
+        return Err("The path contains a backslash");
+    }
+    let lower = path.to_ascii_lowercase();
+    for (encoded, why) in [
+        ("%2f", "The path contains an encoded slash"),
+        ("%5c", "The path contains an encoded backslash"),
+        ("%00", "The path contains an encoded NUL"),
+        ("%2e", "The path contains an encoded dot"),
+        ("%25", "The path contains an encoded percent sign"),
+    ] {
+        if lower.contains(encoded) {
+            return Err(why);
+        }
+    }
+    for segment in path[1..].split('/') {
+        if segment == "." || segment == ".." {
+            return Err("The path contains a dot segment");
+        }
+    }
+    if path.contains("//") {
+        return Err("The path contains an empty segment");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_prefixes_and_specificity() {
+        let t = RouteTable::new([
+            ("/".to_string(), 0),
+            ("/api/".to_string(), 1),
+            ("/api/admin".to_string(), 2),
+        ]);
+        assert_eq!(t.find("/api"), Some(&1));
+        assert_eq!(t.find("/api/"), Some(&1));
+        assert_eq!(t.find("/api/users"), Some(&1));
+        assert_eq!(t.find("/apiary"), Some(&0));
+        assert_eq!(t.find("/api/admin/x"), Some(&2));
+        assert_eq!(t.find("/api/administrator"), Some(&1));
+        let only = RouteTable::new([("/api".to_string(), 1)]);
+        assert_eq!(only.find("/apiary"), None);
+        assert_eq!(only.find("/"), None);
+    }
+
+    #[test]
+    fn ambiguous_paths_are_refused() {
+        for bad in [
+            "/api/../admin",
+            "/api/./x",
+            "/api/%2e%2e/admin",
+            "/api%2fadmin",
+            "//admin",
+            "/a\\b",
+            "/a%00",
+            "/a/%252e%252e/",
+            "x",
+            "/api/..",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+        for good in ["/", "/api/", "/api/v1.2/x", "/a/..b/c", "/%41"] {
+            assert!(check_path(good).is_ok(), "{good}");
+        }
+    }
+}
