@@ -14,16 +14,16 @@
 //! ```
 //!
 //! Modules, in flow order:
-//! - [`config`]: `gateway.toml` → typed, cross-checked [`config::Config`].
-//! - [`server`]: accept loop, per-connection HTTP, graceful drain.
-//! - [`pipeline`]: builds the runtime pieces; the only code that knows the step order.
-//! - [`routing`]: ① route table and path safety checks.
-//! - [`auth`]: ③ token extraction, verification, issuing, users.
-//! - [`identity`]: ④ strip-then-set of identity headers.
-//! - [`proxy`]: ⑤ hop-by-hop rules, `X-Forwarded-*`, pooled upstream client.
-//! - [`rejection`]: every early end of a request and its response.
-//! - [`body`]: the body type shared by all responses.
-//! - [`telemetry`]: logging.
+//! - [`config`] — `gateway.toml` → typed, cross-checked [`config::Config`].
+//! - [`server`] — accept loop, per-connection HTTP, graceful drain.
+//! - [`pipeline`] — builds the runtime pieces; the only code that knows the step order.
+//! - [`routing`] — ① route table and path safety checks.
+//! - [`auth`] — ③ token extraction, verification, issuing, users.
+//! - [`identity`] — ④ strip-then-set of identity headers.
+//! - [`proxy`] — ⑤ hop-by-hop rules, `X-Forwarded-*`, pooled upstream client.
+//! - [`rejection`] — every early end of a request and its response.
+//! - [`body`] — the body type shared by all responses.
+//! - [`telemetry`] — logging.
 
 pub mod auth;
 pub mod body;

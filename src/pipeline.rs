@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use http::header::{CONTENT_TYPE, HOST};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -36,7 +36,7 @@ pub struct Route {
 }
 
 pub enum RouteTarget {
-    Upstream(Upstream),
+    Upstream(Box<Upstream>),
     Respond(Responder),
 }
 
@@ -83,9 +83,11 @@ impl Pipeline {
         let mut routes = Vec::new();
         for r in &config.routes {
             let target = match &r.target {
-                Target::Upstream(uri) => {
-                    RouteTarget::Upstream(Upstream::new(uri, r.connect_timeout, r.timeout)?)
-                }
+                Target::Upstream(uri) => RouteTarget::Upstream(Box::new(Upstream::new(
+                    uri,
+                    r.connect_timeout,
+                    r.timeout,
+                )?)),
                 Target::Respond(what) => RouteTarget::Respond(*what),
             };
             routes.push((
@@ -208,6 +210,17 @@ impl Pipeline {
                         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
                     {
                         req.headers_mut().insert(HOST, v);
+                    }
+                }
+                if let Some(max) = route.max_body {
+                    // A declared oversize body is refused before anything is sent upstream.
+                    let declared = req
+                        .headers()
+                        .get(CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if declared.is_some_and(|len| len > max) {
+                        return Err(Rejection::BodyTooLarge);
                     }
                 }
                 let req = req.map(|b| limit_body(b, route.max_body));

@@ -28,7 +28,7 @@ impl<T> RouteTable<T> {
                 )
             })
             .collect();
-        entries.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.0.len()));
         RouteTable { entries }
     }
 

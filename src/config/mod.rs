@@ -218,13 +218,13 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 /// Parses and validates config text; `base` resolves relative file paths.
 pub fn from_str(text: &str, base: &Path) -> Result<Loaded, ConfigError> {
     let file: file::GatewayFile = toml::from_str(text).map_err(|e| ConfigError {
-        problems: vec![toml_problem(&e)],
+        problems: vec![toml_problem(&e, text)],
     })?;
     from_file(file, base)
 }
 
 /// Turns a TOML syntax or shape error into a problem naming the key where possible.
-pub(crate) fn toml_problem(e: &toml::de::Error) -> Problem {
+pub(crate) fn toml_problem(e: &toml::de::Error, text: &str) -> Problem {
     let message = e.message().trim().to_string();
     let hint = if message.starts_with("unknown field") {
         "check the spelling against the config reference in README.md".to_string()
@@ -232,7 +232,13 @@ pub(crate) fn toml_problem(e: &toml::de::Error) -> Problem {
         String::new()
     };
     let key = match e.span() {
-        Some(span) => format!("(at byte {})", span.start),
+        Some(span) => {
+            let line = text
+                .get(..span.start)
+                .map_or(0, |before| before.matches('\n').count())
+                + 1;
+            format!("line {line}")
+        }
         None => "(file)".to_string(),
     };
     Problem { key, message, hint }

@@ -70,23 +70,35 @@ impl Upstream {
             Err(_) => Err(Rejection::UpstreamTimeout),
             Ok(Ok(res)) => Ok(res),
             Ok(Err(e)) if e.is_connect() && timed_out(&e) => Err(Rejection::UpstreamTimeout),
+            // The route's body limit tripped while the body streamed.
+            Ok(Err(e)) if caused_by::<http_body_util::LengthLimitError>(&e) => {
+                Err(Rejection::BodyTooLarge)
+            }
             Ok(Err(e)) => Err(Rejection::UpstreamUnavailable(describe(&e))),
         }
     }
 }
 
-fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+/// Walks the error's source chain for a `T`.
+fn find<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        if err
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
-            return true;
+        if let Some(t) = err.downcast_ref::<T>() {
+            return Some(t);
         }
         cur = err.source();
     }
-    false
+    None
+}
+
+fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    find::<T>(e).is_some()
+}
+
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    find::<std::io::Error>(e).is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
 }
 
 fn describe(e: &hyper_util::client::legacy::Error) -> String {

@@ -1,0 +1,247 @@
+//! Configuration: problems name their key, the shipped file stays valid, the CLI.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use gateway::config;
+
+fn problems(toml: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), crate::support::SECRET).unwrap();
+    match config::from_str(toml, dir.path()) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn assert_problem(toml: &str, key: &str, words: &str) {
+    let p = problems(toml);
+    assert!(
+        p.iter().any(|p| p.starts_with(key) && p.contains(words)),
+        "no problem at {key} mentioning {words:?} in {p:#?}"
+    );
+}
+
+const BASE: &str = "[tokens]\nsecret_file = \"secret\"\n";
+
+#[test]
+fn shipped_gateway_toml_is_valid_and_runs_the_seed_flow() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let loaded = config::load(&root.join("gateway.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let c = loaded.config;
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.login.as_ref().unwrap().path, "/auth");
+    assert_eq!(c.users.len(), 2);
+    assert_eq!(c.routes[0].path, "/protected");
+    assert_eq!(c.tokens.lifetime.as_secs(), 300);
+    assert_eq!(c.tokens.leeway.as_secs(), 10);
+    assert_eq!(c.tokens.prefix, "JWT");
+    // Without GATEWAY_SECRET the shipped file falls back to a generated secret, loudly.
+    if std::env::var_os("GATEWAY_SECRET").is_none() {
+        assert!(loaded
+            .warnings
+            .iter()
+            .any(|w| w.key == "tokens.missing_secret"));
+    }
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let p = problems(&format!("{BASE}[[routes]]\npath = \"/api\"\nupstream = \"http://127.0.0.1:1\"\nauht = \"required\"\n"));
+    assert!(
+        p.iter()
+            .any(|p| p.contains("unknown field `auht`") && p.contains("line 6")),
+        "{p:?}"
+    );
+    let p = problems("[tokens]\nsecret_file = \"secret\"\nalgorithms = \"HS256\"\n");
+    assert!(p.iter().any(|p| p.contains("algorithms")), "{p:?}");
+    let p = problems("listen = \"127.0.0.1:1\"\n");
+    assert!(p.iter().any(|p| p.contains("listen")), "{p:?}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_key() {
+    let toml = format!(
+        "[server]\nlisten = \"nowhere\"\n{BASE}lifetime = \"five minutes\"\nalgorithm = \"none\"\n\
+         [[routes]]\npath = \"/api\"\nupstream = \"ftp://x\"\n\
+         [[routes]]\npath = \"/api/\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"requierd\"\n"
+    );
+    let p = problems(&toml);
+    for (key, words) in [
+        ("server.listen", "not an address"),
+        ("tokens.lifetime", "not a duration"),
+        ("tokens.algorithm", "unsupported algorithm `none`"),
+        ("routes[0].auth", "missing"),
+        ("routes[0].upstream", "no http:// scheme"),
+        ("routes[1].path", "already used"),
+        ("routes[1].auth", "unknown value `requierd`"),
+    ] {
+        assert!(
+            p.iter().any(|p| p.starts_with(key) && p.contains(words)),
+            "{key}: {words} not in {p:#?}"
+        );
+    }
+    assert!(
+        p.iter().all(|p| p.contains("hint:")),
+        "every problem carries a hint: {p:#?}"
+    );
+}
+
+#[test]
+fn secrets_are_checked_and_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("short"), "hunter2-is-short").unwrap();
+    let err = config::from_str("[tokens]\nsecret_file = \"short\"\n", dir.path()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("tokens.secret_file") && text.contains("at least 32"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("hunter2"),
+        "the secret leaked into the message"
+    );
+    // Explicitly allowed legacy secret.
+    assert!(config::from_str(
+        "[tokens]\nsecret_file = \"short\"\nallow_short_secret = true\n",
+        dir.path()
+    )
+    .is_ok());
+    // Unset env var and the default "refuse".
+    assert_problem(
+        "[tokens]\nsecret_env = \"GATEWAY_TEST_SURELY_UNSET_VAR\"\n",
+        "tokens.secret_env",
+        "not set",
+    );
+    assert_problem(
+        "[tokens]\nsecret_file = \"missing-file\"\n",
+        "tokens.secret_file",
+        "cannot read",
+    );
+    assert_problem("[tokens]\n", "tokens", "no signing secret");
+}
+
+#[test]
+fn token_rules_are_checked() {
+    assert_problem(
+        &format!("{BASE}required_claims = [\"iat\"]\n"),
+        "tokens.required_claims",
+        "\"exp\" must be required",
+    );
+    assert_problem(
+        &format!("{BASE}identity_claim = \"exp\"\n"),
+        "tokens.identity_claim",
+        "cannot hold the identity",
+    );
+    assert_problem(
+        &format!("{BASE}errors = \"xml\"\n"),
+        "tokens.errors",
+        "unknown error style",
+    );
+    assert_problem(&format!("{BASE}[login]\n"), "login", "no users");
+}
+
+#[test]
+fn users_are_checked() {
+    let toml = format!("{BASE}[[users]]\nid = 1.5\nusername = \"a\"\npassword_hash = \"plain\"\n[[users]]\nid = 2\nusername = \"b\"\npassword_hash = \"$2b$12$abcdefghijklmnopqrstuu5Xj4Rr0lR1MVtN4vNbYgIDm2p3n8Pdm\"\n");
+    let p = problems(&toml);
+    for (key, words) in [
+        ("users[0].id", "integer or a non-empty string"),
+        ("users[0].password_hash", "not a PHC"),
+        ("users[1].password_hash", ""),
+    ] {
+        assert!(
+            p.iter().any(|p| p.starts_with(key) && p.contains(words)),
+            "{key} not in {p:#?}"
+        );
+    }
+}
+
+#[test]
+fn users_file_is_read_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), crate::support::SECRET).unwrap();
+    let hash = gateway::auth::users::hash_password(b"pw").unwrap();
+    std::fs::write(
+        dir.path().join("users.toml"),
+        format!("[[users]]\nid = 7\nusername = \"u\"\npassword_hash = \"{hash}\"\n"),
+    )
+    .unwrap();
+    let loaded = config::from_str(
+        "users_file = \"users.toml\"\n[tokens]\nsecret_file = \"secret\"\n[login]\n",
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(loaded.config.users.len(), 1);
+    assert_eq!(loaded.config.users[0].id, config::UserId::Int(7));
+}
+
+fn cli(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(args)
+        .env_remove("GATEWAY_SECRET")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_subcommand_exit_codes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shipped = root.join("gateway.toml");
+    let (code, out, err) = cli(&["check", "--config", shipped.to_str().unwrap()], "");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("warning: tokens.missing_secret"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[server]\nlisten = \"x\"\n[tokens]\nsecret_env = \"GATEWAY_TEST_SURELY_UNSET_VAR\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = cli(&["check", "--config", bad.to_str().unwrap()], "");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("server.listen") && err.contains("tokens.secret_env"),
+        "{err}"
+    );
+
+    // `run` refuses the same config the same way, before binding anything.
+    let (code, _, err) = cli(&["run", "--config", bad.to_str().unwrap()], "");
+    assert_eq!(code, 2);
+    assert!(err.contains("server.listen"), "{err}");
+}
+
+#[test]
+fn hash_password_prints_a_verifiable_argon2id_hash() {
+    let (code, out, _) = cli(&["hash-password"], "correct horse\n");
+    assert_eq!(code, 0);
+    let hash = out.trim();
+    assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    let parsed = PasswordHash::new(hash).unwrap();
+    assert!(argon2::Argon2::default()
+        .verify_password(b"correct horse", &parsed)
+        .is_ok());
+    assert!(argon2::Argon2::default()
+        .verify_password(b"correct horse\n", &parsed)
+        .is_err());
+    let (code, _, _) = cli(&["hash-password"], "");
+    assert_ne!(code, 0);
+}

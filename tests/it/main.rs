@@ -1,0 +1,23 @@
+#![allow(clippy::unwrap_used)]
+
+//! Integration tests: one binary, real sockets on 127.0.0.1:0, real upstream servers.
+//!
+//! Modules:
+//! - `compat`: every row of the Flask-JWT error table, check order and leeway.
+//! - `login`: `POST /auth` success, failures, methods, content types, limits.
+//! - `forwarding`: the seed flow through a real upstream, identity spoofing, hop-by-hop,
+//!   `X-Forwarded-*`, 404/400/502/504.
+//! - `streaming`: large bodies cross the gateway without being buffered.
+//! - `rfc6750`: the Bearer error style.
+//! - `config`: bad configs name the key; the shipped `gateway.toml` stays valid; the CLI.
+//! - `interop`: PyJWT decodes our tokens and signs tokens we accept.
+
+mod support;
+
+mod compat;
+mod config;
+mod forwarding;
+mod interop;
+mod login;
+mod rfc6750;
+mod streaming;

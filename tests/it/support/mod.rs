@@ -1,0 +1,431 @@
+//! Test harness: a real gateway and real upstream servers on 127.0.0.1:0, a small HTTP
+//! client, raw sockets, and token minting.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+use gateway::body::{full, Body};
+
+/// The HMAC secret every test gateway uses (written to a secret_file).
+pub const SECRET: &[u8] = b"integration-test-secret-0123456789abcdef";
+/// The seed users' password.
+pub const PASSWORD: &str = "abcxyz";
+const HASH1: &str = "$argon2id$v=19$m=19456,t=2,p=1$wSaoz+WjVyDsS0mngmCCZw$lmrh+SyHdtpcel/Vv+nEzSbKyrsRTlKEFpoT+qiXaQw";
+const HASH2: &str = "$argon2id$v=19$m=19456,t=2,p=1$EHZg7TkI/yDxnjGOSQpsjA$40+bAy3AVg+q4NBXHUe7bqEqyoyKNkNyBIQ90IpAM+4";
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+// ---------------------------------------------------------------- tokens
+
+pub fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Signs `header.payload` (both raw JSON text) with `secret` using `alg` (an HMAC alg).
+pub fn sign_with(
+    alg: jsonwebtoken::Algorithm,
+    header: &str,
+    payload: &str,
+    secret: &[u8],
+) -> String {
+    let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
+    let key = jsonwebtoken::EncodingKey::from_secret(secret).unwrap();
+    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, alg).unwrap();
+    format!("{input}.{sig}")
+}
+
+/// An HS256 token with the Flask-JWT header over `payload` (raw JSON text).
+pub fn sign_raw(payload: &str) -> String {
+    sign_with(
+        jsonwebtoken::Algorithm::HS256,
+        r#"{"typ":"JWT","alg":"HS256"}"#,
+        payload,
+        SECRET,
+    )
+}
+
+/// An HS256 token over `claims`.
+pub fn mint(claims: Value) -> String {
+    sign_raw(&claims.to_string())
+}
+
+/// Flask-JWT claims for `identity`, valid now for 300 s.
+pub fn claims(identity: Value) -> Value {
+    let t = now();
+    json!({"exp": t + 300, "iat": t, "nbf": t, "identity": identity})
+}
+
+/// A valid token for user 1.
+pub fn token() -> String {
+    mint(claims(json!(1)))
+}
+
+// ---------------------------------------------------------------- upstream
+
+/// What an upstream server received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    pub target: String,
+    pub headers: HeaderMap,
+    pub body_len: usize,
+}
+
+pub type Handler = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync,
+>;
+
+/// A real HTTP/1.1 server on 127.0.0.1:0 that records every request it gets.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Upstream {
+    /// Answers 200 `ok` after reading the whole body.
+    pub async fn start() -> Upstream {
+        Self::with(Arc::new(|req: Request<Incoming>| {
+            Box::pin(async move {
+                let _ = req.into_body().collect().await;
+                Response::new(full("ok"))
+            })
+        }))
+        .await
+    }
+
+    /// Accepts requests and never answers them.
+    pub async fn hanging() -> Upstream {
+        Self::with(Arc::new(|_req| Box::pin(std::future::pending()))).await
+    }
+
+    /// Records each request's head, then hands it to `handler` (which sees the live body).
+    pub async fn with(handler: Handler) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let record = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    a = listener.accept() => a.unwrap(),
+                    _ = &mut stopped => return,
+                };
+                let record = record.clone();
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let record = record.clone();
+                        let handler = handler.clone();
+                        async move {
+                            let len = req
+                                .headers()
+                                .get("content-length")
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(0);
+                            record.lock().unwrap().push(Seen {
+                                method: req.method().clone(),
+                                target: req.uri().to_string(),
+                                headers: req.headers().clone(),
+                                body_len: len,
+                            });
+                            Ok::<_, std::convert::Infallible>(handler(req).await)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            addr,
+            seen,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.requests()
+            .pop()
+            .expect("the upstream received no request")
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// A loopback address where nothing listens (bound, then released).
+pub async fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+// ---------------------------------------------------------------- gateway
+
+/// Builds a gateway config around the seed users and a secret file, then starts it.
+pub struct GatewayBuilder {
+    tokens: Vec<String>,
+    server: Vec<String>,
+    routes: String,
+    login: bool,
+    users: bool,
+}
+
+pub fn gateway() -> GatewayBuilder {
+    GatewayBuilder {
+        tokens: Vec::new(),
+        server: Vec::new(),
+        routes: String::new(),
+        login: true,
+        users: true,
+    }
+}
+
+impl GatewayBuilder {
+    /// Adds a `key = value` line to `[tokens]`.
+    pub fn tokens(mut self, line: &str) -> Self {
+        self.tokens.push(line.to_string());
+        self
+    }
+
+    pub fn server(mut self, line: &str) -> Self {
+        self.server.push(line.to_string());
+        self
+    }
+
+    /// Adds a route to `upstream` with `auth`, plus extra `key = value` lines.
+    pub fn route(self, path: &str, upstream: &str, auth: &str) -> Self {
+        self.route_with(path, upstream, auth, &[])
+    }
+
+    pub fn route_with(mut self, path: &str, upstream: &str, auth: &str, extra: &[&str]) -> Self {
+        self.routes.push_str(&format!(
+            "\n[[routes]]\npath = \"{path}\"\nupstream = \"{upstream}\"\nauth = \"{auth}\"\n"
+        ));
+        for line in extra {
+            self.routes.push_str(line);
+            self.routes.push('\n');
+        }
+        self
+    }
+
+    pub fn respond_identity(mut self, path: &str) -> Self {
+        self.routes.push_str(&format!(
+            "\n[[routes]]\npath = \"{path}\"\nrespond = \"identity\"\nauth = \"required\"\n"
+        ));
+        self
+    }
+
+    pub fn without_users(mut self) -> Self {
+        self.users = false;
+        self.login = false;
+        self
+    }
+
+    pub fn toml(&self) -> String {
+        let mut t = String::from("[server]\nlisten = \"127.0.0.1:0\"\n");
+        for l in &self.server {
+            t.push_str(l);
+            t.push('\n');
+        }
+        t.push_str("[tokens]\nsecret_file = \"secret\"\n");
+        for l in &self.tokens {
+            t.push_str(l);
+            t.push('\n');
+        }
+        if self.login {
+            t.push_str("[login]\n");
+        }
+        if self.users {
+            t.push_str(&format!(
+                "[[users]]\nid = 1\nusername = \"user1\"\npassword_hash = \"{HASH1}\"\n"
+            ));
+            t.push_str(&format!(
+                "[[users]]\nid = \"alice\"\nusername = \"user2\"\npassword_hash = \"{HASH2}\"\n"
+            ));
+        }
+        t.push_str(&self.routes);
+        t
+    }
+
+    pub async fn start(self) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), SECRET).unwrap();
+        let loaded = gateway::config::from_str(&self.toml(), dir.path())
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.toml()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (addr, serving) = gateway::start(&loaded.config, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+        let task = tokio::spawn(serving);
+        Gateway {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+}
+
+/// A running in-process gateway; stopped (and drained) on drop or with [`Gateway::stop`].
+pub struct Gateway {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<gateway::server::Drained>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn stop(mut self) -> gateway::server::Drained {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap()
+    }
+
+    /// Logs in through `/auth` and returns the access token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let r = post_json(
+            &self.url("/auth"),
+            &json!({"username": username, "password": password}).to_string(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "login failed: {}", r.text());
+        r.json()["access_token"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+// ---------------------------------------------------------------- client
+
+/// A complete response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    /// Asserts the compat error body exactly (sorted keys, trailing newline).
+    pub fn assert_error(&self, status: u16, error: &str, description: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text());
+        let want = format!(
+            "{}\n",
+            json!({"description": description, "error": error, "status_code": status})
+        );
+        assert_eq!(self.text(), want);
+        assert_eq!(self.header("content-type"), Some("application/json"));
+    }
+}
+
+pub async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Resp {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut b = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let res = client
+        .request(b.body(Full::new(body.into())).unwrap())
+        .await
+        .expect("request failed");
+    let (parts, body) = res.into_parts();
+    Resp {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Resp {
+    request("GET", url, headers, Bytes::new()).await
+}
+
+pub async fn post_json(url: &str, body: &str) -> Resp {
+    request(
+        "POST",
+        url,
+        &[("content-type", "application/json")],
+        body.to_string(),
+    )
+    .await
+}
+
+/// Sends raw bytes and reads until the server closes (or 5 s pass).
+pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
