@@ -82,6 +82,7 @@ mod tests {
         let bad = Claims {
             identity: UserId::Str("a\r\nX-Admin: 1".into()),
             exp: 0.0,
+            extra: Vec::new(),
         };
         assert_eq!(
             ids.set(&mut h, &bad),
@@ -91,6 +92,7 @@ mod tests {
         let good = Claims {
             identity: UserId::Int(7),
             exp: 0.0,
+            extra: Vec::new(),
         };
         ids.set(&mut h, &good).unwrap();
         assert_eq!(h[X_IDENTITY], "7");

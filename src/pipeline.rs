@@ -104,7 +104,7 @@ impl Pipeline {
         Ok(Pipeline {
             routes: RouteTable::new(routes),
             login,
-            verifier: Verifier::new(t, key),
+            verifier: Verifier::new(t, key, Vec::new()),
             users,
             identity: IdentityHeaders::default(),
             token_header: t.header.clone(),

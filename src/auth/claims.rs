@@ -5,6 +5,7 @@
 //! skipped without being materialized.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -19,6 +20,19 @@ pub struct Claims {
     pub identity: UserId,
     /// Expiry as Unix seconds (fractions allowed by RFC 7519 NumericDate).
     pub exp: f64,
+    /// The other claims the configuration uses (route requirements, claim headers); only
+    /// those are kept, so an unused huge claim costs nothing but skipping.
+    pub extra: Vec<(Arc<str>, Value)>,
+}
+
+impl Claims {
+    /// A claim kept in [`Claims::extra`], by name.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.extra
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, v)| v)
+    }
 }
 
 impl UserId {
@@ -93,6 +107,8 @@ pub struct RawClaims {
     pub identity: Option<Value>,
     pub aud: Option<Value>,
     pub iss: Option<Value>,
+    /// The wanted extra claims that were present.
+    pub extra: Vec<(Arc<str>, Value)>,
 }
 
 /// Error text the payload visitor uses when the payload is JSON but not an object.
@@ -101,6 +117,8 @@ pub const NOT_AN_OBJECT: &str = "must be a json object";
 /// Decodes a payload into [`RawClaims`], reading the identity from the configured claim name.
 pub struct PayloadSeed<'a> {
     pub identity_claim: &'a str,
+    /// Further claims to keep (see [`Claims::extra`]).
+    pub wanted: &'a [Arc<str>],
 }
 
 impl<'de> DeserializeSeed<'de> for PayloadSeed<'_> {
@@ -137,8 +155,16 @@ impl<'de> Visitor<'de> for PayloadSeed<'_> {
                 "nbf" => 2,
                 "aud" => 4,
                 "iss" => 5,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
+                k => {
+                    match self.wanted.iter().find(|w| &***w == k) {
+                        Some(name) if out.extra.iter().any(|(n, _)| n == name) => {
+                            return Err(de::Error::custom(format_args!("duplicate claim `{k}`")));
+                        }
+                        Some(name) => out.extra.push((name.clone(), map.next_value()?)),
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
                     continue;
                 }
             };
@@ -188,6 +214,7 @@ mod tests {
         let mut d = serde_json::Deserializer::from_str(json);
         PayloadSeed {
             identity_claim: "identity",
+            wanted: &[Arc::from("roles")],
         }
         .deserialize(&mut d)
     }
@@ -197,6 +224,12 @@ mod tests {
         let e = parse(r#"{"exp":1,"identity":1,"identity":2}"#).unwrap_err();
         assert!(e.to_string().contains("duplicate claim `identity`"), "{e}");
         assert!(parse(r#"{"exp":1,"exp":2}"#).is_err());
+        assert!(parse(r#"{"roles":["a"],"roles":["admin"]}"#).is_err());
+        let c = parse(r#"{"roles":["admin"],"other":1}"#).unwrap();
+        assert_eq!(
+            c.extra,
+            vec![(Arc::from("roles"), serde_json::json!(["admin"]))]
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use base64::Engine;
 use serde::de::DeserializeSeed;
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::Arc;
 
 use super::claims::{Claims, PayloadSeed, RawClaims, TimeClaim, NOT_AN_OBJECT};
 use super::keys::{alg_name, Key};
@@ -35,19 +36,22 @@ pub struct Verifier {
     leeway: f64,
     required: RequiredClaims,
     identity_claim: String,
+    wanted: Vec<Arc<str>>,
     audience: Option<String>,
     issuer: Option<String>,
     max_token_bytes: usize,
 }
 
 impl Verifier {
-    pub fn new(t: &TokensConfig, key: Key) -> Verifier {
+    /// `wanted` names the claims beyond the registered ones that callers will read.
+    pub fn new(t: &TokensConfig, key: Key, wanted: Vec<Arc<str>>) -> Verifier {
         Verifier {
             alg: alg_name(key.algorithm),
             key,
             leeway: t.leeway.as_secs_f64(),
             required: t.required,
             identity_claim: t.identity_claim.clone(),
+            wanted,
             audience: t.audience.clone(),
             issuer: t.issuer.clone(),
             max_token_bytes: t.max_token_bytes,
@@ -98,7 +102,7 @@ impl Verifier {
             Ok(false) | Err(_) => return Err(TokenError::BadSignature),
         }
 
-        let raw = parse_payload(&payload, &self.identity_claim)?;
+        let raw = parse_payload(&payload, &self.identity_claim, &self.wanted)?;
         self.check_claims(raw, now as f64)
     }
 
@@ -153,7 +157,11 @@ impl Verifier {
             Some(Value::String(s)) if !s.is_empty() => UserId::Str(s),
             Some(_) => return Err(TokenError::BadIdentity),
         };
-        Ok(Claims { identity, exp })
+        Ok(Claims {
+            identity,
+            exp,
+            extra: raw.extra,
+        })
     }
 }
 
@@ -184,20 +192,27 @@ fn parse_header(json: &[u8]) -> Result<JoseHeader, TokenError> {
     }
 }
 
-fn parse_payload(json: &[u8], identity_claim: &str) -> Result<RawClaims, TokenError> {
+fn parse_payload(
+    json: &[u8],
+    identity_claim: &str,
+    wanted: &[Arc<str>],
+) -> Result<RawClaims, TokenError> {
     let mut de = serde_json::Deserializer::from_slice(json);
-    let raw = PayloadSeed { identity_claim }
-        .deserialize(&mut de)
-        .map_err(|e| {
-            let text = e.to_string();
-            TokenError::BadPayload(if text.starts_with(NOT_AN_OBJECT) {
-                PayloadProblem::NotAnObject
-            } else if text.starts_with("duplicate claim") {
-                PayloadProblem::DuplicateClaim
-            } else {
-                PayloadProblem::NotJson
-            })
-        })?;
+    let raw = PayloadSeed {
+        identity_claim,
+        wanted,
+    }
+    .deserialize(&mut de)
+    .map_err(|e| {
+        let text = e.to_string();
+        TokenError::BadPayload(if text.starts_with(NOT_AN_OBJECT) {
+            PayloadProblem::NotAnObject
+        } else if text.starts_with("duplicate claim") {
+            PayloadProblem::DuplicateClaim
+        } else {
+            PayloadProblem::NotJson
+        })
+    })?;
     de.end()
         .map_err(|_| TokenError::BadPayload(PayloadProblem::NotJson))?;
     Ok(raw)
