@@ -1,26 +1,43 @@
 //! ④ Identity headers: strip every inbound spelling, then set ours from verified claims.
 //!
 //! Stripping happens on every route, public ones too: a backend must be able to trust
-//! `X-Identity` whenever it is present. Names are compared with `_` folded to `-`, because
-//! WSGI/CGI/PHP backends read `X_Identity` as `X-Identity`.
+//! `X-Identity` (and every configured claim header) whenever it is present. Names are
+//! compared with `_` folded to `-`, because WSGI/CGI/PHP backends read `X_Identity` as
+//! `X-Identity`.
+//!
+//! Claim encodings: strings as they are, numbers and booleans as JSON, arrays comma-joined
+//! (strings as they are, other items as JSON) or as compact JSON, objects as compact JSON;
+//! `null` and absent claims set nothing. A value that cannot be a header value (CR, LF, NUL,
+//! other controls) or is over [`MAX_CLAIM_HEADER_BYTES`] refuses the request: never
+//! truncated, never a panic.
+
+use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
 
 use crate::auth::{Claims, TokenError};
+use crate::config::ArrayEncoding;
 
 /// The identity header the gateway sets.
 pub const X_IDENTITY: HeaderName = HeaderName::from_static("x-identity");
 
-/// The set of headers the gateway owns toward upstreams.
+/// Longest claim header value we forward; most servers refuse header lines past 8 KiB.
+pub const MAX_CLAIM_HEADER_BYTES: usize = 8 * 1024;
+
+/// Header → claim pairs a route sets.
+pub type ClaimHeaders = Vec<(HeaderName, Arc<str>)>;
+
+/// The headers the gateway owns toward upstreams, and how claims are written into them.
 pub struct IdentityHeaders {
+    /// Every header any route sets: stripped from every inbound request.
     owned: Vec<HeaderName>,
+    arrays: ArrayEncoding,
 }
 
 impl Default for IdentityHeaders {
     fn default() -> Self {
-        IdentityHeaders {
-            owned: vec![X_IDENTITY],
-        }
+        IdentityHeaders::new(std::iter::empty(), ArrayEncoding::Comma)
     }
 }
 
@@ -34,6 +51,20 @@ fn same_name(name: &str, owned: &str) -> bool {
 }
 
 impl IdentityHeaders {
+    /// `claim_headers`: every header name any route maps a claim to.
+    pub fn new<'a>(
+        claim_headers: impl Iterator<Item = &'a HeaderName>,
+        arrays: ArrayEncoding,
+    ) -> Self {
+        let mut owned = vec![X_IDENTITY];
+        for h in claim_headers {
+            if !owned.contains(h) {
+                owned.push(h.clone());
+            }
+        }
+        IdentityHeaders { owned, arrays }
+    }
+
     /// Removes every inbound header that is, or could be read as, one we set.
     pub fn strip(&self, headers: &mut HeaderMap) {
         let doomed: Vec<HeaderName> = headers
@@ -46,14 +77,47 @@ impl IdentityHeaders {
         }
     }
 
-    /// Sets `X-Identity` from the claims. A value that cannot be a header value (CR, LF, NUL,
-    /// other controls) refuses the request: never truncated, never a panic.
-    pub fn set(&self, headers: &mut HeaderMap, claims: &Claims) -> Result<(), TokenError> {
+    /// Sets `X-Identity` and the route's claim headers from the claims.
+    pub fn set(
+        &self,
+        headers: &mut HeaderMap,
+        claims: &Claims,
+        mapping: &[(HeaderName, Arc<str>)],
+    ) -> Result<(), TokenError> {
         let text = claims.identity.header_text();
         let value = HeaderValue::from_bytes(text.as_bytes())
             .map_err(|_| TokenError::IdentityNotHeaderSafe)?;
         headers.insert(X_IDENTITY, value);
+        for (header, claim) in mapping {
+            let Some(v) = claims.get(claim) else { continue };
+            if let Some(encoded) = self.encode(v)? {
+                headers.insert(header.clone(), encoded);
+            }
+        }
         Ok(())
+    }
+
+    fn encode(&self, v: &Value) -> Result<Option<HeaderValue>, TokenError> {
+        let text: std::borrow::Cow<'_, str> = match v {
+            Value::Null => return Ok(None),
+            Value::String(s) => s.as_str().into(),
+            Value::Array(items) if self.arrays == ArrayEncoding::Comma => items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+                .into(),
+            other => other.to_string().into(),
+        };
+        if text.len() > MAX_CLAIM_HEADER_BYTES {
+            return Err(TokenError::ClaimNotHeaderSafe);
+        }
+        HeaderValue::from_bytes(text.as_bytes())
+            .map(Some)
+            .map_err(|_| TokenError::ClaimNotHeaderSafe)
     }
 }
 
@@ -61,16 +125,38 @@ impl IdentityHeaders {
 mod tests {
     use super::*;
     use crate::config::UserId;
+    use serde_json::json;
+
+    fn claims(identity: UserId, extra: &[(&str, Value)]) -> Claims {
+        Claims {
+            identity,
+            exp: 0.0,
+            extra: extra
+                .iter()
+                .map(|(k, v)| (Arc::from(*k), v.clone()))
+                .collect(),
+        }
+    }
+
+    fn mapping(pairs: &[(&'static str, &str)]) -> ClaimHeaders {
+        pairs
+            .iter()
+            .map(|(h, c)| (HeaderName::from_static(h), Arc::from(*c)))
+            .collect()
+    }
 
     #[test]
     fn strips_every_spelling() {
+        let roles = HeaderName::from_static("x-roles");
+        let ids = IdentityHeaders::new([&roles].into_iter(), ArrayEncoding::Comma);
         let mut h = HeaderMap::new();
         h.append("X-Identity", HeaderValue::from_static("admin"));
         h.append("x-identity", HeaderValue::from_static("root"));
         h.append("X_Identity", HeaderValue::from_static("admin"));
         h.append("x_identitY", HeaderValue::from_static("admin"));
+        h.append("X_Roles", HeaderValue::from_static("admin"));
         h.append("x-identity-extra", HeaderValue::from_static("keep"));
-        IdentityHeaders::default().strip(&mut h);
+        ids.strip(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-identity-extra"));
     }
@@ -79,22 +165,74 @@ mod tests {
     fn refuses_unsafe_values() {
         let ids = IdentityHeaders::default();
         let mut h = HeaderMap::new();
-        let bad = Claims {
-            identity: UserId::Str("a\r\nX-Admin: 1".into()),
-            exp: 0.0,
-            extra: Vec::new(),
-        };
+        let bad = claims(UserId::Str("a\r\nX-Admin: 1".into()), &[]);
         assert_eq!(
-            ids.set(&mut h, &bad),
+            ids.set(&mut h, &bad, &[]),
             Err(TokenError::IdentityNotHeaderSafe)
         );
         assert!(h.is_empty());
-        let good = Claims {
-            identity: UserId::Int(7),
-            exp: 0.0,
-            extra: Vec::new(),
-        };
-        ids.set(&mut h, &good).unwrap();
+        ids.set(&mut h, &claims(UserId::Int(7), &[]), &[]).unwrap();
         assert_eq!(h[X_IDENTITY], "7");
+    }
+
+    #[test]
+    fn claim_encodings() {
+        let c = claims(
+            UserId::Int(1),
+            &[
+                ("roles", json!(["a", "b", 3])),
+                ("name", json!("Zoë")),
+                ("n", json!(42)),
+                ("flag", json!(true)),
+                ("org", json!({"id": 1, "name": "x"})),
+                ("gone", Value::Null),
+            ],
+        );
+        let m = mapping(&[
+            ("x-roles", "roles"),
+            ("x-name", "name"),
+            ("x-n", "n"),
+            ("x-flag", "flag"),
+            ("x-org", "org"),
+            ("x-gone", "gone"),
+            ("x-missing", "missing"),
+        ]);
+        let comma = IdentityHeaders::new(m.iter().map(|(h, _)| h), ArrayEncoding::Comma);
+        let mut h = HeaderMap::new();
+        comma.set(&mut h, &c, &m).unwrap();
+        assert_eq!(h["x-roles"], "a,b,3");
+        assert_eq!(h["x-name"].as_bytes(), "Zoë".as_bytes());
+        assert_eq!(h["x-n"], "42");
+        assert_eq!(h["x-flag"], "true");
+        assert_eq!(h["x-org"], r#"{"id":1,"name":"x"}"#);
+        assert!(!h.contains_key("x-gone") && !h.contains_key("x-missing"));
+        let json = IdentityHeaders::new(m.iter().map(|(h, _)| h), ArrayEncoding::Json);
+        let mut h = HeaderMap::new();
+        json.set(&mut h, &c, &m).unwrap();
+        assert_eq!(h["x-roles"], r#"["a","b",3]"#);
+    }
+
+    #[test]
+    fn oversized_or_broken_claims_refuse_the_request() {
+        let ids = IdentityHeaders::default();
+        let m = mapping(&[("x-big", "big")]);
+        let big = claims(
+            UserId::Int(1),
+            &[("big", json!("x".repeat(MAX_CLAIM_HEADER_BYTES + 1)))],
+        );
+        assert_eq!(
+            ids.set(&mut HeaderMap::new(), &big, &m),
+            Err(TokenError::ClaimNotHeaderSafe)
+        );
+        let crlf = claims(UserId::Int(1), &[("big", json!("a\nb"))]);
+        assert_eq!(
+            ids.set(&mut HeaderMap::new(), &crlf, &m),
+            Err(TokenError::ClaimNotHeaderSafe)
+        );
+        let fits = claims(
+            UserId::Int(1),
+            &[("big", json!("x".repeat(MAX_CLAIM_HEADER_BYTES)))],
+        );
+        assert!(ids.set(&mut HeaderMap::new(), &fits, &m).is_ok());
     }
 }

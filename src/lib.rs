@@ -17,10 +17,11 @@
 //! - [`config`] — `gateway.toml` → typed, cross-checked [`config::Config`].
 //! - [`server`] — accept loop, per-connection HTTP, graceful drain.
 //! - [`pipeline`] — builds the runtime pieces; the only code that knows the step order.
-//! - [`routing`] — ① route table and path safety checks.
+//! - [`routing`] — ① route table, host/path/method matching, path normalization.
+//! - [`policy`] — ② route requirements over claims.
 //! - [`auth`] — ③ token extraction, verification, issuing, users.
 //! - [`identity`] — ④ strip-then-set of identity headers.
-//! - [`proxy`] — ⑤ hop-by-hop rules, `X-Forwarded-*`, pooled upstream client.
+//! - [`proxy`] — ⑤ hop-by-hop rules, `X-Forwarded-*`, upstream pools, upgrades.
 //! - [`rejection`] — every early end of a request and its response.
 //! - [`body`] — the body type shared by all responses.
 //! - [`telemetry`] — logging.
@@ -30,6 +31,7 @@ pub mod body;
 pub mod config;
 pub mod identity;
 pub mod pipeline;
+pub mod policy;
 pub mod proxy;
 pub mod rejection;
 pub mod routing;
@@ -38,18 +40,63 @@ pub mod telemetry;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
-/// Builds the pipeline for `config`, binds its listener and returns the bound address and
-/// the serving future (which ends after `shutdown` resolves and the drain finishes).
+use arc_swap::ArcSwap;
+
+/// A started gateway: its address, its reloader (when it runs from a file), and the serving
+/// future (which ends after shutdown resolves and the drain finishes).
+pub struct Started<F> {
+    pub addr: SocketAddr,
+    pub reloader: Option<Arc<server::reload::Reloader>>,
+    pub serving: F,
+}
+
+/// Builds the pipeline for `config`, binds its listener and returns it ready to serve.
 pub async fn start(
     config: &config::Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(SocketAddr, impl Future<Output = server::Drained>), String> {
-    let pipeline = Arc::new(pipeline::Pipeline::build(config)?);
-    let server = server::Server::bind(&config.server, pipeline)
+) -> Result<Started<impl Future<Output = server::Drained>>, String> {
+    let pipeline: server::SharedPipeline =
+        Arc::new(ArcSwap::from_pointee(pipeline::Pipeline::build(config)?));
+    let server = server::Server::bind(&config.server, pipeline.clone())
         .await
         .map_err(|e| format!("server.listen: cannot bind {}: {e}", config.server.listen))?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;
-    Ok((addr, server.serve(shutdown)))
+    Ok(Started {
+        addr,
+        reloader: None,
+        serving: server.serve(shutdown),
+    })
+}
+
+/// Like [`start`], from a config file that is watched for changes (every
+/// `server.reload_poll`) and reloaded on SIGHUP.
+pub async fn start_file(
+    path: &Path,
+    config: &config::Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Started<impl Future<Output = server::Drained>>, String> {
+    let pipeline: server::SharedPipeline =
+        Arc::new(ArcSwap::from_pointee(pipeline::Pipeline::build(config)?));
+    let server = server::Server::bind(&config.server, pipeline.clone())
+        .await
+        .map_err(|e| format!("server.listen: cannot bind {}: {e}", config.server.listen))?;
+    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    let reloader = Arc::new(server::reload::Reloader::new(
+        path,
+        pipeline,
+        config.server.clone(),
+    ));
+    if let Some(poll) = config.server.reload_poll {
+        tokio::spawn(reloader.clone().watch(poll));
+    }
+    #[cfg(unix)]
+    tokio::spawn(reloader.clone().on_sighup());
+    Ok(Started {
+        addr,
+        reloader: Some(reloader),
+        serving: server.serve(shutdown),
+    })
 }

@@ -107,11 +107,11 @@ fn run(path: &Path) -> ExitCode {
         }
     };
     let result: anyhow::Result<()> = rt.block_on(async {
-        let (addr, serving) = gateway::start(&cfg, shutdown_signal())
+        let started = gateway::start_file(path, &cfg, shutdown_signal())
             .await
             .map_err(anyhow::Error::msg)?;
-        tracing::info!(%addr, routes = cfg.routes.len(), "listening");
-        let drained = serving.await;
+        tracing::info!(addr = %started.addr, routes = cfg.routes.len(), "listening");
+        let drained = started.serving.await;
         tracing::info!(?drained, "stopped");
         Ok(())
     });

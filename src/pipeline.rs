@@ -1,15 +1,17 @@
 //! The request pipeline: the one place that knows the order of the steps.
 //!
 //! [`Pipeline::build`] turns a [`Config`] into every runtime piece once (route table, keys,
-//! verifier, upstream pools, header names), so the per-request path only reads.
-//! [`Pipeline::try_handle`] runs ① routing → ② policy → ③ verify → ④ identity → ⑤ forward.
+//! verifier, upstream pools, header names), so the per-request path only reads; a reload
+//! builds a new pipeline and swaps it in whole. [`Pipeline::try_handle`] runs
+//! ① routing → ② policy → ③ verify → ④ identity → ⑤ forward.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, TE};
+use http::{HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
@@ -20,29 +22,39 @@ use crate::auth::users::Users;
 use crate::auth::verify::Verifier;
 use crate::auth::{bearer, Claims, TokenError};
 use crate::body::{full, Body};
-use crate::config::{AuthMode, Config, Responder, Target};
-use crate::identity::IdentityHeaders;
-use crate::proxy::{forward, Upstream};
+use crate::config::{AuthMode, Config, PathMatch, RequestIdMode, Responder, Target};
+use crate::identity::{ClaimHeaders, IdentityHeaders};
+use crate::policy::Policy;
+use crate::proxy::{forward, upgrade, Outbound, Pool};
 use crate::rejection::{ErrorContext, Rejection};
-use crate::routing::{self, RouteTable};
+use crate::routing::{self, Matcher, Miss, RouteTable};
+
+/// The request id header, set on every upstream request and every response.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A route with its runtime pieces.
 pub struct Route {
-    pub path: String,
-    pub auth: AuthMode,
-    pub target: RouteTarget,
-    pub forward_authorization: bool,
-    pub max_body: Option<u64>,
+    pub name: String,
+    policy: Policy,
+    claim_headers: ClaimHeaders,
+    target: RouteTarget,
+    prefix: String,
+    path_match: PathMatch,
+    rewrite_prefix: Option<String>,
+    forward_authorization: bool,
+    timeout: Option<Duration>,
+    max_body: Option<u64>,
 }
 
-pub enum RouteTarget {
-    Upstream(Box<Upstream>),
+enum RouteTarget {
+    Upstream(Arc<Pool>),
     Respond(Responder),
 }
 
 /// Everything a request needs, built once per configuration.
 pub struct Pipeline {
     routes: RouteTable<Route>,
+    pools: Vec<Arc<Pool>>,
     login: Option<Login>,
     verifier: Verifier,
     users: Arc<Users>,
@@ -51,6 +63,8 @@ pub struct Pipeline {
     prefix: String,
     errors: ErrorContext,
     trust_forwarded: bool,
+    max_header_bytes: usize,
+    request_id: RequestIdMode,
 }
 
 /// What the access log records about one request.
@@ -58,6 +72,7 @@ pub struct Pipeline {
 struct Outcome {
     route: Option<String>,
     identity: Option<String>,
+    server: Option<String>,
 }
 
 fn unix_now() -> i64 {
@@ -67,8 +82,8 @@ fn unix_now() -> i64 {
 }
 
 impl Pipeline {
-    /// Builds the runtime form of `config`. Fails only on key material the config could not
-    /// check by itself.
+    /// Builds the runtime form of `config`. Fails only on material the config check could
+    /// not judge by itself (key bytes, TLS files).
     pub fn build(config: &Config) -> Result<Pipeline, String> {
         let t = &config.tokens;
         let key = Key::from_config(t).map_err(|e| format!("tokens: cannot build the key: {e}"))?;
@@ -80,33 +95,92 @@ impl Pipeline {
             .login
             .clone()
             .map(|l| Login::new(l, Issuer::new(t, &key), users.clone()));
+
+        let mut pools = HashMap::new();
+        for u in &config.upstreams {
+            pools.insert(u.name.clone(), Arc::new(Pool::new(u)?));
+        }
+        let global: ClaimHeaders = config
+            .identity
+            .claims
+            .iter()
+            .map(|(h, c)| (h.clone(), Arc::from(c.as_str())))
+            .collect();
+        let mut wanted: Vec<Arc<str>> = Vec::new();
         let mut routes = Vec::new();
         for r in &config.routes {
             let target = match &r.target {
-                Target::Upstream(uri) => RouteTarget::Upstream(Box::new(Upstream::new(
-                    uri,
-                    r.connect_timeout,
-                    r.timeout,
-                )?)),
+                Target::Upstream(name) => RouteTarget::Upstream(
+                    pools
+                        .get(name)
+                        .cloned()
+                        .ok_or_else(|| format!("{}: no upstream `{name}`", r.name))?,
+                ),
                 Target::Respond(what) => RouteTarget::Respond(*what),
             };
+            // Route mappings override the global ones for the same header.
+            let mut claim_headers: ClaimHeaders = global
+                .iter()
+                .filter(|(h, _)| !r.claim_headers.iter().any(|(rh, _)| rh == h))
+                .cloned()
+                .collect();
+            claim_headers.extend(
+                r.claim_headers
+                    .iter()
+                    .map(|(h, c)| (h.clone(), Arc::from(c.as_str()))),
+            );
+            let policy = Policy {
+                auth: r.auth,
+                require: r.require.clone(),
+            };
+            for name in policy
+                .claim_names()
+                .chain(claim_headers.iter().map(|(_, c)| &**c))
+            {
+                if !wanted.iter().any(|w| &**w == name) {
+                    wanted.push(Arc::from(name));
+                }
+            }
+            let matcher = Matcher {
+                host: r.host.clone(),
+                path: r.path.clone(),
+                path_match: r.path_match,
+                methods: r.methods.clone(),
+            };
             routes.push((
-                r.path.clone(),
+                matcher,
                 Route {
-                    path: r.path.clone(),
-                    auth: r.auth,
+                    name: r.name.clone(),
+                    policy,
+                    claim_headers: if r.auth == AuthMode::Required {
+                        claim_headers
+                    } else {
+                        Vec::new()
+                    },
                     target,
+                    prefix: r.path.clone(),
+                    path_match: r.path_match,
+                    rewrite_prefix: r.rewrite_prefix.clone(),
                     forward_authorization: r.forward_authorization,
+                    timeout: r.timeout,
                     max_body: r.max_body,
                 },
             ));
         }
+        let owned: Vec<HeaderName> = config
+            .identity
+            .claims
+            .iter()
+            .chain(config.routes.iter().flat_map(|r| r.claim_headers.iter()))
+            .map(|(h, _)| h.clone())
+            .collect();
         Ok(Pipeline {
             routes: RouteTable::new(routes),
+            pools: pools.into_values().collect(),
             login,
-            verifier: Verifier::new(t, key, Vec::new()),
+            verifier: Verifier::new(t, key, wanted),
             users,
-            identity: IdentityHeaders::default(),
+            identity: IdentityHeaders::new(owned.iter(), config.identity.arrays),
             token_header: t.header.clone(),
             prefix: t.prefix.clone(),
             errors: ErrorContext {
@@ -115,17 +189,25 @@ impl Pipeline {
                 prefix: t.prefix.clone(),
             },
             trust_forwarded: config.server.trust_forwarded,
+            max_header_bytes: config.server.max_header_bytes,
+            request_id: config.server.request_id,
         })
     }
 
+    /// The upstream pools (for readiness: every pool should have a server available).
+    pub fn pools(&self) -> &[Arc<Pool>] {
+        &self.pools
+    }
+
     /// Answers one request: the upstream's response, or our JSON error. Never panics on input.
-    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    pub async fn handle(&self, mut req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
         let started = Instant::now();
+        let id = self.request_id(req.headers().get(X_REQUEST_ID));
+        req.headers_mut().insert(X_REQUEST_ID, id.clone());
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let mut outcome = Outcome::default();
-        let result = self.try_handle(req, client, &mut outcome).await;
-        let (response, reason) = match result {
+        let (mut response, reason) = match self.try_handle(req, client, &mut outcome).await {
             Ok(res) => (res, None),
             Err(rejection) => {
                 let reason = rejection.reason();
@@ -135,19 +217,34 @@ impl Pipeline {
                 (rejection.into_response(&self.errors), Some(reason))
             }
         };
+        response.headers_mut().insert(X_REQUEST_ID, id.clone());
         // The path is logged without its query string: queries often carry secrets.
         tracing::info!(
             target: "access",
+            request_id = id.to_str().unwrap_or("-"),
             client = %client,
             method = %method,
             path = %path,
             route = outcome.route.as_deref().unwrap_or("-"),
+            upstream = outcome.server.as_deref().unwrap_or("-"),
             status = response.status().as_u16(),
             identity = outcome.identity.as_deref().unwrap_or("-"),
             reason = reason.unwrap_or("-"),
             micros = started.elapsed().as_micros() as u64,
         );
         response
+    }
+
+    fn request_id(&self, inbound: Option<&HeaderValue>) -> HeaderValue {
+        if self.request_id == RequestIdMode::Trust {
+            if let Some(v) = inbound.filter(|v| {
+                (1..=128).contains(&v.len()) && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+            }) {
+                return v.clone();
+            }
+        }
+        let id: u128 = rand::random();
+        HeaderValue::from_str(&format!("{id:032x}")).unwrap_or(HeaderValue::from_static("0"))
     }
 
     /// ①..⑤ in order. Each `?` ends the request with the step's rejection.
@@ -157,6 +254,16 @@ impl Pipeline {
         client: SocketAddr,
         outcome: &mut Outcome,
     ) -> Result<Response<Body>, Rejection> {
+        // Header size first: nothing below should parse an oversized head.
+        let header_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        if header_bytes > self.max_header_bytes {
+            return Err(Rejection::HeadersTooLarge);
+        }
+
         // The login path is answered before routing: it issues tokens, so it can never be
         // shadowed by (or forwarded to) a route.
         if let Some(login) = &self.login {
@@ -166,69 +273,129 @@ impl Pipeline {
             }
         }
 
-        // ① Routing. Ambiguous paths are refused first, so the path we match is the path
-        // the backend will see.
-        routing::check_path(req.uri().path()).map_err(Rejection::BadPath)?;
-        let route = self
+        // ① Routing. The path is normalized, and refused if its raw form would route
+        // elsewhere, so the path we match is the path the backend sees.
+        let host = routing::request_host(
+            req.headers().get(HOST).and_then(|v| v.to_str().ok()),
+            req.uri().authority().map(|a| a.as_str()),
+        );
+        let path = self
             .routes
-            .find(req.uri().path())
-            .ok_or(Rejection::NoRoute)?;
-        outcome.route = Some(route.path.clone());
+            .normalize(host.as_deref(), req.uri().path())
+            .map_err(Rejection::BadPath)?
+            .into_owned();
+        let route = match self.routes.find(host.as_deref(), &path, req.method()) {
+            Ok(r) => r,
+            Err(Miss::NotFound) => return Err(Rejection::NoRoute),
+            Err(Miss::Method(allowed)) => return Err(Rejection::MethodNotAllowed(allowed)),
+        };
+        outcome.route = Some(route.name.clone());
 
         // Hop-by-hop headers go before anything else reads or sets headers: a name listed
-        // in `Connection` must only ever remove what the client itself sent.
+        // in `Connection` must only ever remove what the client itself sent. An upgrade
+        // request and `TE: trailers` are noted first and restored for the upstream.
+        let upgrade = upgrade::requested(req.headers());
+        let trailers = req.headers().get_all(TE).iter().any(|v| {
+            v.to_str().is_ok_and(|t| {
+                t.split(',')
+                    .any(|p| p.trim().eq_ignore_ascii_case("trailers"))
+            })
+        });
         forward::strip_hop_by_hop(req.headers_mut());
+        // We answer `Expect: 100-continue` ourselves as the body is read.
+        req.headers_mut().remove(EXPECT);
 
-        // ② Policy and ③ verification. A required route never gets past here without claims.
-        let claims = match route.auth {
+        // ② Policy and ③ verification. A required route never gets past here without
+        // verified claims that satisfy its requirements.
+        let claims = match route.policy.auth {
             AuthMode::Public => None,
-            AuthMode::Required => Some(self.authenticate(&req)?),
+            AuthMode::Required => {
+                let claims = self.authenticate(&req)?;
+                outcome.identity = Some(claims.identity.header_text().into_owned());
+                route.policy.authorize(&claims)?;
+                Some(claims)
+            }
         };
-        if let Some(c) = &claims {
-            outcome.identity = Some(c.identity.header_text().into_owned());
-        }
 
         // ④ Identity: strip on every route (public too), then set ours from the claims.
         self.identity.strip(req.headers_mut());
         if let Some(c) = &claims {
-            self.identity.set(req.headers_mut(), c)?;
+            self.identity
+                .set(req.headers_mut(), c, &route.claim_headers)?;
         }
         if !route.forward_authorization {
             req.headers_mut().remove(&self.token_header);
         }
 
         // ⑤ Forward (or answer with a built-in responder).
-        match &route.target {
-            RouteTarget::Respond(Responder::Identity) => Ok(identity_response(claims.as_ref())),
-            RouteTarget::Upstream(upstream) => {
-                forward::set_forwarded(req.headers_mut(), client, "http", self.trust_forwarded);
-                if !req.headers().contains_key(HOST) {
-                    // HTTP/2 carries the host in the :authority pseudo-header.
-                    if let Some(v) = req
-                        .uri()
-                        .authority()
-                        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-                    {
-                        req.headers_mut().insert(HOST, v);
-                    }
-                }
-                if let Some(max) = route.max_body {
-                    // A declared oversize body is refused before anything is sent upstream.
-                    let declared = req
-                        .headers()
-                        .get(CONTENT_LENGTH)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok());
-                    if declared.is_some_and(|len| len > max) {
-                        return Err(Rejection::BodyTooLarge);
-                    }
-                }
-                let req = req.map(|b| limit_body(b, route.max_body));
-                let mut res = upstream.send(req).await?;
-                forward::strip_hop_by_hop(res.headers_mut());
-                Ok(res.map(|b| b.map_err(Into::into).boxed()))
+        let pool = match &route.target {
+            RouteTarget::Respond(Responder::Identity) => {
+                return Ok(identity_response(claims.as_ref()))
+            }
+            RouteTarget::Upstream(pool) => pool,
+        };
+        if let Some(max) = route.max_body {
+            // A declared oversize body is refused before anything is sent upstream.
+            let declared = req
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|len| len > max) {
+                return Err(Rejection::BodyTooLarge);
             }
         }
+        forward::set_forwarded(req.headers_mut(), client, "http", self.trust_forwarded);
+        if !req.headers().contains_key(HOST) {
+            // HTTP/2 carries the host in the :authority pseudo-header.
+            if let Some(v) = req
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                req.headers_mut().insert(HOST, v);
+            }
+        }
+        if trailers {
+            req.headers_mut()
+                .insert(TE, HeaderValue::from_static("trailers"));
+        }
+        let path_and_query = match req.uri().query() {
+            Some(q) => format!("{}?{q}", route.rewrite(&path)),
+            None => route.rewrite(&path),
+        };
+        let retryable = is_idempotent(req.method()) && http_body::Body::is_end_stream(req.body());
+        let timeout = route.timeout;
+
+        if let Some(protocol) = upgrade {
+            upgrade::restore(req.headers_mut(), protocol);
+            let on_client = hyper::upgrade::on(&mut req);
+            let (parts, body) = req.into_parts();
+            let out = Outbound {
+                method: parts.method,
+                path_and_query,
+                headers: parts.headers,
+                body: limit_body(body, route.max_body),
+                retryable: false,
+                timeout,
+            };
+            let res = pool.send_upgrade(out).await?;
+            return Ok(upgrade::splice(on_client, res).map(|b| b.map_err(Into::into).boxed()));
+        }
+
+        let (parts, body) = req.into_parts();
+        let out = Outbound {
+            method: parts.method,
+            path_and_query,
+            headers: parts.headers,
+            body: limit_body(body, route.max_body),
+            retryable,
+            timeout,
+        };
+        let (mut res, server) = pool.send(out).await?;
+        outcome.server = Some(server.to_string());
+        forward::strip_hop_by_hop(res.headers_mut());
+        Ok(res)
     }
 
     /// ③ Reads and verifies the token, and checks that its identity is a known user.
@@ -241,6 +408,37 @@ impl Pipeline {
         }
         Ok(claims)
     }
+}
+
+impl Route {
+    /// The path sent upstream: the matched prefix replaced when the route rewrites it.
+    fn rewrite(&self, path: &str) -> String {
+        match (&self.rewrite_prefix, self.path_match) {
+            (Some(new), PathMatch::Prefix) => {
+                let rest = if self.prefix == "/" {
+                    path
+                } else {
+                    &path[self.prefix.len().min(path.len())..]
+                };
+                let joined = format!("{new}{rest}");
+                if joined.is_empty() {
+                    "/".to_string()
+                } else if joined.starts_with('/') {
+                    joined
+                } else {
+                    format!("/{joined}")
+                }
+            }
+            _ => path.to_string(),
+        }
+    }
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
 }
 
 /// Boxes the inbound body for the client, counting it against the route's limit while it

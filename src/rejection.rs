@@ -30,6 +30,14 @@ pub enum Rejection {
     Login(#[from] LoginError),
     #[error("request body over the route's limit")]
     BodyTooLarge,
+    #[error("method not allowed on this route")]
+    MethodNotAllowed(Vec<http::Method>),
+    #[error("forbidden: {0}")]
+    Forbidden(#[from] crate::policy::Forbidden),
+    #[error("request headers over the limit")]
+    HeadersTooLarge,
+    #[error("no healthy server in upstream {0}")]
+    NoHealthyUpstream(String),
     #[error("upstream unreachable: {0}")]
     UpstreamUnavailable(String),
     #[error("upstream did not answer in time")]
@@ -72,6 +80,10 @@ impl Rejection {
             Rejection::Token(t) => t.reason(),
             Rejection::Login(l) => l.reason(),
             Rejection::BodyTooLarge => "body_too_large",
+            Rejection::MethodNotAllowed(_) => "method_not_allowed",
+            Rejection::Forbidden(_) => "forbidden",
+            Rejection::HeadersTooLarge => "headers_too_large",
+            Rejection::NoHealthyUpstream(_) => "no_healthy_upstream",
             Rejection::UpstreamUnavailable(_) => "upstream_unavailable",
             Rejection::UpstreamTimeout => "upstream_timeout",
             Rejection::Internal(_) => "internal",
@@ -93,6 +105,49 @@ impl Rejection {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Payload Too Large",
                 "The request body is larger than this route accepts",
+            ),
+            Rejection::MethodNotAllowed(methods) => {
+                let mut res = json(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "Method Not Allowed",
+                    "The method is not allowed for the requested URL.",
+                );
+                let allow = methods
+                    .iter()
+                    .map(http::Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if let Ok(v) = HeaderValue::from_str(&allow) {
+                    res.headers_mut().insert(ALLOW, v);
+                }
+                res
+            }
+            Rejection::Forbidden(_) => {
+                let mut res = json(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    "The token does not grant access to this resource",
+                );
+                if ctx.style == ErrorStyle::Rfc6750 {
+                    let challenge = format!(
+                        "Bearer realm=\"{}\", error=\"insufficient_scope\"",
+                        quoted(&ctx.realm)
+                    );
+                    if let Ok(v) = HeaderValue::from_str(&challenge) {
+                        res.headers_mut().insert(WWW_AUTHENTICATE, v);
+                    }
+                }
+                res
+            }
+            Rejection::HeadersTooLarge => json(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "Request Header Fields Too Large",
+                "The request headers are larger than the gateway accepts",
+            ),
+            Rejection::NoHealthyUpstream(_) => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                "No upstream server is available",
             ),
             Rejection::UpstreamUnavailable(_) => json(
                 StatusCode::BAD_GATEWAY,
@@ -133,7 +188,8 @@ impl TokenError {
             | TokenError::MissingClaim(_)
             | TokenError::NotANumber(_)
             | TokenError::BadIdentity
-            | TokenError::IdentityNotHeaderSafe => "malformed",
+            | TokenError::IdentityNotHeaderSafe
+            | TokenError::ClaimNotHeaderSafe => "malformed",
             TokenError::AlgNotAllowed => "alg_not_allowed",
             TokenError::BadSignature => "bad_signature",
             TokenError::IssuedInFuture => "issued_in_future",
@@ -192,6 +248,7 @@ impl TokenError {
             TokenError::InvalidIssuer => "Invalid issuer",
             TokenError::BadIdentity => "Identity claim must be a string or an integer",
             TokenError::IdentityNotHeaderSafe => "Identity claim cannot be forwarded as a header",
+            TokenError::ClaimNotHeaderSafe => "A claim cannot be forwarded as a header",
         };
         (TOKEN, d.into())
     }
@@ -221,6 +278,7 @@ impl TokenError {
             | TokenError::InvalidIssuer
             | TokenError::BadIdentity
             | TokenError::IdentityNotHeaderSafe
+            | TokenError::ClaimNotHeaderSafe
             | TokenError::UnknownUser => Rfc6750::InvalidToken,
         }
     }

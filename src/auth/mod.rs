@@ -62,6 +62,8 @@ pub enum TokenError {
     BadIdentity,
     #[error("identity cannot be carried in a header")]
     IdentityNotHeaderSafe,
+    #[error("a mapped claim cannot be carried in a header")]
+    ClaimNotHeaderSafe,
     #[error("identity is not a known user")]
     UnknownUser,
 }

@@ -4,6 +4,8 @@
 //! start instead of a silently open route. Values stay as the user wrote them (strings for
 //! durations and addresses); `validate.rs` turns them into typed values.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 /// The root of `gateway.toml`.
@@ -20,6 +22,10 @@ pub struct GatewayFile {
     pub users_file: Option<String>,
     #[serde(default)]
     pub routes: Vec<RouteFile>,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamFile>,
+    #[serde(default)]
+    pub identity: IdentityFile,
 }
 
 /// `[server]`: the listener and connection limits.
@@ -32,6 +38,10 @@ pub struct ServerFile {
     pub keep_alive_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
     pub trust_forwarded: Option<bool>,
+    pub max_header_bytes: Option<String>,
+    pub max_connections: Option<usize>,
+    pub request_id: Option<String>,
+    pub reload_poll: Option<String>,
 }
 
 /// `[tokens]`: how tokens are read, verified and issued.
@@ -89,12 +99,84 @@ pub struct UsersFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteFile {
+    pub host: Option<String>,
     pub path: Option<String>,
+    #[serde(rename = "match")]
+    pub match_kind: Option<String>,
+    pub methods: Option<Vec<String>>,
     pub upstream: Option<String>,
     pub respond: Option<String>,
     pub auth: Option<String>,
+    pub require: Option<BTreeMap<String, RequireFile>>,
+    pub claim_headers: Option<BTreeMap<String, String>>,
+    pub strip_prefix: Option<bool>,
+    pub rewrite_prefix: Option<String>,
     pub forward_authorization: Option<bool>,
     pub timeout: Option<String>,
     pub connect_timeout: Option<String>,
     pub max_body: Option<String>,
+}
+
+/// A claim requirement: a list (any of) or an explicit `{ any_of = [...] }` / `{ all_of = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RequireFile {
+    AnyOf(Vec<String>),
+    Explicit(RequireTableFile),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequireTableFile {
+    pub any_of: Option<Vec<String>>,
+    pub all_of: Option<Vec<String>>,
+}
+
+/// `[identity]`: the headers the gateway sets from verified claims.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityFile {
+    /// How array claims are written: "comma" (default) or "json".
+    pub arrays: Option<String>,
+    /// Header name → claim name, set on every authenticated route.
+    #[serde(default)]
+    pub claims: BTreeMap<String, String>,
+}
+
+/// `[upstreams.NAME]`: a pool of servers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    #[serde(default)]
+    pub servers: Vec<String>,
+    pub balance: Option<String>,
+    pub protocol: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub response_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub retries: Option<u32>,
+    pub eject_for: Option<String>,
+    pub health: Option<HealthFile>,
+    pub tls: Option<UpstreamTlsFile>,
+}
+
+/// `[upstreams.NAME.health]`: active health checks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthFile {
+    pub path: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+}
+
+/// `[upstreams.NAME.tls]`: how https servers are verified, and our client certificate.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsFile {
+    pub ca_file: Option<String>,
+    pub client_cert_file: Option<String>,
+    pub client_key_file: Option<String>,
+    pub server_name: Option<String>,
 }

@@ -5,15 +5,18 @@
 //! with the key path it concerns and a hint for the fix.
 
 pub mod file;
+mod routes;
 mod size;
+mod upstreams;
+mod users;
 pub mod validate;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http::{HeaderName, Uri};
+use http::{HeaderName, Method, Uri};
 
 pub use validate::from_file;
 
@@ -27,6 +30,9 @@ pub struct Config {
     /// Local users; empty when tokens come only from elsewhere.
     pub users: Vec<User>,
     pub routes: Vec<RouteConfig>,
+    /// Named upstream pools; routes with an inline URL get a pool named after the route.
+    pub upstreams: Vec<UpstreamConfig>,
+    pub identity: IdentityConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +45,39 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Keep client-sent `X-Forwarded-*` and append to them, instead of replacing them.
     pub trust_forwarded: bool,
+    /// Total size of request header names and values; more gets 431.
+    pub max_header_bytes: usize,
+    /// Open client connections at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    pub request_id: RequestIdMode,
+    /// How often the config file is checked for changes; `None` disables watching.
+    pub reload_poll: Option<Duration>,
+}
+
+/// Where `X-Request-Id` comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestIdMode {
+    /// Always a fresh random id.
+    Generate,
+    /// The client's id when it is sane (1..=128 visible ASCII characters), else a fresh one.
+    Trust,
+}
+
+/// How array claims are written into headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArrayEncoding {
+    /// `a,b,c`
+    Comma,
+    /// `["a","b","c"]`
+    Json,
+}
+
+/// `[identity]`: headers set from claims on authenticated routes.
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub arrays: ArrayEncoding,
+    /// Header → claim, for every authenticated route.
+    pub claims: Vec<(HeaderName, String)>,
 }
 
 /// Which wire format errors take.
@@ -132,10 +171,87 @@ pub enum AuthMode {
 /// What answers a route.
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// Forward to this origin (`http://host:port`, optional base path).
-    Upstream(Uri),
+    /// Forward to the named upstream pool.
+    Upstream(String),
     /// A built-in responder (like Envoy's direct response).
     Respond(Responder),
+}
+
+/// How a route's host pattern matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// `api.example.com` (lowercase, no port).
+    Exact(String),
+    /// `*.example.com`: stored as `.example.com`; matches any name ending with it.
+    Suffix(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathMatch {
+    /// Whole-segment prefix: `/api` matches `/api`, `/api/`, `/api/x`.
+    Prefix,
+    /// The path exactly.
+    Exact,
+}
+
+/// One claim requirement of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    pub claim: String,
+    pub values: Vec<String>,
+    /// All values must be present (else any one).
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastOutstanding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    /// HTTP/2: prior knowledge (h2c) on http://, ALPN on https://.
+    H2,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamTls {
+    /// Extra trust anchors (PEM); the system roots otherwise.
+    pub ca_file: Option<PathBuf>,
+    /// Our client certificate chain and key (PEM), for backends that require mTLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// SNI and verified name, when it differs from the URL's host.
+    pub server_name: Option<String>,
+}
+
+/// A named pool of servers.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// Origins: `http(s)://host:port` with an optional base path; all of one scheme.
+    pub servers: Vec<Uri>,
+    pub balance: Balance,
+    pub protocol: UpstreamProtocol,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Further attempts for idempotent requests whose connection could not be made.
+    pub retries: u32,
+    /// How long a server that refused or timed out is skipped.
+    pub eject_for: Duration,
+    pub health: Option<HealthConfig>,
+    pub tls: UpstreamTls,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,13 +262,24 @@ pub enum Responder {
 
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
-    /// Normalized segment prefix: `/api` (matches `/api`, `/api/`, `/api/x`), or `/`.
+    /// Where the route was written (`routes[3]`), for logs.
+    pub name: String,
+    pub host: Option<HostMatch>,
+    /// `/api` (prefix, no trailing slash), `/`, or an exact path.
     pub path: String,
+    pub path_match: PathMatch,
+    /// `None`: every method.
+    pub methods: Option<Vec<Method>>,
     pub target: Target,
     pub auth: AuthMode,
+    pub require: Vec<Requirement>,
+    /// Header → claim, on top of `[identity] claims`.
+    pub claim_headers: Vec<(HeaderName, String)>,
+    /// Replaces the matched prefix before forwarding (`""` strips it).
+    pub rewrite_prefix: Option<String>,
     pub forward_authorization: bool,
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
+    /// Overrides the upstream's response timeout.
+    pub timeout: Option<Duration>,
     pub max_body: Option<u64>,
 }
 

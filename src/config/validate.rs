@@ -3,18 +3,20 @@
 //! No serde here: this module only reads the already-parsed file structs. Each problem names
 //! the key path the user must edit (`routes[2].auth`) and a hint for the fix.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http::{HeaderName, Uri};
+use http::HeaderName;
 use jsonwebtoken::Algorithm;
 
-use super::file::{GatewayFile, LoginFile, RouteFile, ServerFile, TokensFile, UserFile, UsersFile};
+use super::file::{GatewayFile, LoginFile, ServerFile, TokensFile};
+use super::routes::{identity, routes};
+use super::upstreams::upstreams;
+use super::users::{check_unique_users, collect_users, load_users_file};
 use super::{
-    size, AuthMode, Config, ConfigError, ErrorStyle, Loaded, LoginConfig, Problem, RequiredClaims,
-    Responder, RouteConfig, Secret, SecretOrigin, ServerConfig, Target, TokensConfig, User, UserId,
+    size, Config, ConfigError, ErrorStyle, Loaded, LoginConfig, Problem, RequestIdMode,
+    RequiredClaims, Secret, SecretOrigin, ServerConfig, TokensConfig,
 };
 
 /// HMAC keys shorter than the hash output weaken the MAC (RFC 7518 §3.2 asks for at least
@@ -23,13 +25,13 @@ pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Collects problems and warnings while the config is checked.
 #[derive(Default)]
-struct Report {
+pub(super) struct Report {
     problems: Vec<Problem>,
     warnings: Vec<Problem>,
 }
 
 impl Report {
-    fn problem(
+    pub(super) fn problem(
         &mut self,
         key: impl Into<String>,
         message: impl Into<String>,
@@ -42,7 +44,7 @@ impl Report {
         });
     }
 
-    fn warning(
+    pub(super) fn warning(
         &mut self,
         key: impl Into<String>,
         message: impl Into<String>,
@@ -56,7 +58,12 @@ impl Report {
     }
 
     /// Parses a duration like `300s`, `5m`, `250ms`; `None` (and a problem) when invalid.
-    fn duration(&mut self, key: &str, value: Option<&String>, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        key: &str,
+        value: Option<&String>,
+        default: Duration,
+    ) -> Duration {
         match value {
             None => default,
             Some(text) => match humantime::parse_duration(text) {
@@ -73,7 +80,7 @@ impl Report {
         }
     }
 
-    fn size(&mut self, key: &str, value: Option<&String>, default: u64) -> u64 {
+    pub(super) fn size(&mut self, key: &str, value: Option<&String>, default: u64) -> u64 {
         match value {
             None => default,
             Some(text) => match size::parse(text) {
@@ -110,7 +117,9 @@ pub fn from_file(file: GatewayFile, base: &Path) -> Result<Loaded, ConfigError> 
             "add [[users]] entries or a users_file, or remove [login]",
         );
     }
-    let routes = routes(&mut r, &file.routes, login.as_ref());
+    let mut upstreams = upstreams(&mut r, &file.upstreams, base);
+    let identity = identity(&mut r, &file.identity);
+    let routes = routes(&mut r, &file.routes, login.as_ref(), &mut upstreams);
     if routes.is_empty() && login.is_none() {
         r.warning(
             "routes",
@@ -127,6 +136,8 @@ pub fn from_file(file: GatewayFile, base: &Path) -> Result<Loaded, ConfigError> 
                 login,
                 users,
                 routes,
+                upstreams,
+                identity,
             },
             warnings: r.warnings,
         }),
@@ -153,6 +164,26 @@ fn server(r: &mut Report, s: &ServerFile) -> ServerConfig {
             "leave it out to use one worker per core",
         );
     }
+    let max_connections = s.max_connections.unwrap_or(10_000);
+    if max_connections == 0 {
+        r.problem(
+            "server.max_connections",
+            "must be at least 1",
+            "leave it out (default 10000)",
+        );
+    }
+    let request_id = match s.request_id.as_deref().unwrap_or("generate") {
+        "generate" => RequestIdMode::Generate,
+        "trust" => RequestIdMode::Trust,
+        other => {
+            r.problem(
+                "server.request_id",
+                format!("unknown value `{other}`"),
+                "use \"generate\" or \"trust\" (keep a sane client-sent X-Request-Id)",
+            );
+            RequestIdMode::Generate
+        }
+    };
     ServerConfig {
         listen,
         workers: s.workers,
@@ -172,6 +203,21 @@ fn server(r: &mut Report, s: &ServerFile) -> ServerConfig {
             Duration::from_secs(30),
         ),
         trust_forwarded: s.trust_forwarded.unwrap_or(false),
+        max_header_bytes: r.size(
+            "server.max_header_bytes",
+            s.max_header_bytes.as_ref(),
+            32 * 1024,
+        ) as usize,
+        max_connections,
+        request_id,
+        reload_poll: match r.duration(
+            "server.reload_poll",
+            s.reload_poll.as_ref(),
+            Duration::from_secs(2),
+        ) {
+            d if d.is_zero() => None,
+            d => Some(d),
+        },
     }
 }
 
@@ -312,7 +358,7 @@ fn tokens(r: &mut Report, t: &TokensFile, base: &Path) -> Option<TokensConfig> {
     })
 }
 
-fn resolve(base: &Path, path: &str) -> PathBuf {
+pub(super) fn resolve(base: &Path, path: &str) -> PathBuf {
     let p = Path::new(path);
     if p.is_absolute() {
         p.to_path_buf()
@@ -430,127 +476,6 @@ fn secret(r: &mut Report, t: &TokensFile, base: &Path) -> Option<Secret> {
     Some(secret)
 }
 
-fn user_id(r: &mut Report, key: &str, v: &Option<toml::Value>) -> Option<UserId> {
-    match v {
-        Some(toml::Value::Integer(i)) => Some(UserId::Int(*i)),
-        Some(toml::Value::String(s)) if !s.is_empty() => Some(UserId::Str(s.clone())),
-        Some(_) => {
-            r.problem(
-                key,
-                "must be an integer or a non-empty string",
-                "write e.g. id = 1 or id = \"alice\"",
-            );
-            None
-        }
-        None => {
-            r.problem(
-                key,
-                "missing",
-                "every user needs an id, which becomes the token's identity",
-            );
-            None
-        }
-    }
-}
-
-fn collect_users(r: &mut Report, prefix: &str, list: &[UserFile], out: &mut Vec<User>) {
-    for (i, u) in list.iter().enumerate() {
-        let at = format!("{prefix}[{i}]");
-        let id = user_id(r, &format!("{at}.id"), &u.id);
-        let username = match &u.username {
-            Some(n) if !n.is_empty() => Some(n.clone()),
-            _ => {
-                r.problem(
-                    format!("{at}.username"),
-                    "missing or empty",
-                    "add username = \"...\"",
-                );
-                None
-            }
-        };
-        let hash = match &u.password_hash {
-            Some(h) => match argon2::PasswordHash::new(h) {
-                Ok(parsed) if parsed.algorithm.as_str() == "argon2id" => Some(h.clone()),
-                Ok(parsed) => {
-                    r.problem(
-                        format!("{at}.password_hash"),
-                        format!("algorithm `{}` is not accepted", parsed.algorithm),
-                        "hash passwords with `gateway hash-password` (argon2id)",
-                    );
-                    None
-                }
-                Err(_) => {
-                    r.problem(
-                        format!("{at}.password_hash"),
-                        "not a PHC hash string",
-                        "produce one with `gateway hash-password`",
-                    );
-                    None
-                }
-            },
-            None => {
-                r.problem(
-                    format!("{at}.password_hash"),
-                    "missing",
-                    "produce one with `gateway hash-password`",
-                );
-                None
-            }
-        };
-        if let (Some(id), Some(username), Some(password_hash)) = (id, username, hash) {
-            out.push(User {
-                id,
-                username,
-                password_hash,
-            });
-        }
-    }
-}
-
-fn load_users_file(r: &mut Report, path: &str, base: &Path, out: &mut Vec<User>) {
-    let full = resolve(base, path);
-    let text = match std::fs::read_to_string(&full) {
-        Ok(t) => t,
-        Err(e) => {
-            r.problem(
-                "users_file",
-                format!("cannot read {}: {e}", full.display()),
-                "fix the path (relative paths start at the config file's folder)",
-            );
-            return;
-        }
-    };
-    match toml::from_str::<UsersFile>(&text) {
-        Ok(f) => collect_users(r, &format!("users_file({path}).users"), &f.users, out),
-        Err(e) => r.problem(
-            "users_file",
-            format!("{}: {}", full.display(), e.message().trim()),
-            "the file holds [[users]] entries with id, username, password_hash",
-        ),
-    }
-}
-
-fn check_unique_users(r: &mut Report, users: &[User]) {
-    let mut names = HashSet::new();
-    let mut ids = HashSet::new();
-    for u in users {
-        if !names.insert(u.username.as_str()) {
-            r.problem(
-                "users",
-                format!("username `{}` appears twice", u.username),
-                "usernames must be unique",
-            );
-        }
-        if !ids.insert(&u.id) {
-            r.problem(
-                "users",
-                format!("user id {:?} appears twice", u.id),
-                "ids must be unique: they are the token identity",
-            );
-        }
-    }
-}
-
 fn login(r: &mut Report, l: &LoginFile) -> LoginConfig {
     let path = l.path.clone().unwrap_or_else(|| "/auth".into());
     if !path.starts_with('/') {
@@ -590,179 +515,4 @@ fn login(r: &mut Report, l: &LoginFile) -> LoginConfig {
         max_body: r.size("login.max_body", l.max_body.as_ref(), 16 * 1024) as usize,
         max_concurrent_hashes,
     }
-}
-
-/// Normalizes a route path to its segment prefix: `/api/` and `/api` both become `/api`.
-fn route_path(r: &mut Report, key: &str, path: &Option<String>) -> String {
-    let Some(p) = path else {
-        r.problem(key, "missing", "add path = \"/api/\"");
-        return "/".into();
-    };
-    if !p.starts_with('/')
-        || p.contains(['?', '#', '\\', '%'])
-        || p.split('/').any(|s| s == "." || s == "..")
-        || p.contains("//")
-    {
-        r.problem(
-            key,
-            format!("`{p}` is not a plain absolute path"),
-            "write e.g. \"/api/\": no query, no dot segments, no escapes",
-        );
-        return "/".into();
-    }
-    let trimmed = p.trim_end_matches('/');
-    if trimmed.is_empty() {
-        "/".into()
-    } else {
-        trimmed.to_string()
-    }
-}
-
-fn routes(r: &mut Report, list: &[RouteFile], login: Option<&LoginConfig>) -> Vec<RouteConfig> {
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    for (i, f) in list.iter().enumerate() {
-        let at = format!("routes[{i}]");
-        let path = route_path(r, &format!("{at}.path"), &f.path);
-        if !seen.insert(path.clone()) {
-            r.problem(
-                format!("{at}.path"),
-                format!("`{path}` is already used by an earlier route"),
-                "two routes on one path would shadow each other; merge them",
-            );
-        }
-        if let Some(l) = login {
-            if l.path.trim_end_matches('/') == path {
-                r.problem(
-                    format!("{at}.path"),
-                    format!("`{path}` is the login path"),
-                    "the login endpoint answers there; pick another path",
-                );
-            }
-        }
-        let auth = match f.auth.as_deref() {
-            Some("required") => AuthMode::Required,
-            Some("public") => AuthMode::Public,
-            Some(other) => {
-                r.problem(
-                    format!("{at}.auth"),
-                    format!("unknown value `{other}`"),
-                    "use \"required\" or \"public\"",
-                );
-                AuthMode::Required
-            }
-            None => {
-                r.problem(
-                    format!("{at}.auth"),
-                    "missing",
-                    "say auth = \"required\" or auth = \"public\" explicitly",
-                );
-                AuthMode::Required
-            }
-        };
-        let target = match (&f.upstream, &f.respond) {
-            (Some(u), None) => upstream(r, &format!("{at}.upstream"), u),
-            (None, Some(name)) => match name.as_str() {
-                "identity" => {
-                    if auth == AuthMode::Public {
-                        r.problem(
-                            format!("{at}.respond"),
-                            "the identity responder needs auth = \"required\"",
-                            "set auth = \"required\"",
-                        );
-                    }
-                    Some(Target::Respond(Responder::Identity))
-                }
-                other => {
-                    r.problem(
-                        format!("{at}.respond"),
-                        format!("unknown responder `{other}`"),
-                        "the built-in responder is \"identity\"",
-                    );
-                    None
-                }
-            },
-            (Some(_), Some(_)) => {
-                r.problem(
-                    &at,
-                    "both upstream and respond are set",
-                    "a route has one target: keep one",
-                );
-                None
-            }
-            (None, None) => {
-                r.problem(
-                    &at,
-                    "no target",
-                    "add upstream = \"http://127.0.0.1:9000\" (or respond = \"identity\")",
-                );
-                None
-            }
-        };
-        let max_body = f
-            .max_body
-            .as_ref()
-            .map(|s| r.size(&format!("{at}.max_body"), Some(s), 0));
-        let route = RouteConfig {
-            path,
-            target: target.unwrap_or(Target::Respond(Responder::Identity)),
-            auth,
-            forward_authorization: f.forward_authorization.unwrap_or(false),
-            timeout: r.duration(
-                &format!("{at}.timeout"),
-                f.timeout.as_ref(),
-                Duration::from_secs(30),
-            ),
-            connect_timeout: r.duration(
-                &format!("{at}.connect_timeout"),
-                f.connect_timeout.as_ref(),
-                Duration::from_secs(5),
-            ),
-            max_body,
-        };
-        out.push(route);
-    }
-    out
-}
-
-fn upstream(r: &mut Report, key: &str, text: &str) -> Option<Target> {
-    let uri: Uri = match text.parse() {
-        Ok(u) => u,
-        Err(e) => {
-            r.problem(
-                key,
-                format!("`{text}` is not a URL: {e}"),
-                "write e.g. \"http://127.0.0.1:9000\"",
-            );
-            return None;
-        }
-    };
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            r.problem(
-                key,
-                "https upstreams are not supported yet",
-                "use an http:// upstream on a trusted network",
-            );
-            return None;
-        }
-        _ => {
-            r.problem(
-                key,
-                format!("`{text}` has no http:// scheme"),
-                "write e.g. \"http://127.0.0.1:9000\"",
-            );
-            return None;
-        }
-    }
-    if uri.authority().is_none() || uri.query().is_some() {
-        r.problem(
-            key,
-            format!("`{text}` must be scheme://host:port with an optional base path"),
-            "write e.g. \"http://127.0.0.1:9000\"",
-        );
-        return None;
-    }
-    Some(Target::Upstream(uri))
 }

@@ -1,85 +1,117 @@
-//! The pooled keep-alive client for one upstream origin.
+//! The HTTP client behind one upstream pool: connector (TCP, optional rustls), protocol,
+//! keep-alive pool. One client per pool; its connections are reused across requests.
 
-use std::error::Error as _;
-use std::time::Duration;
+use std::fs::File;
+use std::io::BufReader;
+use std::sync::Arc;
 
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri, Version};
-use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::ClientConfig;
 
 use crate::body::Body;
-use crate::rejection::Rejection;
+use crate::config::{UpstreamConfig, UpstreamProtocol, UpstreamTls};
 
-/// An upstream origin (`http://host:port` plus an optional base path) and its connection pool.
-pub struct Upstream {
-    client: Client<HttpConnector, Body>,
-    scheme: Scheme,
-    authority: Authority,
-    /// Prepended to every forwarded path; empty or `/base` (no trailing slash).
-    base_path: String,
-    timeout: Duration,
+/// The client type every pool uses: plain or TLS by the URL's scheme.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// Builds the pool's client. Fails on unreadable TLS material.
+pub fn build(cfg: &UpstreamConfig) -> Result<HttpClient, String> {
+    let mut tcp = HttpConnector::new();
+    tcp.set_connect_timeout(Some(cfg.connect_timeout));
+    tcp.set_nodelay(true);
+    // The https connector checks the scheme itself; allow plain TCP for http:// origins.
+    tcp.enforce_http(false);
+    let tls = tls_config(&cfg.tls).map_err(|e| format!("upstreams.{}.tls: {e}", cfg.name))?;
+    let builder = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    let builder = match &cfg.tls.server_name {
+        Some(name) => builder.with_server_name_resolver(FixedName(name.clone())),
+        None => builder,
+    };
+    let connector = match cfg.protocol {
+        UpstreamProtocol::Http1 => builder.enable_http1().wrap_connector(tcp),
+        UpstreamProtocol::H2 => builder.enable_http2().wrap_connector(tcp),
+    };
+    let mut client = Client::builder(TokioExecutor::new());
+    client
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(cfg.idle_timeout)
+        .timer(TokioTimer::new());
+    if cfg.protocol == UpstreamProtocol::H2 {
+        client.http2_only(true);
+    }
+    Ok(client.build(connector))
 }
 
-impl Upstream {
-    /// `origin` is validated by the config (http scheme, authority present).
-    pub fn new(
-        origin: &Uri,
-        connect_timeout: Duration,
-        timeout: Duration,
-    ) -> Result<Upstream, String> {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
-        Ok(Upstream {
-            client,
-            scheme: origin.scheme().cloned().unwrap_or(Scheme::HTTP),
-            authority: origin
-                .authority()
-                .cloned()
-                .ok_or_else(|| format!("{origin} has no host"))?,
-            base_path: origin.path().trim_end_matches('/').to_string(),
-            timeout,
-        })
-    }
+/// Resolves every upstream to one configured server name (SNI + verification).
+#[derive(Clone)]
+struct FixedName(String);
 
-    /// Sends `req` (its URI holding the client's path and query) to this origin. Waits at
-    /// most the route timeout for the response head; the body then streams.
-    pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Incoming>, Rejection> {
-        let pq = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
-        let target = if self.base_path.is_empty() {
-            pq.to_string()
-        } else {
-            format!("{}{pq}", self.base_path)
-        };
-        *req.uri_mut() = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(target)
-            .build()
-            .map_err(|e| Rejection::Internal(e.to_string()))?;
-        // The inbound request may be HTTP/2; the upstream leg speaks HTTP/1.1.
-        *req.version_mut() = Version::HTTP_11;
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
-            Err(_) => Err(Rejection::UpstreamTimeout),
-            Ok(Ok(res)) => Ok(res),
-            Ok(Err(e)) if e.is_connect() && timed_out(&e) => Err(Rejection::UpstreamTimeout),
-            // The route's body limit tripped while the body streamed.
-            Ok(Err(e)) if caused_by::<http_body_util::LengthLimitError>(&e) => {
-                Err(Rejection::BodyTooLarge)
+impl hyper_rustls::ResolveServerName for FixedName {
+    fn resolve(
+        &self,
+        _uri: &http::Uri,
+    ) -> Result<ServerName<'static>, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(ServerName::try_from(self.0.clone())?)
+    }
+}
+
+fn tls_config(t: &UpstreamTls) -> Result<ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &t.ca_file {
+        Some(path) => {
+            for cert in read_certs(path)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
             }
-            Ok(Err(e)) => Err(Rejection::UpstreamUnavailable(describe(&e))),
+        }
+        None => {
+            // Unreadable system certificates are skipped; the rest still verify.
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
         }
     }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    // ALPN is set by the connector builder from the enabled protocol.
+    match &t.client_cert {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(read_certs(cert)?, read_key(key)?)
+            .map_err(|e| e.to_string()),
+        None => Ok(builder.with_no_client_auth()),
+    }
 }
 
-/// Walks the error's source chain for a `T`.
+/// Reads a PEM certificate chain.
+pub fn read_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut BufReader::new(file)).collect();
+    let certs = certs.map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate found", path.display()));
+    }
+    Ok(certs)
+}
+
+/// Reads a PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+pub fn read_key(path: &std::path::Path) -> Result<PrivateKeyDer<'static>, String> {
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    rustls_pemfile::private_key(&mut BufReader::new(file))
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .ok_or_else(|| format!("{}: no PEM private key found", path.display()))
+}
+
+/// Walks an error's source chain for a `T`.
 fn find<'a, T: std::error::Error + 'static>(
     e: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a T> {
@@ -93,15 +125,19 @@ fn find<'a, T: std::error::Error + 'static>(
     None
 }
 
-fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether the error was caused by a `T` anywhere in its chain.
+pub fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
     find::<T>(e).is_some()
 }
 
-fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether the error is an I/O timeout (e.g. the connect timeout).
+pub fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
     find::<std::io::Error>(e).is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
 }
 
-fn describe(e: &hyper_util::client::legacy::Error) -> String {
+/// The error and its first cause, for logs.
+pub fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    use std::error::Error as _;
     match e.source() {
         Some(s) => format!("{e}: {s}"),
         None => e.to_string(),

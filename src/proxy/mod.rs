@@ -1,6 +1,9 @@
-//! ⑤ Forwarding: header rewriting for the next hop, and the pooled upstream client.
+//! ⑤ Forwarding: header rules for the next hop, upstream pools and their clients, and
+//! protocol upgrades (WebSocket) after authentication.
 
 pub mod client;
 pub mod forward;
+pub mod pool;
+pub mod upgrade;
 
-pub use client::Upstream;
+pub use pool::{Outbound, Pool};

@@ -1,5 +1,10 @@
 //! The listener: accept loop, one hyper-util auto (HTTP/1.1 + h2c) connection per client,
-//! and graceful shutdown that drains in-flight requests up to a deadline.
+//! a connection limit, and graceful shutdown that drains in-flight requests up to a deadline.
+//!
+//! Requests read the pipeline through an [`ArcSwap`]: a reload swaps in a new one, and
+//! requests already running finish on the one they started with.
+
+pub mod reload;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -7,22 +12,33 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 use crate::config::ServerConfig;
 use crate::pipeline::Pipeline;
 
+/// The pipeline every request reads, swapped whole on reload.
+pub type SharedPipeline = Arc<ArcSwap<Pipeline>>;
+
+/// What a client over the connection limit gets before the connection is closed.
+const OVER_LIMIT: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{\"description\":\"Too many connections; retry later\",\"error\":\"Service Unavailable\",\"status_code\":503}\n";
+
 /// A bound listener with the pipeline it serves.
 pub struct Server {
     listener: TcpListener,
-    pipeline: Arc<Pipeline>,
+    pipeline: SharedPipeline,
     header_read_timeout: Duration,
     keep_alive_timeout: Duration,
     shutdown_grace: Duration,
+    max_header_bytes: usize,
+    connections: Arc<Semaphore>,
 }
 
 /// How a drain ended.
@@ -30,13 +46,13 @@ pub struct Server {
 pub enum Drained {
     /// Every connection finished its in-flight requests.
     Clean,
-    /// The grace period ran out with this many connections still open.
+    /// The grace period ran out; this many connections were open when the drain began.
     TimedOut(usize),
 }
 
 impl Server {
     /// Binds the configured address (port 0 picks a free port; see [`Server::local_addr`]).
-    pub async fn bind(cfg: &ServerConfig, pipeline: Arc<Pipeline>) -> std::io::Result<Server> {
+    pub async fn bind(cfg: &ServerConfig, pipeline: SharedPipeline) -> std::io::Result<Server> {
         let listener = TcpListener::bind(cfg.listen).await?;
         Ok(Server {
             listener,
@@ -44,6 +60,8 @@ impl Server {
             header_read_timeout: cfg.header_read_timeout,
             keep_alive_timeout: cfg.keep_alive_timeout,
             shutdown_grace: cfg.shutdown_grace,
+            max_header_bytes: cfg.max_header_bytes,
+            connections: Arc::new(Semaphore::new(cfg.max_connections)),
         })
     }
 
@@ -54,15 +72,20 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting and drains.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Drained {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        // hyper's header-read timeout only fires when the builder has a timer.
+        // hyper's header-read timeout only fires when the builder has a timer. It also
+        // bounds how long an idle keep-alive connection waits for its next request.
         builder
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout)
+            // Leave room above our own limit so oversized heads get our JSON 431, not
+            // hyper's bare one.
+            .max_buf_size((self.max_header_bytes + 16 * 1024).max(8192))
             .keep_alive(true);
         builder
             .http2()
             .timer(TokioTimer::new())
+            .max_header_list_size(self.max_header_bytes as u32)
             .keep_alive_interval(self.keep_alive_timeout / 2)
             .keep_alive_timeout(self.keep_alive_timeout);
         let builder = Arc::new(builder);
@@ -80,10 +103,15 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
+            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+                tokio::spawn(refuse(stream));
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let pipeline = self.pipeline.clone();
             let service = service_fn(move |req| {
-                let pipeline = pipeline.clone();
+                // Each request takes the pipeline current at its start.
+                let pipeline = pipeline.load_full();
                 async move { Ok::<_, Infallible>(pipeline.handle(req, peer).await) }
             });
             let conn = builder
@@ -91,6 +119,7 @@ impl Server {
                 .into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
+                let _permit = permit;
                 if let Err(e) = conn.await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
@@ -110,4 +139,11 @@ impl Server {
             }
         }
     }
+}
+
+/// Answers a connection over the limit with a 503 and closes it.
+async fn refuse(mut stream: TcpStream) {
+    tracing::warn!("connection limit reached; refusing a connection");
+    let _ = stream.write_all(OVER_LIMIT).await;
+    let _ = stream.shutdown().await;
 }

@@ -73,8 +73,8 @@ fn every_problem_is_reported_at_once_with_its_key() {
         ("tokens.lifetime", "not a duration"),
         ("tokens.algorithm", "unsupported algorithm `none`"),
         ("routes[0].auth", "missing"),
-        ("routes[0].upstream", "no http:// scheme"),
-        ("routes[1].path", "already used"),
+        ("routes[0].upstream", "no http:// or https:// scheme"),
+        ("routes[1].path", "overlaps routes[0]"),
         ("routes[1].auth", "unknown value `requierd`"),
     ] {
         assert!(

@@ -295,12 +295,13 @@ impl GatewayBuilder {
         let loaded = gateway::config::from_str(&self.toml(), dir.path())
             .unwrap_or_else(|e| panic!("{e}\n{}", self.toml()));
         let (stop, stopped) = oneshot::channel::<()>();
-        let (addr, serving) = gateway::start(&loaded.config, async {
+        let started = gateway::start(&loaded.config, async {
             let _ = stopped.await;
         })
         .await
         .unwrap();
-        let task = tokio::spawn(serving);
+        let addr = started.addr;
+        let task = tokio::spawn(started.serving);
         Gateway {
             addr,
             stop: Some(stop),

@@ -1,0 +1,129 @@
+//! `[[users]]` and `users_file`: the local user store's configuration.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use super::file::{UserFile, UsersFile};
+use super::validate::{resolve, Report};
+use super::{User, UserId};
+
+fn user_id(r: &mut Report, key: &str, v: &Option<toml::Value>) -> Option<UserId> {
+    match v {
+        Some(toml::Value::Integer(i)) => Some(UserId::Int(*i)),
+        Some(toml::Value::String(s)) if !s.is_empty() => Some(UserId::Str(s.clone())),
+        Some(_) => {
+            r.problem(
+                key,
+                "must be an integer or a non-empty string",
+                "write e.g. id = 1 or id = \"alice\"",
+            );
+            None
+        }
+        None => {
+            r.problem(
+                key,
+                "missing",
+                "every user needs an id, which becomes the token's identity",
+            );
+            None
+        }
+    }
+}
+
+pub(super) fn collect_users(r: &mut Report, prefix: &str, list: &[UserFile], out: &mut Vec<User>) {
+    for (i, u) in list.iter().enumerate() {
+        let at = format!("{prefix}[{i}]");
+        let id = user_id(r, &format!("{at}.id"), &u.id);
+        let username = match &u.username {
+            Some(n) if !n.is_empty() => Some(n.clone()),
+            _ => {
+                r.problem(
+                    format!("{at}.username"),
+                    "missing or empty",
+                    "add username = \"...\"",
+                );
+                None
+            }
+        };
+        let hash = match &u.password_hash {
+            Some(h) => match argon2::PasswordHash::new(h) {
+                Ok(parsed) if parsed.algorithm.as_str() == "argon2id" => Some(h.clone()),
+                Ok(parsed) => {
+                    r.problem(
+                        format!("{at}.password_hash"),
+                        format!("algorithm `{}` is not accepted", parsed.algorithm),
+                        "hash passwords with `gateway hash-password` (argon2id)",
+                    );
+                    None
+                }
+                Err(_) => {
+                    r.problem(
+                        format!("{at}.password_hash"),
+                        "not a PHC hash string",
+                        "produce one with `gateway hash-password`",
+                    );
+                    None
+                }
+            },
+            None => {
+                r.problem(
+                    format!("{at}.password_hash"),
+                    "missing",
+                    "produce one with `gateway hash-password`",
+                );
+                None
+            }
+        };
+        if let (Some(id), Some(username), Some(password_hash)) = (id, username, hash) {
+            out.push(User {
+                id,
+                username,
+                password_hash,
+            });
+        }
+    }
+}
+
+pub(super) fn load_users_file(r: &mut Report, path: &str, base: &Path, out: &mut Vec<User>) {
+    let full = resolve(base, path);
+    let text = match std::fs::read_to_string(&full) {
+        Ok(t) => t,
+        Err(e) => {
+            r.problem(
+                "users_file",
+                format!("cannot read {}: {e}", full.display()),
+                "fix the path (relative paths start at the config file's folder)",
+            );
+            return;
+        }
+    };
+    match toml::from_str::<UsersFile>(&text) {
+        Ok(f) => collect_users(r, &format!("users_file({path}).users"), &f.users, out),
+        Err(e) => r.problem(
+            "users_file",
+            format!("{}: {}", full.display(), e.message().trim()),
+            "the file holds [[users]] entries with id, username, password_hash",
+        ),
+    }
+}
+
+pub(super) fn check_unique_users(r: &mut Report, users: &[User]) {
+    let mut names = HashSet::new();
+    let mut ids = HashSet::new();
+    for u in users {
+        if !names.insert(u.username.as_str()) {
+            r.problem(
+                "users",
+                format!("username `{}` appears twice", u.username),
+                "usernames must be unique",
+            );
+        }
+        if !ids.insert(&u.id) {
+            r.problem(
+                "users",
+                format!("user id {:?} appears twice", u.id),
+                "ids must be unique: they are the token identity",
+            );
+        }
+    }
+}

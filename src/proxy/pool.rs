@@ -1,0 +1,367 @@
+//! An upstream pool: its servers, load balancing, passive and active health, retries.
+//!
+//! A server that refuses connections or times out is ejected for `eject_for` (passive
+//! health); active checks, when configured, mark servers down after `unhealthy_threshold`
+//! failures and up again after `healthy_threshold` successes. Requests go only to servers
+//! that are neither ejected nor marked down; with none left the answer is 503.
+//!
+//! Retries: a request is tried again on another server only when it is idempotent, has no
+//! body, and its connection could not be made (so it was never sent): a POST is never
+//! duplicated.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::{Authority, Scheme};
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::client::{self, HttpClient};
+use crate::body::{empty, Body};
+use crate::config::{Balance, HealthConfig, UpstreamConfig, UpstreamProtocol};
+use crate::rejection::Rejection;
+
+/// One server of a pool.
+pub struct Server {
+    scheme: Scheme,
+    authority: Authority,
+    /// Prepended to every forwarded path; empty or `/base`.
+    base_path: String,
+    /// `scheme://authority`, for logs.
+    pub label: String,
+    outstanding: Arc<AtomicUsize>,
+    /// Milliseconds since the pool's epoch until which the server is skipped.
+    ejected_until: AtomicU64,
+    /// Active health verdict (always true without health checks).
+    healthy: AtomicBool,
+    successes: AtomicU32,
+    failures: AtomicU32,
+}
+
+impl Server {
+    fn uri(&self, path_and_query: &str) -> Result<Uri, http::Error> {
+        let target = if self.base_path.is_empty() {
+            path_and_query.to_string()
+        } else {
+            format!("{}{path_and_query}", self.base_path)
+        };
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(target)
+            .build()
+    }
+
+    fn available(&self, now_ms: u64) -> bool {
+        self.healthy.load(Ordering::Relaxed) && self.ejected_until.load(Ordering::Relaxed) <= now_ms
+    }
+}
+
+/// Aborts the active health-check task when the pool is dropped (e.g. replaced by a reload).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub struct Pool {
+    pub name: String,
+    servers: Arc<[Server]>,
+    client: HttpClient,
+    balance: Balance,
+    version: Version,
+    next: AtomicUsize,
+    retries: u32,
+    eject_for: Duration,
+    response_timeout: Duration,
+    epoch: Instant,
+    _health: Option<AbortOnDrop>,
+}
+
+/// What one forwarded request needs from the pipeline.
+pub struct Outbound {
+    pub method: Method,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Body,
+    /// Idempotent and bodiless: safe to try on another server if no connection was made.
+    pub retryable: bool,
+    /// The route's timeout for the response head, if it overrides the pool's.
+    pub timeout: Option<Duration>,
+}
+
+impl Pool {
+    /// Builds the pool and, with health checks configured inside a runtime, starts them.
+    pub fn new(cfg: &UpstreamConfig) -> Result<Pool, String> {
+        let client = client::build(cfg)?;
+        let servers: Vec<Server> = cfg
+            .servers
+            .iter()
+            .map(|uri| Server {
+                scheme: uri.scheme().cloned().unwrap_or(Scheme::HTTP),
+                authority: uri
+                    .authority()
+                    .cloned()
+                    .unwrap_or_else(|| Authority::from_static("localhost")),
+                base_path: uri.path().trim_end_matches('/').to_string(),
+                label: format!(
+                    "{}://{}",
+                    uri.scheme_str().unwrap_or("http"),
+                    uri.authority().map_or("", Authority::as_str)
+                ),
+                outstanding: Arc::new(AtomicUsize::new(0)),
+                ejected_until: AtomicU64::new(0),
+                healthy: AtomicBool::new(true),
+                successes: AtomicU32::new(0),
+                failures: AtomicU32::new(0),
+            })
+            .collect();
+        let servers: Arc<[Server]> = servers.into();
+        let health = match (&cfg.health, tokio::runtime::Handle::try_current()) {
+            (Some(h), Ok(rt)) => Some(AbortOnDrop(
+                rt.spawn(check_health(
+                    cfg.name.clone(),
+                    servers.clone(),
+                    client.clone(),
+                    h.clone(),
+                ))
+                .abort_handle(),
+            )),
+            _ => None,
+        };
+        Ok(Pool {
+            name: cfg.name.clone(),
+            servers,
+            client,
+            balance: cfg.balance,
+            version: if cfg.protocol == UpstreamProtocol::H2 {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            },
+            next: AtomicUsize::new(0),
+            retries: cfg.retries,
+            eject_for: cfg.eject_for,
+            response_timeout: cfg.response_timeout,
+            epoch: Instant::now(),
+            _health: health,
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether at least one server may take requests now.
+    pub fn has_available(&self) -> bool {
+        let now = self.now_ms();
+        self.servers.iter().any(|s| s.available(now))
+    }
+
+    /// Picks a server not in `tried` by the pool's balancing rule.
+    fn pick(&self, tried: &[usize]) -> Option<usize> {
+        let now = self.now_ms();
+        let n = self.servers.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let candidates = (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|i| !tried.contains(i) && self.servers[*i].available(now));
+        match self.balance {
+            Balance::RoundRobin => candidates.into_iter().next(),
+            // Ties go to the round-robin order, so equal servers still share the load.
+            Balance::LeastOutstanding => {
+                candidates.min_by_key(|i| self.servers[*i].outstanding.load(Ordering::Relaxed))
+            }
+        }
+    }
+
+    fn eject(&self, server: &Server, why: &str) {
+        if self.eject_for.is_zero() {
+            return;
+        }
+        let until = self.now_ms() + self.eject_for.as_millis() as u64;
+        server.ejected_until.store(until, Ordering::Relaxed);
+        tracing::warn!(upstream = %self.name, server = %server.label, reason = why, eject_for = ?self.eject_for, "server ejected");
+    }
+
+    /// Sends the request to a server of this pool. Returns the response (its body keeps the
+    /// server's outstanding count until it ends) and the server's label.
+    pub async fn send(&self, out: Outbound) -> Result<(Response<Body>, &str), Rejection> {
+        let attempts = if out.retryable {
+            1 + self.retries as usize
+        } else {
+            1
+        };
+        let timeout = out.timeout.unwrap_or(self.response_timeout);
+        let mut body = Some(out.body);
+        let mut tried = Vec::with_capacity(attempts);
+        let mut last = Rejection::NoHealthyUpstream(self.name.clone());
+        for _ in 0..attempts {
+            let Some(idx) = self.pick(&tried) else { break };
+            tried.push(idx);
+            let server = &self.servers[idx];
+            let uri = server
+                .uri(&out.path_and_query)
+                .map_err(|e| Rejection::Internal(e.to_string()))?;
+            let mut req = Request::new(body.take().unwrap_or_else(empty));
+            *req.method_mut() = out.method.clone();
+            *req.uri_mut() = uri;
+            *req.version_mut() = self.version;
+            *req.headers_mut() = out.headers.clone();
+            let guard = Outstanding::new(server);
+            match tokio::time::timeout(timeout, self.client.request(req)).await {
+                Ok(Ok(res)) => {
+                    let res = res.map(|b| {
+                        http_body_util::BodyExt::boxed(Counted {
+                            inner: b,
+                            _guard: guard,
+                        })
+                    });
+                    return Ok((res, &server.label));
+                }
+                // The request may have been sent: never retried.
+                Err(_) => {
+                    self.eject(server, "response timeout");
+                    return Err(Rejection::UpstreamTimeout);
+                }
+                Ok(Err(e)) if e.is_connect() => {
+                    let timed_out = client::timed_out(&e);
+                    self.eject(
+                        server,
+                        if timed_out {
+                            "connect timeout"
+                        } else {
+                            "connect failed"
+                        },
+                    );
+                    last = if timed_out {
+                        Rejection::UpstreamTimeout
+                    } else {
+                        Rejection::UpstreamUnavailable(client::describe(&e))
+                    };
+                }
+                Ok(Err(e)) if client::caused_by::<http_body_util::LengthLimitError>(&e) => {
+                    return Err(Rejection::BodyTooLarge)
+                }
+                Ok(Err(e)) => return Err(Rejection::UpstreamUnavailable(client::describe(&e))),
+            }
+        }
+        Err(last)
+    }
+
+    /// Opens a request whose response may switch protocols (Upgrade): no retries, HTTP/1.1.
+    pub async fn send_upgrade(&self, out: Outbound) -> Result<Response<Incoming>, Rejection> {
+        let idx = self
+            .pick(&[])
+            .ok_or_else(|| Rejection::NoHealthyUpstream(self.name.clone()))?;
+        let server = &self.servers[idx];
+        let mut req = Request::new(out.body);
+        *req.method_mut() = out.method;
+        *req.uri_mut() = server
+            .uri(&out.path_and_query)
+            .map_err(|e| Rejection::Internal(e.to_string()))?;
+        *req.headers_mut() = out.headers;
+        let timeout = out.timeout.unwrap_or(self.response_timeout);
+        match tokio::time::timeout(timeout, self.client.request(req)).await {
+            Ok(Ok(res)) => Ok(res),
+            Err(_) => Err(Rejection::UpstreamTimeout),
+            Ok(Err(e)) => {
+                if e.is_connect() {
+                    self.eject(server, "connect failed");
+                }
+                Err(Rejection::UpstreamUnavailable(client::describe(&e)))
+            }
+        }
+    }
+}
+
+/// Counts a request against its server until the response body ends or is dropped.
+struct Outstanding(Arc<AtomicUsize>);
+
+impl Outstanding {
+    fn new(server: &Server) -> Outstanding {
+        server.outstanding.fetch_add(1, Ordering::Relaxed);
+        Outstanding(server.outstanding.clone())
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An upstream response body that holds its server's outstanding count.
+struct Counted {
+    inner: Incoming,
+    _guard: Outstanding,
+}
+
+impl HttpBody for Counted {
+    type Data = Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx).map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Active health checks: GET `path` on every server each `interval`.
+async fn check_health(pool: String, servers: Arc<[Server]>, client: HttpClient, cfg: HealthConfig) {
+    let mut tick = tokio::time::interval(cfg.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for server in servers.iter() {
+            let ok = match server.uri(&cfg.path) {
+                Ok(uri) => {
+                    let mut req = Request::new(empty());
+                    *req.uri_mut() = uri;
+                    matches!(
+                        tokio::time::timeout(cfg.timeout, client.request(req)).await,
+                        Ok(Ok(res)) if res.status().is_success() || res.status().is_redirection()
+                    )
+                }
+                Err(_) => false,
+            };
+            record_check(&pool, server, ok, &cfg);
+        }
+    }
+}
+
+fn record_check(pool: &str, server: &Server, ok: bool, cfg: &HealthConfig) {
+    let was = server.healthy.load(Ordering::Relaxed);
+    if ok {
+        server.failures.store(0, Ordering::Relaxed);
+        let n = server.successes.fetch_add(1, Ordering::Relaxed) + 1;
+        if !was && n >= cfg.healthy_threshold {
+            server.healthy.store(true, Ordering::Relaxed);
+            tracing::info!(upstream = pool, server = %server.label, "server healthy again");
+        }
+    } else {
+        server.successes.store(0, Ordering::Relaxed);
+        let n = server.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if was && n >= cfg.unhealthy_threshold {
+            server.healthy.store(false, Ordering::Relaxed);
+            tracing::warn!(upstream = pool, server = %server.label, "server failed its health checks");
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Reloading the configuration: on SIGHUP and when the file changes.
+//!
+//! A reload loads, validates and builds the whole new pipeline first; only then is it
+//! swapped in, atomically. A config that fails any check is logged with every problem and
+//! the old pipeline keeps serving. Settings bound at start (`server.listen`, timeouts of the
+//! listener, workers) need a restart; a reload that changes them says so.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::SharedPipeline;
+use crate::config::{self, ServerConfig};
+use crate::pipeline::Pipeline;
+
+/// Why a reload was refused (the old config keeps serving).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    #[error("{0}")]
+    Build(String),
+}
+
+pub struct Reloader {
+    path: PathBuf,
+    pipeline: SharedPipeline,
+    /// The listener settings in force, to warn when a reload would need a restart.
+    server: ServerConfig,
+    /// The file's bytes at the last load, to see changes without trusting mtimes.
+    last: Mutex<Option<Vec<u8>>>,
+}
+
+impl Reloader {
+    pub fn new(path: &Path, pipeline: SharedPipeline, server: ServerConfig) -> Reloader {
+        Reloader {
+            path: path.to_path_buf(),
+            pipeline,
+            server,
+            last: Mutex::new(std::fs::read(path).ok()),
+        }
+    }
+
+    /// Loads, checks and builds the file, then swaps it in; on any problem keeps the old one.
+    pub fn reload(&self) -> Result<(), ReloadError> {
+        let bytes = std::fs::read(&self.path).ok();
+        let result = config::load(&self.path).map_err(ReloadError::from).and_then(|loaded| {
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
+            let s = &loaded.config.server;
+            if s.listen != self.server.listen || s.header_read_timeout != self.server.header_read_timeout || s.max_connections != self.server.max_connections || s.workers != self.server.workers {
+                tracing::warn!("server.listen, header_read_timeout, max_connections and workers take effect at the next restart");
+            }
+            let pipeline = Pipeline::build(&loaded.config).map_err(ReloadError::Build)?;
+            self.pipeline.store(Arc::new(pipeline));
+            Ok(())
+        });
+        if let Ok(mut last) = self.last.lock() {
+            *last = bytes;
+        }
+        match &result {
+            Ok(()) => tracing::info!(path = %self.path.display(), "configuration reloaded"),
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), "reload refused, the previous configuration keeps serving: {e}")
+            }
+        }
+        result
+    }
+
+    /// Reloads whenever the file's content changes, checking every `poll`.
+    pub async fn watch(self: Arc<Self>, poll: Duration) {
+        let mut tick = tokio::time::interval(poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = std::fs::read(&self.path).ok();
+            let changed = self.last.lock().map(|last| *last != now).unwrap_or(false);
+            if changed && now.is_some() {
+                let _ = self.reload();
+            }
+        }
+    }
+
+    /// Reloads on every SIGHUP.
+    #[cfg(unix)]
+    pub async fn on_sighup(self: Arc<Self>) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload by editing the file instead");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading");
+            let _ = self.reload();
+        }
+    }
+}
