@@ -29,6 +29,15 @@ pub struct Reloader {
     server: ServerConfig,
     /// The file's bytes at the last load, to see changes without trusting mtimes.
     last: Mutex<Option<Vec<u8>>>,
+    /// Counts of reloads that took effect and that were refused.
+    outcomes: tokio::sync::watch::Sender<ReloadCounts>,
+}
+
+/// How many reloads took effect, and how many were refused, since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReloadCounts {
+    pub applied: u64,
+    pub refused: u64,
 }
 
 impl Reloader {
@@ -38,7 +47,13 @@ impl Reloader {
             pipeline,
             server,
             last: Mutex::new(std::fs::read(path).ok()),
+            outcomes: tokio::sync::watch::Sender::new(ReloadCounts::default()),
         }
+    }
+
+    /// Reload outcomes so far; the receiver sees every change (for tests and metrics).
+    pub fn outcomes(&self) -> tokio::sync::watch::Receiver<ReloadCounts> {
+        self.outcomes.subscribe()
     }
 
     /// Loads, checks and builds the file, then swaps it in; on any problem keeps the old one.
@@ -60,9 +75,13 @@ impl Reloader {
             *last = bytes;
         }
         match &result {
-            Ok(()) => tracing::info!(path = %self.path.display(), "configuration reloaded"),
+            Ok(()) => {
+                tracing::info!(path = %self.path.display(), "configuration reloaded");
+                self.outcomes.send_modify(|c| c.applied += 1);
+            }
             Err(e) => {
-                tracing::error!(path = %self.path.display(), "reload refused, the previous configuration keeps serving: {e}")
+                tracing::error!(path = %self.path.display(), "reload refused, the previous configuration keeps serving: {e}");
+                self.outcomes.send_modify(|c| c.refused += 1);
             }
         }
         result

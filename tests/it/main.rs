@@ -11,6 +11,12 @@
 //! - `rfc6750`: the Bearer error style.
 //! - `config`: bad configs name the key; the shipped `gateway.toml` stays valid; the CLI.
 //! - `interop`: PyJWT decodes our tokens and signs tokens we accept.
+//! - `routing`: host/path/method matching, path normalization, rewriting, 403, claim
+//!   headers, request ids.
+//! - `pools`: balancing, passive and active health, retries, 503.
+//! - `protocols`: h2c, h2 upstreams, upgrades, trailers, `Expect: 100-continue`.
+//! - `limits`: header timeout, header size, connection limit.
+//! - `lifecycle`: reload on file change and SIGHUP, broken reloads, SIGTERM drain.
 
 mod support;
 
@@ -18,6 +24,11 @@ mod compat;
 mod config;
 mod forwarding;
 mod interop;
+mod lifecycle;
+mod limits;
 mod login;
+mod pools;
+mod protocols;
 mod rfc6750;
+mod routing;
 mod streaming;

@@ -90,6 +90,7 @@ pub fn token() -> String {
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub method: Method,
+    pub version: http::Version,
     pub target: String,
     pub headers: HeaderMap,
     pub body_len: usize,
@@ -103,6 +104,7 @@ pub type Handler = Arc<
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    count: tokio::sync::watch::Receiver<usize>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -129,6 +131,8 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let (stop, mut stopped) = oneshot::channel::<()>();
+        let (count_tx, count) = tokio::sync::watch::channel(0usize);
+        let count_tx = Arc::new(count_tx);
         let record = seen.clone();
         tokio::spawn(async move {
             loop {
@@ -138,10 +142,12 @@ impl Upstream {
                 };
                 let record = record.clone();
                 let handler = handler.clone();
+                let count_tx = count_tx.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let record = record.clone();
                         let handler = handler.clone();
+                        let count_tx = count_tx.clone();
                         async move {
                             let len = req
                                 .headers()
@@ -151,16 +157,18 @@ impl Upstream {
                                 .unwrap_or(0);
                             record.lock().unwrap().push(Seen {
                                 method: req.method().clone(),
+                                version: req.version(),
                                 target: req.uri().to_string(),
                                 headers: req.headers().clone(),
                                 body_len: len,
                             });
+                            let n = record.lock().unwrap().len();
+                            count_tx.send_replace(n);
                             Ok::<_, std::convert::Infallible>(handler(req).await)
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
                 });
             }
@@ -168,8 +176,23 @@ impl Upstream {
         Upstream {
             addr,
             seen,
+            count,
             stop: Some(stop),
         }
+    }
+
+    /// Waits (10 s at most) until this upstream has received `n` requests in all.
+    pub async fn wait_requests(&self, n: usize) {
+        let mut rx = self.count.clone();
+        tokio::time::timeout(std::time::Duration::from_secs(10), rx.wait_for(|c| *c >= n))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the upstream received {} of {n} requests",
+                    *self.count.borrow()
+                )
+            })
+            .unwrap();
     }
 
     pub fn url(&self) -> String {
@@ -205,6 +228,7 @@ pub async fn closed_port() -> SocketAddr {
 
 /// Builds a gateway config around the seed users and a secret file, then starts it.
 pub struct GatewayBuilder {
+    extra: String,
     tokens: Vec<String>,
     server: Vec<String>,
     routes: String,
@@ -214,6 +238,7 @@ pub struct GatewayBuilder {
 
 pub fn gateway() -> GatewayBuilder {
     GatewayBuilder {
+        extra: String::new(),
         tokens: Vec::new(),
         server: Vec::new(),
         routes: String::new(),
@@ -257,6 +282,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// Appends raw TOML (tables such as `[upstreams.x]` or `[identity]`) after the routes.
+    pub fn raw(mut self, toml: &str) -> Self {
+        self.extra.push('\n');
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+
     pub fn without_users(mut self) -> Self {
         self.users = false;
         self.login = false;
@@ -286,6 +319,7 @@ impl GatewayBuilder {
             ));
         }
         t.push_str(&self.routes);
+        t.push_str(&self.extra);
         t
     }
 

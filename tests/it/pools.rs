@@ -1,0 +1,243 @@
+//! Upstream pools: balancing, passive and active health, retries, 503, HTTPS upstreams.
+
+use std::sync::{Arc, Mutex};
+
+use http::Response;
+use tokio::sync::Notify;
+
+use crate::support::*;
+
+fn pool(name: &str, servers: &[String], extra: &str) -> String {
+    let list = servers
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("[upstreams.{name}]\nservers = [{list}]\n{extra}")
+}
+
+#[tokio::test]
+async fn round_robin_spreads_the_load() {
+    let ups = [
+        Upstream::start().await,
+        Upstream::start().await,
+        Upstream::start().await,
+    ];
+    let urls: Vec<String> = ups.iter().map(Upstream::url).collect();
+    let gw = gateway()
+        .route("/p", "app", "public")
+        .raw(&pool("app", &urls, ""))
+        .start()
+        .await;
+    for _ in 0..9 {
+        assert_eq!(get(&gw.url("/p"), &[]).await.status, 200);
+    }
+    for u in &ups {
+        assert_eq!(u.requests().len(), 3);
+    }
+}
+
+#[tokio::test]
+async fn a_refusing_server_is_skipped_and_ejected() {
+    let good = Upstream::start().await;
+    let dead = format!("http://{}", closed_port().await);
+    let gw = gateway()
+        .route("/p", "app", "public")
+        .raw(&pool(
+            "app",
+            &[dead, good.url()],
+            "eject_for = \"60s\"\nretries = 1",
+        ))
+        .start()
+        .await;
+    // GETs without a body are retried on the other server when the connection fails.
+    for _ in 0..6 {
+        assert_eq!(get(&gw.url("/p"), &[]).await.status, 200);
+    }
+    assert_eq!(good.requests().len(), 6);
+}
+
+#[tokio::test]
+async fn a_post_is_never_retried() {
+    let good = Upstream::start().await;
+    let dead = format!("http://{}", closed_port().await);
+    let gw = gateway()
+        .route("/p", "app", "public")
+        .raw(&pool(
+            "app",
+            &[dead, good.url()],
+            "eject_for = \"60s\"\nretries = 3",
+        ))
+        .start()
+        .await;
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        statuses.push(
+            request(
+                "POST",
+                &gw.url("/p"),
+                &[("content-type", "text/plain")],
+                "payload",
+            )
+            .await
+            .status
+            .as_u16(),
+        );
+    }
+    // Round robin sends one of the two POSTs to the dead server: it fails with 502 and is not
+    // replayed; the other reaches the good server once.
+    statuses.sort();
+    assert_eq!(statuses, [200, 502]);
+    assert_eq!(good.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_post_that_was_sent_is_not_duplicated() {
+    // The server reads the request, then drops the connection without answering.
+    let rude = Upstream::with(Arc::new(|req| {
+        Box::pin(async move {
+            let _ = http_body_util::BodyExt::collect(req.into_body()).await;
+            panic!("connection dropped on purpose");
+        })
+    }))
+    .await;
+    let good = Upstream::start().await;
+    let gw = gateway()
+        .route("/p", "app", "public")
+        .raw(&pool("app", &[rude.url(), good.url()], "retries = 3"))
+        .start()
+        .await;
+    let r = request("POST", &gw.url("/p"), &[], "once").await;
+    assert_eq!(r.status, 502);
+    assert_eq!(rude.requests().len(), 1);
+    assert!(good.requests().is_empty(), "the POST was replayed");
+}
+
+#[tokio::test]
+async fn all_servers_down_is_503() {
+    let a = format!("http://{}", closed_port().await);
+    let b = format!("http://{}", closed_port().await);
+    let gw = gateway()
+        .route("/p", "app", "public")
+        .raw(&pool("app", &[a, b], "eject_for = \"60s\""))
+        .start()
+        .await;
+    get(&gw.url("/p"), &[]).await.assert_error(
+        502,
+        "Bad Gateway",
+        "The upstream service could not be reached",
+    );
+    get(&gw.url("/p"), &[]).await.assert_error(
+        503,
+        "Service Unavailable",
+        "No upstream server is available",
+    );
+}
+
+/// An upstream that holds each request until released, and says when one arrived.
+struct Holding {
+    up: Upstream,
+    release: Arc<Notify>,
+}
+
+async fn holding() -> Holding {
+    let release = Arc::new(Notify::new());
+    let r = release.clone();
+    let up = Upstream::with(Arc::new(move |_req| {
+        let r = r.clone();
+        Box::pin(async move {
+            r.notified().await;
+            Response::new(gateway::body::full("held"))
+        })
+    }))
+    .await;
+    Holding { up, release }
+}
+
+#[tokio::test]
+async fn least_outstanding_avoids_the_busy_server() {
+    let a = holding().await;
+    let b = holding().await;
+    let gw = gateway()
+        .route("/p", "app", "public")
+        .raw(&pool(
+            "app",
+            &[a.up.url(), b.up.url()],
+            "balance = \"least_outstanding\"",
+        ))
+        .start()
+        .await;
+    let url = gw.url("/p");
+    let first = tokio::spawn({
+        let url = url.clone();
+        async move { get(&url, &[]).await }
+    });
+    // Wait until the first request is held by one of them.
+    let (busy, idle) = tokio::select! {
+        () = a.up.wait_requests(1) => (&a, &b),
+        () = b.up.wait_requests(1) => (&b, &a),
+    };
+    // The next requests all go to the idle server, whatever round robin would say.
+    for n in 1..=3 {
+        let pending = tokio::spawn({
+            let url = url.clone();
+            async move { get(&url, &[]).await }
+        });
+        idle.up.wait_requests(n).await;
+        idle.release.notify_one();
+        assert_eq!(pending.await.unwrap().status, 200);
+    }
+    assert_eq!(busy.up.requests().len(), 1);
+    busy.release.notify_one();
+    assert_eq!(first.await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn active_health_checks_take_a_server_out_and_back() {
+    let healthy = Arc::new(Mutex::new(false));
+    let flag = healthy.clone();
+    let flaky = Upstream::with(Arc::new(move |req| {
+        let ok = *flag.lock().unwrap();
+        Box::pin(async move {
+            let status = if req.uri().path() == "/healthz" && !ok {
+                503
+            } else {
+                200
+            };
+            Response::builder()
+                .status(status)
+                .body(gateway::body::full("flaky"))
+                .unwrap()
+        })
+    }))
+    .await;
+    let steady = Upstream::start().await;
+    let health = "[upstreams.app.health]\npath = \"/healthz\"\ninterval = \"20ms\"\ntimeout = \"1s\"\nunhealthy_threshold = 2\nhealthy_threshold = 1";
+    let gw = gateway()
+        .route("/p", "app", "public")
+        .raw(&pool("app", &[flaky.url(), steady.url()], health))
+        .start()
+        .await;
+    // Two failed checks mark the flaky server down.
+    flaky.wait_requests(2).await;
+    let before = flaky.requests().iter().filter(|s| s.target == "/p").count();
+    for _ in 0..4 {
+        assert_eq!(get(&gw.url("/p"), &[]).await.status, 200);
+    }
+    assert_eq!(
+        flaky.requests().iter().filter(|s| s.target == "/p").count(),
+        before,
+        "traffic reached a server marked down"
+    );
+    // It recovers after one good check.
+    *healthy.lock().unwrap() = true;
+    let seen = flaky.requests().len();
+    flaky.wait_requests(seen + 2).await;
+    for _ in 0..4 {
+        get(&gw.url("/p"), &[]).await;
+    }
+    assert!(
+        flaky.requests().iter().filter(|s| s.target == "/p").count() > before,
+        "a recovered server got no traffic"
+    );
+}
