@@ -17,6 +17,7 @@
 //! - `protocols`: h2c, h2 upstreams, upgrades, trailers, `Expect: 100-continue`.
 //! - `limits`: header timeout, header size, connection limit.
 //! - `lifecycle`: reload on file change and SIGHUP, broken reloads, SIGTERM drain.
+//! - `upstream_tls`: https upstreams: CA, names, mTLS, h2 by ALPN.
 
 mod support;
 
@@ -32,3 +33,4 @@ mod protocols;
 mod rfc6750;
 mod routing;
 mod streaming;
+mod upstream_tls;

@@ -25,6 +25,8 @@ use tokio::sync::oneshot;
 
 use gateway::body::{full, Body};
 
+pub mod pki;
+
 /// The HMAC secret every test gateway uses (written to a secret_file).
 pub const SECRET: &[u8] = b"integration-test-secret-0123456789abcdef";
 /// The seed users' password.
@@ -127,6 +129,21 @@ impl Upstream {
 
     /// Records each request's head, then hands it to `handler` (which sees the live body).
     pub async fn with(handler: Handler) -> Upstream {
+        Self::serve(handler, None).await
+    }
+
+    /// Like [`Upstream::start`], over TLS with the given rustls server config.
+    pub async fn tls(config: rustls::ServerConfig) -> Upstream {
+        let ok: Handler = Arc::new(|req: Request<Incoming>| {
+            Box::pin(async move {
+                let _ = req.into_body().collect().await;
+                Response::new(full("ok"))
+            })
+        });
+        Self::serve(ok, Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn serve(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
@@ -143,6 +160,7 @@ impl Upstream {
                 let record = record.clone();
                 let handler = handler.clone();
                 let count_tx = count_tx.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let record = record.clone();
@@ -167,9 +185,23 @@ impl Upstream {
                             Ok::<_, std::convert::Infallible>(handler(req).await)
                         }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            // A failed handshake (wrong CA, no client cert) just drops the connection.
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = builder
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                    .await;
+                            }
+                        }
+                    }
                 });
             }
         });
