@@ -269,7 +269,7 @@ impl Pipeline {
         if let Some(login) = &self.login {
             if req.uri().path() == login.path {
                 outcome.route = Some(login.path.clone());
-                return Ok(login.handle(req, unix_now).await?);
+                return Ok(login.handle(req, client.ip(), unix_now).await?);
             }
         }
 

@@ -358,6 +358,18 @@ fn login_response(l: LoginError) -> Response<Body> {
             "The login request body is too large",
         ),
         // Flask-JWT's exact body, including its "Bad Request" error with status 401.
+        LoginError::RateLimited(wait) => {
+            let mut res = json(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too Many Requests",
+                "Too many login attempts; retry later",
+            );
+            res.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs().max(1)),
+            );
+            res
+        }
         LoginError::InvalidCredentials => json(
             StatusCode::UNAUTHORIZED,
             "Bad Request",

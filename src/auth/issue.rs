@@ -1,5 +1,8 @@
 //! The login endpoint (Flask-JWT's `POST /auth`): credentials in, signed token out.
 
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -33,6 +36,8 @@ pub enum LoginError {
     BodyTooLarge,
     #[error("invalid credentials")]
     InvalidCredentials,
+    #[error("too many attempts; retry in {0:?}")]
+    RateLimited(std::time::Duration),
     #[error("{0}")]
     Internal(String),
 }
@@ -44,6 +49,7 @@ impl LoginError {
             LoginError::NotJson | LoginError::MalformedBody(_) => "malformed_login",
             LoginError::BodyTooLarge => "body_too_large",
             LoginError::InvalidCredentials => "invalid_credentials",
+            LoginError::RateLimited(_) => "rate_limited",
             LoginError::Internal(_) => "internal",
         }
     }
@@ -93,12 +99,18 @@ impl Issuer {
     }
 }
 
+type Limiter = governor::DefaultKeyedRateLimiter<IpAddr>;
+
 /// The login endpoint.
 pub struct Login {
     pub path: String,
     config: LoginConfig,
     issuer: Issuer,
     users: Arc<Users>,
+    /// Attempts per client address (per instance; a shared store is a later step).
+    limiter: Option<Limiter>,
+    /// Calls since the limiter last forgot idle clients.
+    calls: AtomicUsize,
 }
 
 #[derive(Serialize)]
@@ -108,18 +120,43 @@ struct TokenResponse<'a> {
 
 impl Login {
     pub fn new(config: LoginConfig, issuer: Issuer, users: Arc<Users>) -> Login {
+        let quota = NonZeroU32::new(config.max_attempts).and_then(|burst| {
+            governor::Quota::with_period(config.attempts_window / burst.get())
+                .map(|q| q.allow_burst(burst))
+        });
         Login {
             path: config.path.clone(),
+            limiter: quota.map(governor::RateLimiter::keyed),
             config,
             issuer,
             users,
+            calls: AtomicUsize::new(0),
         }
     }
 
-    /// Answers one request to the login path.
+    /// Counts an attempt from `client`; refuses it past the per-client budget. Runs before
+    /// any parsing or hashing, so a flood costs almost nothing.
+    fn admit(&self, client: IpAddr) -> Result<(), LoginError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        // Forget clients whose budget is full again, so the table stays bounded.
+        if self.calls.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
+            limiter.retain_recent();
+        }
+        limiter.check_key(&client).map_err(|not_until| {
+            use governor::clock::Clock;
+            LoginError::RateLimited(
+                not_until.wait_time_from(governor::clock::DefaultClock::default().now()),
+            )
+        })
+    }
+
+    /// Answers one request to the login path from `client`.
     pub async fn handle<B>(
         &self,
         req: Request<B>,
+        client: IpAddr,
         now: impl FnOnce() -> i64,
     ) -> Result<Response<Body>, LoginError>
     where
@@ -136,6 +173,7 @@ impl Login {
             }
             _ => return Err(LoginError::MethodNotAllowed),
         }
+        self.admit(client)?;
         if !is_json(req.headers().get(CONTENT_TYPE)) {
             return Err(LoginError::NotJson);
         }
@@ -284,6 +322,8 @@ mod tests {
             password_field: "password".into(),
             max_body: 1024,
             max_concurrent_hashes: 1,
+            max_attempts: 1,
+            attempts_window: std::time::Duration::from_secs(60),
         }
     }
 

@@ -76,6 +76,8 @@ pub struct LoginFile {
     pub password_field: Option<String>,
     pub max_body: Option<String>,
     pub max_concurrent_hashes: Option<usize>,
+    pub max_attempts: Option<u32>,
+    pub attempts_window: Option<String>,
 }
 
 /// One `[[users]]` entry (or one entry of `users_file`).

@@ -146,6 +146,10 @@ pub struct LoginConfig {
     pub password_field: String,
     pub max_body: usize,
     pub max_concurrent_hashes: usize,
+    /// Login attempts allowed per client address within `attempts_window` (burst), refilled
+    /// evenly over the window; more get 429.
+    pub max_attempts: u32,
+    pub attempts_window: Duration,
 }
 
 /// A user id keeps its JSON type in tokens: `1` and `"1"` are different users.

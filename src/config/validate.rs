@@ -477,6 +477,19 @@ fn secret(r: &mut Report, t: &TokensFile, base: &Path) -> Option<Secret> {
 }
 
 fn login(r: &mut Report, l: &LoginFile) -> LoginConfig {
+    let max_attempts = l.max_attempts.unwrap_or(20);
+    let attempts_window = r.duration(
+        "login.attempts_window",
+        l.attempts_window.as_ref(),
+        Duration::from_secs(60),
+    );
+    if max_attempts == 0 || attempts_window.is_zero() {
+        r.problem(
+            "login.max_attempts",
+            "the login rate limit must allow at least one attempt per window",
+            "leave both out (20 per \"1m\")",
+        );
+    }
     let path = l.path.clone().unwrap_or_else(|| "/auth".into());
     if !path.starts_with('/') {
         r.problem(
@@ -514,5 +527,7 @@ fn login(r: &mut Report, l: &LoginFile) -> LoginConfig {
         password_field,
         max_body: r.size("login.max_body", l.max_body.as_ref(), 16 * 1024) as usize,
         max_concurrent_hashes,
+        max_attempts,
+        attempts_window,
     }
 }

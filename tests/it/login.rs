@@ -165,3 +165,43 @@ async fn other_methods() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("allow"), Some("POST, OPTIONS"));
 }
+
+#[tokio::test]
+async fn attempts_are_rate_limited_per_client() {
+    let gw = gateway()
+        .login("max_attempts = 3")
+        .login("attempts_window = \"1h\"")
+        .respond_identity("/protected")
+        .start()
+        .await;
+    let wrong = r#"{"username":"user1","password":"wrong"}"#;
+    for _ in 0..3 {
+        post_json(&gw.url("/auth"), wrong)
+            .await
+            .assert_error(INVALID.0, INVALID.1, INVALID.2);
+    }
+    // Even the right password is refused once the budget is spent: brute force gains nothing.
+    let r = post_json(
+        &gw.url("/auth"),
+        r#"{"username":"user1","password":"abcxyz"}"#,
+    )
+    .await;
+    r.assert_error(
+        429,
+        "Too Many Requests",
+        "Too many login attempts; retry later",
+    );
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=1200).contains(&retry), "retry-after {retry}");
+    // Protected routes are not affected.
+    let t = token();
+    assert_eq!(
+        get(
+            &gw.url("/protected"),
+            &[("authorization", &format!("JWT {t}"))]
+        )
+        .await
+        .status,
+        200
+    );
+}

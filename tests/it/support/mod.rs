@@ -261,6 +261,7 @@ pub async fn closed_port() -> SocketAddr {
 /// Builds a gateway config around the seed users and a secret file, then starts it.
 pub struct GatewayBuilder {
     extra: String,
+    login_lines: Vec<String>,
     tokens: Vec<String>,
     server: Vec<String>,
     routes: String,
@@ -271,6 +272,7 @@ pub struct GatewayBuilder {
 pub fn gateway() -> GatewayBuilder {
     GatewayBuilder {
         extra: String::new(),
+        login_lines: Vec::new(),
         tokens: Vec::new(),
         server: Vec::new(),
         routes: String::new(),
@@ -283,6 +285,12 @@ impl GatewayBuilder {
     /// Adds a `key = value` line to `[tokens]`.
     pub fn tokens(mut self, line: &str) -> Self {
         self.tokens.push(line.to_string());
+        self
+    }
+
+    /// Adds a `key = value` line to `[login]`.
+    pub fn login(mut self, line: &str) -> Self {
+        self.login_lines.push(line.to_string());
         self
     }
 
@@ -341,6 +349,10 @@ impl GatewayBuilder {
         }
         if self.login {
             t.push_str("[login]\n");
+            for l in &self.login_lines {
+                t.push_str(l);
+                t.push('\n');
+            }
         }
         if self.users {
             t.push_str(&format!(
