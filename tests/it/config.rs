@@ -245,3 +245,64 @@ fn hash_password_prints_a_verifiable_argon2id_hash() {
     let (code, _, _) = cli(&["hash-password"], "");
     assert_ne!(code, 0);
 }
+
+#[test]
+fn readme_config_examples_are_valid() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert!(blocks.len() >= 2, "README lost its TOML examples");
+    for block in blocks {
+        let text = if block.contains("[tokens]") {
+            block.to_string()
+        } else {
+            format!("{BASE}{block}")
+        };
+        let p = problems(&text);
+        assert!(
+            p.is_empty(),
+            "README example does not load:\n{block}\n{p:#?}"
+        );
+    }
+}
+
+#[test]
+fn proxy_engine_keys_are_checked() {
+    let toml = format!(
+        "{BASE}[[routes]]\npath = \"/a\"\nupstream = \"nope\"\nauth = \"required\"\n\
+         [[routes]]\npath = \"/b\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"public\"\nrequire = {{ roles = [\"x\"] }}\n\
+         [[routes]]\npath = \"/c\"\nupstream = \"pool\"\nauth = \"required\"\nmethods = [\"GET\"]\nclaim_headers = {{ \"X-Identity\" = \"sub\" }}\n\
+         [[routes]]\npath = \"/c/\"\nupstream = \"pool\"\nauth = \"required\"\nmethods = [\"GET\", \"POST\"]\n\
+         [[routes]]\nhost = \"bad host\"\npath = \"/d\"\nupstream = \"pool\"\nauth = \"public\"\nstrip_prefix = true\nrewrite_prefix = \"/x\"\n\
+         [upstreams.pool]\nservers = [\"http://127.0.0.1:1\", \"https://127.0.0.1:2\"]\nbalance = \"random\"\nretries = 50\n\
+         [upstreams.pool.health]\npath = \"healthz\"\nhealthy_threshold = 0\n\
+         [upstreams.pool.tls]\nca_file = \"missing.pem\"\n"
+    );
+    let p = problems(&toml);
+    for (key, words) in [
+        ("routes[0].upstream", "no upstream named `nope`"),
+        ("routes[1]", "need auth = \"required\""),
+        (
+            "routes[2].claim_headers.\"X-Identity\"",
+            "cannot carry a claim",
+        ),
+        ("routes[3].path", "overlaps routes[2]"),
+        ("routes[4].host", "not a host name"),
+        ("routes[4]", "strip_prefix and rewrite_prefix both set"),
+        ("upstreams.pool.servers", "mix http:// and https://"),
+        ("upstreams.pool.balance", "unknown value `random`"),
+        ("upstreams.pool.retries", "more than 10"),
+        ("upstreams.pool.health.path", "must start with /"),
+        ("upstreams.pool.health", "thresholds must be at least 1"),
+        ("upstreams.pool.tls.ca_file", "does not exist"),
+    ] {
+        assert!(
+            p.iter().any(|p| p.starts_with(key) && p.contains(words)),
+            "{key}: {words} not in {p:#?}"
+        );
+    }
+}
