@@ -26,10 +26,12 @@
 //! - [`body`] — the body type shared by all responses.
 //! - [`telemetry`] — logging.
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod config;
 pub mod identity;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod proxy;
@@ -41,34 +43,27 @@ pub mod telemetry;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-/// A started gateway: its address, its reloader (when it runs from a file), and the serving
-/// future (which ends after shutdown resolves and the drain finishes).
+/// A started gateway: its addresses, its reloader (when it runs from a file), its metrics,
+/// and the serving future (which ends after shutdown resolves and the drain finishes).
 pub struct Started<F> {
     pub addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
     pub reloader: Option<Arc<server::reload::Reloader>>,
+    pub metrics: Arc<metrics::Metrics>,
     pub serving: F,
 }
 
-/// Builds the pipeline for `config`, binds its listener and returns it ready to serve.
+/// Builds the pipeline for `config`, binds its listeners and returns it ready to serve.
 pub async fn start(
     config: &config::Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Started<impl Future<Output = server::Drained>>, String> {
-    let pipeline: server::SharedPipeline =
-        Arc::new(ArcSwap::from_pointee(pipeline::Pipeline::build(config)?));
-    let server = server::Server::bind(&config.server, pipeline.clone())
-        .await
-        .map_err(|e| format!("server.listen: cannot bind {}: {e}", config.server.listen))?;
-    let addr = server.local_addr().map_err(|e| e.to_string())?;
-    Ok(Started {
-        addr,
-        reloader: None,
-        serving: server.serve(shutdown),
-    })
+    start_inner(None, config, shutdown).await
 }
 
 /// Like [`start`], from a config file that is watched for changes (every
@@ -78,25 +73,71 @@ pub async fn start_file(
     config: &config::Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Started<impl Future<Output = server::Drained>>, String> {
-    let pipeline: server::SharedPipeline =
-        Arc::new(ArcSwap::from_pointee(pipeline::Pipeline::build(config)?));
-    let server = server::Server::bind(&config.server, pipeline.clone())
-        .await
-        .map_err(|e| format!("server.listen: cannot bind {}: {e}", config.server.listen))?;
-    let addr = server.local_addr().map_err(|e| e.to_string())?;
-    let reloader = Arc::new(server::reload::Reloader::new(
-        path,
-        pipeline,
-        config.server.clone(),
+    start_inner(Some(path), config, shutdown).await
+}
+
+async fn start_inner(
+    path: Option<&Path>,
+    config: &config::Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Started<impl Future<Output = server::Drained>>, String> {
+    let metrics = Arc::new(metrics::Metrics::new());
+    let pipeline: server::SharedPipeline = Arc::new(ArcSwap::from_pointee(
+        pipeline::Pipeline::build_with(config, metrics.clone())?,
     ));
-    if let Some(poll) = config.server.reload_poll {
-        tokio::spawn(reloader.clone().watch(poll));
+    let draining = Arc::new(AtomicBool::new(false));
+    let server = server::Server::bind(
+        &config.server,
+        pipeline.clone(),
+        metrics.clone(),
+        draining.clone(),
+    )
+    .await
+    .map_err(|e| format!("server.listen: cannot bind {}: {e}", config.server.listen))?;
+    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_addr = match config.admin {
+        Some(a) => {
+            let listener = admin::bind(a).await?;
+            let bound = listener.local_addr().map_err(|e| e.to_string())?;
+            let state = admin::AdminState {
+                pipeline: pipeline.clone(),
+                metrics: metrics.clone(),
+                draining,
+            };
+            tokio::spawn(admin::serve(listener, state, async {
+                let _ = admin_stopped.await;
+            }));
+            Some(bound)
+        }
+        None => None,
+    };
+    let reloader = path.map(|p| {
+        Arc::new(server::reload::Reloader::new(
+            p,
+            pipeline,
+            config.server.clone(),
+            metrics.clone(),
+        ))
+    });
+    if let Some(r) = &reloader {
+        if let Some(poll) = config.server.reload_poll {
+            tokio::spawn(r.clone().watch(poll));
+        }
+        #[cfg(unix)]
+        tokio::spawn(r.clone().on_sighup());
     }
-    #[cfg(unix)]
-    tokio::spawn(reloader.clone().on_sighup());
+    let serving = async move {
+        let drained = server.serve(shutdown).await;
+        // The admin listener answers until the drain ends, so probes see "draining".
+        let _ = admin_stop.send(());
+        drained
+    };
     Ok(Started {
         addr,
-        reloader: Some(reloader),
-        serving: server.serve(shutdown),
+        admin_addr,
+        reloader,
+        metrics,
+        serving,
     })
 }

@@ -28,8 +28,9 @@ enum Command {
     Run {
         #[arg(long, default_value = "gateway.toml")]
         config: PathBuf,
-        #[arg(long, value_enum, default_value = "human")]
-        log_format: LogFormat,
+        /// Overrides `[logging] format` (default human).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
     },
     /// Validate a config file and print every problem; exits 2 if there is any.
     Check {
@@ -43,10 +44,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config, log_format } => {
-            telemetry::init(log_format);
-            run(&config)
-        }
+        Command::Run { config, log_format } => run(&config, log_format),
         Command::Check { config } => check(&config),
         Command::HashPassword => match hash_password() {
             Ok(h) => {
@@ -82,15 +80,16 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn run(path: &Path) -> ExitCode {
+fn run(path: &Path, log_format: Option<LogFormat>) -> ExitCode {
     let loaded = match config::load(path) {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!("{}: {e}", path.display());
+            // Logging is not set up yet: its format comes from this very file.
             eprint!("{}: {e}", path.display());
             return ExitCode::from(2);
         }
     };
+    telemetry::init(log_format.unwrap_or(loaded.config.logging.format));
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
@@ -110,7 +109,7 @@ fn run(path: &Path) -> ExitCode {
         let started = gateway::start_file(path, &cfg, shutdown_signal())
             .await
             .map_err(anyhow::Error::msg)?;
-        tracing::info!(addr = %started.addr, routes = cfg.routes.len(), "listening");
+        tracing::info!(addr = %started.addr, admin = ?started.admin_addr, routes = cfg.routes.len(), "listening");
         let drained = started.serving.await;
         tracing::info!(?drained, "stopped");
         Ok(())

@@ -24,6 +24,7 @@ use crate::auth::{bearer, Claims, TokenError};
 use crate::body::{full, Body};
 use crate::config::{AuthMode, Config, PathMatch, RequestIdMode, Responder, Target};
 use crate::identity::{ClaimHeaders, IdentityHeaders};
+use crate::metrics::{method_label, Metrics, OutcomeLabels, ReasonLabels, RequestLabels};
 use crate::policy::Policy;
 use crate::proxy::{forward, upgrade, Outbound, Pool};
 use crate::rejection::{ErrorContext, Rejection};
@@ -65,6 +66,10 @@ pub struct Pipeline {
     trust_forwarded: bool,
     max_header_bytes: usize,
     request_id: RequestIdMode,
+    log_query: bool,
+    metrics: Arc<Metrics>,
+    config_sha256: Option<String>,
+    keys_sha256: String,
 }
 
 /// What the access log records about one request.
@@ -73,6 +78,10 @@ struct Outcome {
     route: Option<String>,
     identity: Option<String>,
     server: Option<String>,
+    /// The login outcome, for requests to the login path.
+    login: Option<&'static str>,
+    /// Whether the request was refused for its token or claims.
+    token_refused: bool,
 }
 
 fn unix_now() -> i64 {
@@ -85,6 +94,11 @@ impl Pipeline {
     /// Builds the runtime form of `config`. Fails only on material the config check could
     /// not judge by itself (key bytes, TLS files).
     pub fn build(config: &Config) -> Result<Pipeline, String> {
+        Self::build_with(config, Arc::new(Metrics::new()))
+    }
+
+    /// Like [`Pipeline::build`], recording into `metrics` (shared across reloads).
+    pub fn build_with(config: &Config, metrics: Arc<Metrics>) -> Result<Pipeline, String> {
         let t = &config.tokens;
         let key = Key::from_config(t).map_err(|e| format!("tokens: cannot build the key: {e}"))?;
         let users = Arc::new(Users::new(
@@ -98,7 +112,7 @@ impl Pipeline {
 
         let mut pools = HashMap::new();
         for u in &config.upstreams {
-            pools.insert(u.name.clone(), Arc::new(Pool::new(u)?));
+            pools.insert(u.name.clone(), Arc::new(Pool::new(u, metrics.clone())?));
         }
         let global: ClaimHeaders = config
             .identity
@@ -191,6 +205,10 @@ impl Pipeline {
             trust_forwarded: config.server.trust_forwarded,
             max_header_bytes: config.server.max_header_bytes,
             request_id: config.server.request_id,
+            log_query: config.logging.query,
+            metrics,
+            config_sha256: config.source_sha256.clone(),
+            keys_sha256: keys_fingerprint(config),
         })
     }
 
@@ -199,18 +217,33 @@ impl Pipeline {
         &self.pools
     }
 
+    /// SHA-256 of the config file this pipeline was built from.
+    pub fn config_sha256(&self) -> Option<&str> {
+        self.config_sha256.as_deref()
+    }
+
+    /// A fingerprint of the verification keys (hashes only), to spot skewed instances.
+    pub fn keys_sha256(&self) -> &str {
+        &self.keys_sha256
+    }
+
     /// Answers one request: the upstream's response, or our JSON error. Never panics on input.
     pub async fn handle(&self, mut req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
         let started = Instant::now();
         let id = self.request_id(req.headers().get(X_REQUEST_ID));
         req.headers_mut().insert(X_REQUEST_ID, id.clone());
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        let path = match (self.log_query, req.uri().query()) {
+            (true, Some(q)) => format!("{}?{q}", req.uri().path()),
+            _ => req.uri().path().to_string(),
+        };
         let mut outcome = Outcome::default();
         let (mut response, reason) = match self.try_handle(req, client, &mut outcome).await {
             Ok(res) => (res, None),
             Err(rejection) => {
                 let reason = rejection.reason();
+                outcome.token_refused =
+                    matches!(rejection, Rejection::Token(_) | Rejection::Forbidden(_));
                 if let Rejection::UpstreamUnavailable(why) | Rejection::Internal(why) = &rejection {
                     tracing::warn!(%path, error = %why, "request failed");
                 }
@@ -218,6 +251,34 @@ impl Pipeline {
             }
         };
         response.headers_mut().insert(X_REQUEST_ID, id.clone());
+        let status = response.status().as_u16();
+        let route = outcome.route.as_deref().unwrap_or("-");
+        let elapsed = started.elapsed();
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: route.to_string(),
+                method: method_label(&method).to_string(),
+                status,
+            })
+            .inc();
+        self.metrics.duration.observe(elapsed.as_secs_f64());
+        if let Some(outcome) = outcome.login {
+            self.metrics
+                .logins
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.to_string(),
+                })
+                .inc();
+        } else if let Some(reason) = reason.filter(|_| outcome.token_refused) {
+            self.metrics
+                .token_rejections
+                .get_or_create(&ReasonLabels {
+                    reason: reason.to_string(),
+                })
+                .inc();
+        }
+        let bytes = http_body::Body::size_hint(response.body()).exact();
         // The path is logged without its query string: queries often carry secrets.
         tracing::info!(
             target: "access",
@@ -225,12 +286,13 @@ impl Pipeline {
             client = %client,
             method = %method,
             path = %path,
-            route = outcome.route.as_deref().unwrap_or("-"),
+            route,
             upstream = outcome.server.as_deref().unwrap_or("-"),
-            status = response.status().as_u16(),
+            status,
+            bytes,
             identity = outcome.identity.as_deref().unwrap_or("-"),
             reason = reason.unwrap_or("-"),
-            micros = started.elapsed().as_micros() as u64,
+            micros = elapsed.as_micros() as u64,
         );
         response
     }
@@ -269,7 +331,14 @@ impl Pipeline {
         if let Some(login) = &self.login {
             if req.uri().path() == login.path {
                 outcome.route = Some(login.path.clone());
-                return Ok(login.handle(req, client.ip(), unix_now).await?);
+                let attempt = req.method() == Method::POST;
+                let result = login.handle(req, client.ip(), unix_now).await;
+                outcome.login = match &result {
+                    Ok(_) if attempt => Some("success"),
+                    Ok(_) => None,
+                    Err(e) => Some(e.reason()),
+                };
+                return Ok(result?);
             }
         }
 
@@ -392,7 +461,12 @@ impl Pipeline {
             retryable,
             timeout,
         };
-        let (mut res, server) = pool.send(out).await?;
+        let asked = Instant::now();
+        let sent = pool.send(out).await;
+        self.metrics
+            .upstream_duration
+            .observe(asked.elapsed().as_secs_f64());
+        let (mut res, server) = sent?;
         outcome.server = Some(server.to_string());
         forward::strip_hop_by_hop(res.headers_mut());
         Ok(res)
@@ -458,4 +532,14 @@ fn identity_response(claims: Option<&Claims>) -> Response<Body> {
     res.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res
+}
+
+/// SHA-256 over each verification key's algorithm and the SHA-256 of its material: equal
+/// across instances with the same keys, and useless for recovering a key.
+fn keys_fingerprint(config: &Config) -> String {
+    let t = &config.tokens;
+    let material = crate::config::sha256_hex(&t.secret.bytes);
+    crate::config::sha256_hex(
+        format!("{}:{material}", crate::auth::keys::alg_name(t.algorithm)).as_bytes(),
+    )
 }

@@ -5,12 +5,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// The log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Human,
-    Json,
-}
+pub use crate::config::LogFormat;
 
 /// Installs the global subscriber; `RUST_LOG` overrides the default `info` level.
 pub fn init(format: LogFormat) {

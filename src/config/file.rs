@@ -26,6 +26,24 @@ pub struct GatewayFile {
     pub upstreams: BTreeMap<String, UpstreamFile>,
     #[serde(default)]
     pub identity: IdentityFile,
+    pub admin: Option<AdminFile>,
+    #[serde(default)]
+    pub logging: LoggingFile,
+}
+
+/// `[admin]`: the operator listener (metrics, health, readiness, config fingerprint).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    pub listen: Option<String>,
+}
+
+/// `[logging]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingFile {
+    pub format: Option<String>,
+    pub query: Option<bool>,
 }
 
 /// `[server]`: the listener and connection limits.

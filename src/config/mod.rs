@@ -33,6 +33,25 @@ pub struct Config {
     /// Named upstream pools; routes with an inline URL get a pool named after the route.
     pub upstreams: Vec<UpstreamConfig>,
     pub identity: IdentityConfig,
+    /// The admin listener's address, when enabled.
+    pub admin: Option<SocketAddr>,
+    pub logging: LoggingConfig,
+    /// SHA-256 (hex) of the file this came from, to spot instances running different files.
+    pub source_sha256: Option<String>,
+}
+
+/// The log line format (`--log-format` or `[logging] format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggingConfig {
+    pub format: LogFormat,
+    /// Log query strings in the access log (off by default: they often carry secrets).
+    pub query: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -343,7 +362,18 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         }],
     })?;
     let base = path.parent().unwrap_or_else(|| Path::new("."));
-    from_str(&text, base)
+    let mut loaded = from_str(&text, base)?;
+    loaded.config.source_sha256 = Some(sha256_hex(text.as_bytes()));
+    Ok(loaded)
+}
+
+/// Lowercase hex SHA-256, for fingerprints.
+pub fn sha256_hex(data: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Parses and validates config text; `base` resolves relative file paths.

@@ -10,13 +10,13 @@ use std::time::Duration;
 use http::HeaderName;
 use jsonwebtoken::Algorithm;
 
-use super::file::{GatewayFile, LoginFile, ServerFile, TokensFile};
+use super::file::{AdminFile, GatewayFile, LoggingFile, LoginFile, ServerFile, TokensFile};
 use super::routes::{identity, routes};
 use super::upstreams::upstreams;
 use super::users::{check_unique_users, collect_users, load_users_file};
 use super::{
-    size, Config, ConfigError, ErrorStyle, Loaded, LoginConfig, Problem, RequestIdMode,
-    RequiredClaims, Secret, SecretOrigin, ServerConfig, TokensConfig,
+    size, Config, ConfigError, ErrorStyle, Loaded, LogFormat, LoggingConfig, LoginConfig, Problem,
+    RequestIdMode, RequiredClaims, Secret, SecretOrigin, ServerConfig, TokensConfig,
 };
 
 /// HMAC keys shorter than the hash output weaken the MAC (RFC 7518 §3.2 asks for at least
@@ -120,6 +120,8 @@ pub fn from_file(file: GatewayFile, base: &Path) -> Result<Loaded, ConfigError> 
     let mut upstreams = upstreams(&mut r, &file.upstreams, base);
     let identity = identity(&mut r, &file.identity);
     let routes = routes(&mut r, &file.routes, login.as_ref(), &mut upstreams);
+    let admin = file.admin.as_ref().and_then(|a| admin(&mut r, a, &server));
+    let logging = logging(&mut r, &file.logging);
     if routes.is_empty() && login.is_none() {
         r.warning(
             "routes",
@@ -138,6 +140,9 @@ pub fn from_file(file: GatewayFile, base: &Path) -> Result<Loaded, ConfigError> 
                 routes,
                 upstreams,
                 identity,
+                admin,
+                logging,
+                source_sha256: None,
             },
             warnings: r.warnings,
         }),
@@ -529,5 +534,44 @@ fn login(r: &mut Report, l: &LoginFile) -> LoginConfig {
         max_concurrent_hashes,
         max_attempts,
         attempts_window,
+    }
+}
+
+fn admin(r: &mut Report, a: &AdminFile, server: &ServerConfig) -> Option<SocketAddr> {
+    let text = a.listen.as_deref().unwrap_or("127.0.0.1:9901");
+    let Ok(addr) = text.parse::<SocketAddr>() else {
+        r.problem(
+            "admin.listen",
+            format!("`{text}` is not an address:port"),
+            "write e.g. \"127.0.0.1:9901\"",
+        );
+        return None;
+    };
+    if addr == server.listen && addr.port() != 0 {
+        r.problem(
+            "admin.listen",
+            "the admin listener shares the public address",
+            "metrics and config fingerprints stay off the public port: use e.g. 127.0.0.1:9901",
+        );
+    }
+    Some(addr)
+}
+
+fn logging(r: &mut Report, l: &LoggingFile) -> LoggingConfig {
+    let format = match l.format.as_deref().unwrap_or("human") {
+        "human" => LogFormat::Human,
+        "json" => LogFormat::Json,
+        other => {
+            r.problem(
+                "logging.format",
+                format!("unknown value `{other}`"),
+                "use \"human\" or \"json\"",
+            );
+            LogFormat::Human
+        }
+    };
+    LoggingConfig {
+        format,
+        query: l.query.unwrap_or(false),
     }
 }

@@ -82,6 +82,7 @@ pub struct Pool {
     eject_for: Duration,
     response_timeout: Duration,
     epoch: Instant,
+    metrics: Arc<crate::metrics::Metrics>,
     _health: Option<AbortOnDrop>,
 }
 
@@ -99,7 +100,10 @@ pub struct Outbound {
 
 impl Pool {
     /// Builds the pool and, with health checks configured inside a runtime, starts them.
-    pub fn new(cfg: &UpstreamConfig) -> Result<Pool, String> {
+    pub fn new(
+        cfg: &UpstreamConfig,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Pool, String> {
         let client = client::build(cfg)?;
         let servers: Vec<Server> = cfg
             .servers
@@ -151,12 +155,21 @@ impl Pool {
             eject_for: cfg.eject_for,
             response_timeout: cfg.response_timeout,
             epoch: Instant::now(),
+            metrics,
             _health: health,
         })
     }
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Each server's label and whether it may take requests now.
+    pub fn server_states(&self) -> impl Iterator<Item = (&str, bool)> {
+        let now = self.now_ms();
+        self.servers
+            .iter()
+            .map(move |s| (s.label.as_str(), s.available(now)))
     }
 
     /// Whether at least one server may take requests now.
@@ -188,6 +201,13 @@ impl Pool {
         }
         let until = self.now_ms() + self.eject_for.as_millis() as u64;
         server.ejected_until.store(until, Ordering::Relaxed);
+        self.metrics
+            .ejections
+            .get_or_create(&crate::metrics::ServerLabels {
+                upstream: self.name.clone(),
+                server: server.label.clone(),
+            })
+            .inc();
         tracing::warn!(upstream = %self.name, server = %server.label, reason = why, eject_for = ?self.eject_for, "server ejected");
     }
 

@@ -9,6 +9,7 @@ pub mod reload;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::config::ServerConfig;
+use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 
 /// The pipeline every request reads, swapped whole on reload.
@@ -39,6 +41,8 @@ pub struct Server {
     shutdown_grace: Duration,
     max_header_bytes: usize,
     connections: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+    draining: Arc<AtomicBool>,
 }
 
 /// How a drain ended.
@@ -52,7 +56,13 @@ pub enum Drained {
 
 impl Server {
     /// Binds the configured address (port 0 picks a free port; see [`Server::local_addr`]).
-    pub async fn bind(cfg: &ServerConfig, pipeline: SharedPipeline) -> std::io::Result<Server> {
+    /// `draining` is set when shutdown begins (readiness reads it).
+    pub async fn bind(
+        cfg: &ServerConfig,
+        pipeline: SharedPipeline,
+        metrics: Arc<Metrics>,
+        draining: Arc<AtomicBool>,
+    ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(cfg.listen).await?;
         Ok(Server {
             listener,
@@ -62,6 +72,8 @@ impl Server {
             shutdown_grace: cfg.shutdown_grace,
             max_header_bytes: cfg.max_header_bytes,
             connections: Arc::new(Semaphore::new(cfg.max_connections)),
+            metrics,
+            draining,
         })
     }
 
@@ -118,13 +130,16 @@ impl Server {
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();
             let conn = graceful.watch(conn);
+            let open = OpenConnection::new(&self.metrics);
             tokio::spawn(async move {
                 let _permit = permit;
+                let _open = open;
                 if let Err(e) = conn.await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
             });
         }
+        self.draining.store(true, Ordering::Relaxed);
         drop(self.listener);
         let open = graceful.count();
         tracing::info!(open, grace = ?self.shutdown_grace, "shutting down: draining connections");
@@ -138,6 +153,22 @@ impl Server {
                 Drained::TimedOut(open)
             }
         }
+    }
+}
+
+/// Counts an open client connection in the metrics until dropped.
+struct OpenConnection(prometheus_client::metrics::gauge::Gauge);
+
+impl OpenConnection {
+    fn new(metrics: &Metrics) -> OpenConnection {
+        metrics.open_connections.inc();
+        OpenConnection(metrics.open_connections.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::SharedPipeline;
 use crate::config::{self, ServerConfig};
+use crate::metrics::{Metrics, OutcomeLabels};
 use crate::pipeline::Pipeline;
 
 /// Why a reload was refused (the old config keeps serving).
@@ -31,6 +32,7 @@ pub struct Reloader {
     last: Mutex<Option<Vec<u8>>>,
     /// Counts of reloads that took effect and that were refused.
     outcomes: tokio::sync::watch::Sender<ReloadCounts>,
+    metrics: Arc<Metrics>,
 }
 
 /// How many reloads took effect, and how many were refused, since start.
@@ -41,8 +43,14 @@ pub struct ReloadCounts {
 }
 
 impl Reloader {
-    pub fn new(path: &Path, pipeline: SharedPipeline, server: ServerConfig) -> Reloader {
+    pub fn new(
+        path: &Path,
+        pipeline: SharedPipeline,
+        server: ServerConfig,
+        metrics: Arc<Metrics>,
+    ) -> Reloader {
         Reloader {
+            metrics,
             path: path.to_path_buf(),
             pipeline,
             server,
@@ -67,7 +75,7 @@ impl Reloader {
             if s.listen != self.server.listen || s.header_read_timeout != self.server.header_read_timeout || s.max_connections != self.server.max_connections || s.workers != self.server.workers {
                 tracing::warn!("server.listen, header_read_timeout, max_connections and workers take effect at the next restart");
             }
-            let pipeline = Pipeline::build(&loaded.config).map_err(ReloadError::Build)?;
+            let pipeline = Pipeline::build_with(&loaded.config, self.metrics.clone()).map_err(ReloadError::Build)?;
             self.pipeline.store(Arc::new(pipeline));
             Ok(())
         });
@@ -78,10 +86,22 @@ impl Reloader {
             Ok(()) => {
                 tracing::info!(path = %self.path.display(), "configuration reloaded");
                 self.outcomes.send_modify(|c| c.applied += 1);
+                self.metrics
+                    .reloads
+                    .get_or_create(&OutcomeLabels {
+                        outcome: "applied".into(),
+                    })
+                    .inc();
             }
             Err(e) => {
                 tracing::error!(path = %self.path.display(), "reload refused, the previous configuration keeps serving: {e}");
                 self.outcomes.send_modify(|c| c.refused += 1);
+                self.metrics
+                    .reloads
+                    .get_or_create(&OutcomeLabels {
+                        outcome: "refused".into(),
+                    })
+                    .inc();
             }
         }
         result

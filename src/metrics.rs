@@ -1,0 +1,161 @@
+//! Prometheus metrics, one registry per process (per started gateway in tests).
+//!
+//! Label values are bounded: routes come from the config, methods are folded to the
+//! standard ones, reasons and outcomes are fixed words.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabels {
+    pub upstream: String,
+    pub server: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+}
+
+/// Every metric the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Histogram,
+    pub upstream_duration: Histogram,
+    pub token_rejections: Family<ReasonLabels, Counter>,
+    pub logins: Family<OutcomeLabels, Counter>,
+    pub upstream_up: Family<ServerLabels, Gauge>,
+    pub ejections: Family<ServerLabels, Counter>,
+    pub open_connections: Gauge,
+    pub reloads: Family<OutcomeLabels, Counter>,
+}
+
+fn latency() -> Histogram {
+    // 100 µs to ~26 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            requests: Family::default(),
+            duration: latency(),
+            upstream_duration: latency(),
+            token_rejections: Family::default(),
+            logins: Family::default(),
+            upstream_up: Family::default(),
+            ejections: Family::default(),
+            open_connections: Gauge::default(),
+            reloads: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "gateway_requests",
+            "Requests answered, by route, method and status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "gateway_request_duration_seconds",
+            "Time from request head to response head",
+            m.duration.clone(),
+        );
+        registry.register(
+            "gateway_upstream_duration_seconds",
+            "Time the upstream took to answer with its response head",
+            m.upstream_duration.clone(),
+        );
+        registry.register(
+            "gateway_token_rejections",
+            "Requests refused at authentication or authorization, by reason",
+            m.token_rejections.clone(),
+        );
+        registry.register(
+            "gateway_logins",
+            "Login attempts, by outcome",
+            m.logins.clone(),
+        );
+        registry.register(
+            "gateway_upstream_server_up",
+            "1 when an upstream server may take requests (not ejected, passing checks)",
+            m.upstream_up.clone(),
+        );
+        registry.register(
+            "gateway_upstream_ejections",
+            "Times a server was ejected after a failed connection or timeout",
+            m.ejections.clone(),
+        );
+        registry.register(
+            "gateway_open_connections",
+            "Client connections open now",
+            m.open_connections.clone(),
+        );
+        registry.register(
+            "gateway_config_reloads",
+            "Configuration reloads, by outcome",
+            m.reloads.clone(),
+        );
+        let build: Family<BuildLabels, Gauge> = Family::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .set(1);
+        registry.register(
+            "gateway_build_info",
+            "Build information; the value is always 1",
+            build,
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Folds a method into a bounded label value.
+pub fn method_label(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
