@@ -14,10 +14,10 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 
+use crate::auth::authority::Authority;
 use crate::auth::issue::{Issuer, Login};
-use crate::auth::keys::Key;
+use crate::auth::jwks::PublishedJwks;
 use crate::auth::users::Users;
-use crate::auth::verify::Verifier;
 use crate::auth::{bearer, Claims, TokenError};
 use crate::body::{full, Body};
 use crate::config::{AuthMode, Config, Responder, Target};
@@ -33,6 +33,8 @@ pub struct Route {
     pub target: RouteTarget,
     pub forward_authorization: bool,
     pub max_body: Option<u64>,
+    /// Indices into the authority's external issuers this route accepts (keys issue).
+    pub issuers: Vec<usize>,
 }
 
 pub enum RouteTarget {
@@ -44,7 +46,10 @@ pub enum RouteTarget {
 pub struct Pipeline {
     routes: RouteTable<Route>,
     login: Option<Login>,
-    verifier: Verifier,
+    /// Our keyring plus the external issuers (keys issue).
+    authority: Authority,
+    /// `GET /.well-known/jwks.json` (keys issue); `None` when there is nothing to publish.
+    jwks: Option<PublishedJwks>,
     users: Arc<Users>,
     identity: IdentityHeaders,
     token_header: HeaderName,
@@ -71,7 +76,14 @@ impl Pipeline {
     /// check by itself.
     pub fn build(config: &Config) -> Result<Pipeline, String> {
         let t = &config.tokens;
-        let key = Key::from_config(t).map_err(|e| format!("tokens: cannot build the key: {e}"))?;
+        let authority = Authority::build(config, Vec::new())
+            .map_err(|e| format!("tokens: cannot build the keyring: {e}"))?;
+        // Background JWKS refreshers for external issuers; they end when the pipeline drops.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            authority.spawn_refreshers();
+        }
+        let issuer = Issuer::new(t, authority.keys())
+            .map_err(|e| format!("tokens: cannot build the signer: {e}"))?;
         let users = Arc::new(Users::new(
             &config.users,
             config.login.as_ref().map_or(1, |l| l.max_concurrent_hashes),
@@ -79,7 +91,7 @@ impl Pipeline {
         let login = config
             .login
             .clone()
-            .map(|l| Login::new(l, Issuer::new(t, &key), users.clone()));
+            .map(|l| Login::new(l, issuer, users.clone()));
         let mut routes = Vec::new();
         for r in &config.routes {
             let target = match &r.target {
@@ -98,13 +110,19 @@ impl Pipeline {
                     target,
                     forward_authorization: r.forward_authorization,
                     max_body: r.max_body,
+                    issuers: r
+                        .issuers
+                        .iter()
+                        .filter_map(|name| authority.issuer_index(name))
+                        .collect(),
                 },
             ));
         }
         Ok(Pipeline {
             routes: RouteTable::new(routes),
             login,
-            verifier: Verifier::new(t, key, Vec::new()),
+            jwks: PublishedJwks::new(&config.jwks, authority.keys()),
+            authority,
             users,
             identity: IdentityHeaders::default(),
             token_header: t.header.clone(),
@@ -166,6 +184,17 @@ impl Pipeline {
             }
         }
 
+        // Our public keys, answered before routing like the login path: relying parties
+        // fetch them without a token, and no route may shadow them (keys issue).
+        if let Some(jwks) = &self.jwks {
+            if req.uri().path() == jwks.path {
+                if let Some(res) = jwks.response(req.method()) {
+                    outcome.route = Some(jwks.path.clone());
+                    return Ok(res);
+                }
+            }
+        }
+
         // ① Routing. Ambiguous paths are refused first, so the path we match is the path
         // the backend will see.
         routing::check_path(req.uri().path()).map_err(Rejection::BadPath)?;
@@ -182,7 +211,7 @@ impl Pipeline {
         // ② Policy and ③ verification. A required route never gets past here without claims.
         let claims = match route.auth {
             AuthMode::Public => None,
-            AuthMode::Required => Some(self.authenticate(&req)?),
+            AuthMode::Required => Some(self.authenticate(&req, &route.issuers).await?),
         };
         if let Some(c) = &claims {
             outcome.identity = Some(c.identity.header_text().into_owned());
@@ -231,15 +260,22 @@ impl Pipeline {
         }
     }
 
-    /// ③ Reads and verifies the token, and checks that its identity is a known user.
-    fn authenticate<B>(&self, req: &Request<B>) -> Result<Claims, TokenError> {
+    /// ③ Reads and verifies the token (ours, or from an issuer in `issuers`), and checks
+    /// that the identity of one of our tokens is a known user.
+    async fn authenticate<B>(
+        &self,
+        req: &Request<B>,
+        issuers: &[usize],
+    ) -> Result<Claims, TokenError> {
         let token = bearer::extract(req.headers(), &self.token_header, &self.prefix)?;
-        let claims = self.verifier.verify(token, unix_now())?;
-        // With local users, deleting a user cuts off their unexpired tokens at once.
-        if !self.users.is_empty() && !self.users.contains(&claims.identity) {
+        let verified = self.authority.verify(token, unix_now(), issuers).await?;
+        // With local users, deleting a user cuts off their unexpired tokens at once. An
+        // external issuer's subjects are its own users, not ours.
+        let ours = verified.issuer.is_none();
+        if ours && !self.users.is_empty() && !self.users.contains(&verified.claims.identity) {
             return Err(TokenError::UnknownUser);
         }
-        Ok(claims)
+        Ok(verified.claims)
     }
 }
 

@@ -12,9 +12,11 @@ use http::{HeaderName, Uri};
 use jsonwebtoken::Algorithm;
 
 use super::file::{GatewayFile, LoginFile, RouteFile, ServerFile, TokensFile, UserFile, UsersFile};
+use super::keyring;
 use super::{
-    size, AuthMode, Config, ConfigError, ErrorStyle, Loaded, LoginConfig, Problem, RequiredClaims,
-    Responder, RouteConfig, Secret, SecretOrigin, ServerConfig, Target, TokensConfig, User, UserId,
+    size, AuthMode, Config, ConfigError, ErrorStyle, IssuerConfig, KeyConfig, KeyMaterial, Loaded,
+    LoginConfig, Problem, RequiredClaims, Responder, RouteConfig, Secret, SecretOrigin,
+    ServerConfig, Target, TokensConfig, User, UserId,
 };
 
 /// HMAC keys shorter than the hash output weaken the MAC (RFC 7518 §3.2 asks for at least
@@ -23,13 +25,13 @@ pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Collects problems and warnings while the config is checked.
 #[derive(Default)]
-struct Report {
-    problems: Vec<Problem>,
-    warnings: Vec<Problem>,
+pub(super) struct Report {
+    pub(super) problems: Vec<Problem>,
+    pub(super) warnings: Vec<Problem>,
 }
 
 impl Report {
-    fn problem(
+    pub(super) fn problem(
         &mut self,
         key: impl Into<String>,
         message: impl Into<String>,
@@ -42,7 +44,7 @@ impl Report {
         });
     }
 
-    fn warning(
+    pub(super) fn warning(
         &mut self,
         key: impl Into<String>,
         message: impl Into<String>,
@@ -56,7 +58,12 @@ impl Report {
     }
 
     /// Parses a duration like `300s`, `5m`, `250ms`; `None` (and a problem) when invalid.
-    fn duration(&mut self, key: &str, value: Option<&String>, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        key: &str,
+        value: Option<&String>,
+        default: Duration,
+    ) -> Duration {
         match value {
             None => default,
             Some(text) => match humantime::parse_duration(text) {
@@ -95,7 +102,10 @@ impl Report {
 pub fn from_file(file: GatewayFile, base: &Path) -> Result<Loaded, ConfigError> {
     let mut r = Report::default();
     let server = server(&mut r, &file.server);
-    let tokens = tokens(&mut r, &file.tokens, base);
+    let keys = keyring::keys(&mut r, &file.keys, &file.tokens, base);
+    let tokens = tokens(&mut r, &file.tokens, base, keys, !file.keys.is_empty());
+    let issuers = keyring::issuers(&mut r, &file.issuers, base);
+    let jwks = keyring::jwks(&mut r, &file.jwks);
     let mut users = Vec::new();
     collect_users(&mut r, "users", &file.users, &mut users);
     if let Some(users_file) = &file.users_file {
@@ -110,7 +120,7 @@ pub fn from_file(file: GatewayFile, base: &Path) -> Result<Loaded, ConfigError> 
             "add [[users]] entries or a users_file, or remove [login]",
         );
     }
-    let routes = routes(&mut r, &file.routes, login.as_ref());
+    let routes = routes(&mut r, &file.routes, login.as_ref(), &issuers);
     if routes.is_empty() && login.is_none() {
         r.warning(
             "routes",
@@ -127,6 +137,8 @@ pub fn from_file(file: GatewayFile, base: &Path) -> Result<Loaded, ConfigError> 
                 login,
                 users,
                 routes,
+                issuers,
+                jwks,
             },
             warnings: r.warnings,
         }),
@@ -196,7 +208,13 @@ fn algorithm(r: &mut Report, text: &str) -> Algorithm {
     }
 }
 
-fn tokens(r: &mut Report, t: &TokensFile, base: &Path) -> Option<TokensConfig> {
+fn tokens(
+    r: &mut Report,
+    t: &TokensFile,
+    base: &Path,
+    keys: Vec<KeyConfig>,
+    keyring: bool,
+) -> Option<TokensConfig> {
     let header_text = t.header.as_deref().unwrap_or("Authorization");
     let header = HeaderName::from_bytes(header_text.as_bytes()).unwrap_or_else(|_| {
         r.problem(
@@ -214,8 +232,20 @@ fn tokens(r: &mut Report, t: &TokensFile, base: &Path) -> Option<TokensConfig> {
             "use \"JWT\" (Flask-JWT) or \"Bearer\" (RFC 6750)",
         );
     }
-    let algorithm = algorithm(r, t.algorithm.as_deref().unwrap_or("HS256"));
-    let secret = secret(r, t, base);
+    // The legacy form: one HMAC key from `algorithm` + `secret_*`, with no id (compat path).
+    let keys = if keyring {
+        Some(keys).filter(|k| !k.is_empty())
+    } else {
+        let algorithm = algorithm(r, t.algorithm.as_deref().unwrap_or("HS256"));
+        secret(r, t, base).map(|secret| {
+            vec![KeyConfig {
+                id: None,
+                algorithm,
+                material: KeyMaterial::Secret(secret),
+                sign: true,
+            }]
+        })
+    };
 
     let errors = match t.errors.as_deref().unwrap_or("flask-jwt") {
         "flask-jwt" => ErrorStyle::FlaskJwt,
@@ -294,11 +324,33 @@ fn tokens(r: &mut Report, t: &TokensFile, base: &Path) -> Option<TokensConfig> {
             "leave it out (default 8192)",
         );
     }
+    let user_claims = t.user_claims.clone().unwrap_or_default();
+    for (i, c) in user_claims.iter().enumerate() {
+        if ["exp", "iat", "nbf", "aud", "iss", "sub", "jti", ""].contains(&c.as_str())
+            || *c == identity_claim
+        {
+            r.problem(
+                format!("tokens.user_claims[{i}]"),
+                format!("`{c}` is set by the gateway itself"),
+                "list only claims from [[users]] claims, e.g. \"roles\"",
+            );
+        }
+    }
+    let max_lifetime = t
+        .max_lifetime
+        .as_ref()
+        .map(|v| r.duration("tokens.max_lifetime", Some(v), Duration::ZERO));
+    if max_lifetime.is_some_and(|m| m < lifetime) {
+        r.problem(
+            "tokens.max_lifetime",
+            "shorter than tokens.lifetime: the gateway's own tokens would be refused",
+            "raise max_lifetime or lower lifetime",
+        );
+    }
     Some(TokensConfig {
         header,
         prefix,
-        algorithm,
-        secret: secret?,
+        keys: keys?,
         lifetime,
         not_before: r.duration("tokens.not_before", t.not_before.as_ref(), Duration::ZERO),
         leeway: r.duration("tokens.leeway", t.leeway.as_ref(), Duration::from_secs(10)),
@@ -309,10 +361,15 @@ fn tokens(r: &mut Report, t: &TokensFile, base: &Path) -> Option<TokensConfig> {
         max_token_bytes,
         errors,
         realm: t.realm.clone().unwrap_or_else(|| "Login Required".into()),
+        max_lifetime,
+        issue_sub: t.issue_sub.unwrap_or(false),
+        issue_jti: t.issue_jti.unwrap_or(false),
+        user_claims,
+        cache_size: t.cache_size.unwrap_or(10_000),
     })
 }
 
-fn resolve(base: &Path, path: &str) -> PathBuf {
+pub(super) fn resolve(base: &Path, path: &str) -> PathBuf {
     let p = Path::new(path);
     if p.is_absolute() {
         p.to_path_buf()
@@ -497,11 +554,18 @@ fn collect_users(r: &mut Report, prefix: &str, list: &[UserFile], out: &mut Vec<
                 None
             }
         };
+        let claims = u
+            .claims
+            .iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), serde_json::to_value(v).ok()?)))
+            .collect();
         if let (Some(id), Some(username), Some(password_hash)) = (id, username, hash) {
             out.push(User {
                 id,
                 username,
                 password_hash,
+                claims,
             });
         }
     }
@@ -618,7 +682,12 @@ fn route_path(r: &mut Report, key: &str, path: &Option<String>) -> String {
     }
 }
 
-fn routes(r: &mut Report, list: &[RouteFile], login: Option<&LoginConfig>) -> Vec<RouteConfig> {
+fn routes(
+    r: &mut Report,
+    list: &[RouteFile],
+    login: Option<&LoginConfig>,
+    issuers: &[IssuerConfig],
+) -> Vec<RouteConfig> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for (i, f) in list.iter().enumerate() {
@@ -719,6 +788,7 @@ fn routes(r: &mut Report, list: &[RouteFile], login: Option<&LoginConfig>) -> Ve
                 Duration::from_secs(5),
             ),
             max_body,
+            issuers: route_issuers(r, &at, f, issuers),
         };
         out.push(route);
     }
@@ -765,4 +835,19 @@ fn upstream(r: &mut Report, key: &str, text: &str) -> Option<Target> {
         return None;
     }
     Some(Target::Upstream(uri))
+}
+
+/// `routes[i].issuers`: each must name an `[[issuers]]` entry.
+fn route_issuers(r: &mut Report, at: &str, f: &RouteFile, issuers: &[IssuerConfig]) -> Vec<String> {
+    let list = f.issuers.clone().unwrap_or_default();
+    for (j, name) in list.iter().enumerate() {
+        if !issuers.iter().any(|i| &i.issuer == name) {
+            r.problem(
+                format!("{at}.issuers[{j}]"),
+                format!("`{name}` is not an [[issuers]] entry"),
+                "add an [[issuers]] entry with this exact issuer, or fix the spelling",
+            );
+        }
+    }
+    list
 }
