@@ -10,7 +10,10 @@
 //! - `streaming`: large bodies cross the gateway without being buffered.
 //! - `rfc6750`: the Bearer error style.
 //! - `config`: bad configs name the key; the shipped `gateway.toml` stays valid; the CLI.
-//! - `interop`: PyJWT decodes our tokens and signs tokens we accept.
+//! - `interop`: PyJWT decodes our tokens and signs tokens we accept; PyJWKClient verifies
+//!   our RS256/ES256/EdDSA tokens through our published JWKS.
+//! - `keys`: every algorithm, kid selection, alg confusion, the JWKS, issued claims, cache.
+//! - `keys_config`: keyring, issuer and JWKS config problems name their key.
 
 mod support;
 
@@ -18,6 +21,8 @@ mod compat;
 mod config;
 mod forwarding;
 mod interop;
+mod keys;
+mod keys_config;
 mod login;
 mod rfc6750;
 mod streaming;
