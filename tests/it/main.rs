@@ -12,6 +12,7 @@
 //! - `config`: bad configs name the key; the shipped `gateway.toml` stays valid; the CLI.
 //! - `interop`: PyJWT decodes our tokens and signs tokens we accept; PyJWKClient verifies
 //!   our RS256/ES256/EdDSA tokens through our published JWKS.
+//! - `issuers`: IdP tokens via a JWKS server that rotates keys, goes down, comes back.
 //! - `keys`: every algorithm, kid selection, alg confusion, the JWKS, issued claims, cache.
 //! - `keys_config`: keyring, issuer and JWKS config problems name their key.
 
@@ -21,6 +22,7 @@ mod compat;
 mod config;
 mod forwarding;
 mod interop;
+mod issuers;
 mod keys;
 mod keys_config;
 mod login;
