@@ -14,6 +14,7 @@
 //!   our RS256/ES256/EdDSA tokens through our published JWKS.
 //! - `issuers`: IdP tokens via a JWKS server that rotates keys, goes down, comes back.
 //! - `keys`: every algorithm, kid selection, alg confusion, the JWKS, issued claims, cache.
+//! - `rotation`: the README's rotation runbook across two real `gateway` processes.
 //! - `keys_config`: keyring, issuer and JWKS config problems name their key.
 
 mod support;
@@ -27,4 +28,5 @@ mod keys;
 mod keys_config;
 mod login;
 mod rfc6750;
+mod rotation;
 mod streaming;
