@@ -15,6 +15,7 @@
 //! - `issuers`: IdP tokens via a JWKS server that rotates keys, goes down, comes back.
 //! - `keys`: every algorithm, kid selection, alg confusion, the JWKS, issued claims, cache.
 //! - `rotation`: the README's rotation runbook across two real `gateway` processes.
+//! - `token_cli`: `gateway keygen` and `gateway token mint | verify | inspect`.
 //! - `keys_config`: keyring, issuer and JWKS config problems name their key.
 
 mod support;
@@ -30,3 +31,4 @@ mod login;
 mod rfc6750;
 mod rotation;
 mod streaming;
+mod token_cli;
