@@ -5,6 +5,7 @@
 //! client ─▶ server (TCP, HTTP/1.1 + h2c)
 //!             └─▶ Pipeline::handle
 //!                   login     POST /auth → argon2id check → signed token
+//!                   jwks      GET /.well-known/jwks.json → our public keys
 //!                   ① routing   match path segments to a Route           no route     → 404
 //!                   ② policy    public | required
 //!                   ③ verify    token → Claims                            bad token    → 401
@@ -18,7 +19,8 @@
 //! - [`server`] — accept loop, per-connection HTTP, graceful drain.
 //! - [`pipeline`] — builds the runtime pieces; the only code that knows the step order.
 //! - [`routing`] — ① route table and path safety checks.
-//! - [`auth`] — ③ token extraction, verification, issuing, users.
+//! - [`auth`] — ③ token extraction, the keyring, verification (ours and external issuers'),
+//!   the verified-token cache, issuing, the published JWKS, users.
 //! - [`identity`] — ④ strip-then-set of identity headers.
 //! - [`proxy`] — ⑤ hop-by-hop rules, `X-Forwarded-*`, pooled upstream client.
 //! - [`rejection`] — every early end of a request and its response.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::Uri;
 
-use super::file::{IssuerFile, JwksFile, KeyFile, TokensFile};
+use super::file::{IssuerFile, JwksFile, KeyFile, RouteFile, TokensFile};
 use super::validate::{resolve, Report, MIN_SECRET_BYTES};
 use super::{
     IssuerConfig, JwksConfig, JwksSource, KeyConfig, KeyMaterial, Pem, RequiredClaims, Secret,
@@ -103,7 +103,7 @@ pub(super) fn keys(
             Err(e) => r.problem(
                 format!("{at}.{field}"),
                 e.to_string(),
-                "generate a key pair with `gateway keygen --algorithm ... --out DIR`",
+                "use a PKCS#8 private key (convert with `openssl pkcs8 -topk8 -nocrypt -in OLD`) or an SPKI public key; `gateway keygen` writes both",
             ),
         }
     }
@@ -355,4 +355,57 @@ pub(super) fn jwks(r: &mut Report, f: &JwksFile) -> JwksConfig {
         path,
         max_age: r.duration("jwks.max_age", f.max_age.as_ref(), Duration::from_secs(300)),
     }
+}
+
+/// `[tokens] user_claims` and `max_lifetime`, checked against what the gateway sets itself.
+pub(super) fn issued_claims(
+    r: &mut Report,
+    t: &TokensFile,
+    identity_claim: &str,
+    lifetime: Duration,
+) -> (Vec<String>, Option<Duration>) {
+    let user_claims = t.user_claims.clone().unwrap_or_default();
+    for (i, c) in user_claims.iter().enumerate() {
+        if ["exp", "iat", "nbf", "aud", "iss", "sub", "jti", ""].contains(&c.as_str())
+            || c == identity_claim
+        {
+            r.problem(
+                format!("tokens.user_claims[{i}]"),
+                format!("`{c}` is set by the gateway itself"),
+                "list only claims from [[users]] claims, e.g. \"roles\"",
+            );
+        }
+    }
+    let max_lifetime = t
+        .max_lifetime
+        .as_ref()
+        .map(|v| r.duration("tokens.max_lifetime", Some(v), Duration::ZERO));
+    if max_lifetime.is_some_and(|m| m < lifetime) {
+        r.problem(
+            "tokens.max_lifetime",
+            "shorter than tokens.lifetime: the gateway's own tokens would be refused",
+            "raise max_lifetime or lower lifetime",
+        );
+    }
+    (user_claims, max_lifetime)
+}
+
+/// `routes[i].issuers`: each must name an `[[issuers]]` entry.
+pub(super) fn route_issuers(
+    r: &mut Report,
+    at: &str,
+    f: &RouteFile,
+    issuers: &[IssuerConfig],
+) -> Vec<String> {
+    let list = f.issuers.clone().unwrap_or_default();
+    for (j, name) in list.iter().enumerate() {
+        if !issuers.iter().any(|i| &i.issuer == name) {
+            r.problem(
+                format!("{at}.issuers[{j}]"),
+                format!("`{name}` is not an [[issuers]] entry"),
+                "add an [[issuers]] entry with this exact issuer, or fix the spelling",
+            );
+        }
+    }
+    list
 }

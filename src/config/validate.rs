@@ -324,29 +324,7 @@ fn tokens(
             "leave it out (default 8192)",
         );
     }
-    let user_claims = t.user_claims.clone().unwrap_or_default();
-    for (i, c) in user_claims.iter().enumerate() {
-        if ["exp", "iat", "nbf", "aud", "iss", "sub", "jti", ""].contains(&c.as_str())
-            || *c == identity_claim
-        {
-            r.problem(
-                format!("tokens.user_claims[{i}]"),
-                format!("`{c}` is set by the gateway itself"),
-                "list only claims from [[users]] claims, e.g. \"roles\"",
-            );
-        }
-    }
-    let max_lifetime = t
-        .max_lifetime
-        .as_ref()
-        .map(|v| r.duration("tokens.max_lifetime", Some(v), Duration::ZERO));
-    if max_lifetime.is_some_and(|m| m < lifetime) {
-        r.problem(
-            "tokens.max_lifetime",
-            "shorter than tokens.lifetime: the gateway's own tokens would be refused",
-            "raise max_lifetime or lower lifetime",
-        );
-    }
+    let (user_claims, max_lifetime) = keyring::issued_claims(r, t, &identity_claim, lifetime);
     Some(TokensConfig {
         header,
         prefix,
@@ -788,7 +766,7 @@ fn routes(
                 Duration::from_secs(5),
             ),
             max_body,
-            issuers: route_issuers(r, &at, f, issuers),
+            issuers: keyring::route_issuers(r, &at, f, issuers),
         };
         out.push(route);
     }
@@ -835,19 +813,4 @@ fn upstream(r: &mut Report, key: &str, text: &str) -> Option<Target> {
         return None;
     }
     Some(Target::Upstream(uri))
-}
-
-/// `routes[i].issuers`: each must name an `[[issuers]]` entry.
-fn route_issuers(r: &mut Report, at: &str, f: &RouteFile, issuers: &[IssuerConfig]) -> Vec<String> {
-    let list = f.issuers.clone().unwrap_or_default();
-    for (j, name) in list.iter().enumerate() {
-        if !issuers.iter().any(|i| &i.issuer == name) {
-            r.problem(
-                format!("{at}.issuers[{j}]"),
-                format!("`{name}` is not an [[issuers]] entry"),
-                "add an [[issuers]] entry with this exact issuer, or fix the spelling",
-            );
-        }
-    }
-    list
 }
