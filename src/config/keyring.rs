@@ -211,7 +211,14 @@ fn material(
 }
 
 /// Validates `[[issuers]]`.
-pub(super) fn issuers(r: &mut Report, list: &[IssuerFile], base: &Path) -> Vec<IssuerConfig> {
+/// `ours` is `[tokens] issuer`: an external issuer may not claim it, or our own tokens
+/// would be sent to its keys.
+pub(super) fn issuers(
+    r: &mut Report,
+    list: &[IssuerFile],
+    base: &Path,
+    ours: Option<&str>,
+) -> Vec<IssuerConfig> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for (i, f) in list.iter().enumerate() {
@@ -227,6 +234,13 @@ pub(super) fn issuers(r: &mut Report, list: &[IssuerFile], base: &Path) -> Vec<I
                 continue;
             }
         };
+        if ours == Some(issuer.as_str()) {
+            r.problem(
+                format!("{at}.issuer"),
+                format!("`{issuer}` is this gateway's own [tokens] issuer"),
+                "external issuers need their own iss; our tokens are always accepted",
+            );
+        }
         if !seen.insert(issuer.clone()) {
             r.problem(
                 format!("{at}.issuer"),

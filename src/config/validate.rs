@@ -104,7 +104,7 @@ pub fn from_file(file: GatewayFile, base: &Path) -> Result<Loaded, ConfigError> 
     let server = server(&mut r, &file.server);
     let keys = keyring::keys(&mut r, &file.keys, &file.tokens, base);
     let tokens = tokens(&mut r, &file.tokens, base, keys, !file.keys.is_empty());
-    let issuers = keyring::issuers(&mut r, &file.issuers, base);
+    let issuers = keyring::issuers(&mut r, &file.issuers, base, file.tokens.issuer.as_deref());
     let jwks = keyring::jwks(&mut r, &file.jwks);
     let mut users = Vec::new();
     collect_users(&mut r, "users", &file.users, &mut users);

@@ -81,7 +81,7 @@ fn key_problems_are_reported_at_once_with_their_key() {
 
 #[test]
 fn issuer_and_route_problems_name_their_key() {
-    let toml = "[tokens]\nsecret_file = \"secret\"\n\
+    let toml = "[tokens]\nsecret_file = \"secret\"\nissuer = \"https://idp2\"\n\
         [[routes]]\npath = \"/a\"\nrespond = \"identity\"\nauth = \"required\"\nissuers = [\"https://nobody\"]\n\
         [[issuers]]\nissuer = \"https://idp\"\njwks_url = \"https://idp/certs\"\n\
         [[issuers]]\nissuer = \"https://idp2\"\naudiences = [\"api\"]\n\
@@ -100,6 +100,7 @@ fn issuer_and_route_problems_name_their_key() {
             "https JWKS URLs are not supported yet",
         ),
         ("issuers[1]", "exactly one of jwks_url and jwks_file"),
+        ("issuers[1].issuer", "this gateway's own [tokens] issuer"),
         ("issuers[2].issuer", "missing"),
         ("issuers[3].cache_ttl", "not a duration"),
         ("jwks.path", "not an absolute path"),

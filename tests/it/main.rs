@@ -13,8 +13,9 @@
 //! - `interop`: PyJWT decodes our tokens and signs tokens we accept; PyJWKClient verifies
 //!   our RS256/ES256/EdDSA tokens through our published JWKS.
 //! - `issuers`: IdP tokens via a JWKS server that rotates keys, goes down, comes back.
-//! - `keys`: every algorithm, kid selection, alg confusion, the JWKS, issued claims, cache.
+//! - `keys`: every algorithm, kid selection, alg confusion, the JWKS, issued claims.
 //! - `rotation`: the README's rotation runbook across two real `gateway` processes.
+//! - `token_cache`: the verified-token cache against `exp` and keyring changes.
 //! - `token_cli`: `gateway keygen` and `gateway token mint | verify | inspect`.
 //! - `keys_config`: keyring, issuer and JWKS config problems name their key.
 
@@ -31,4 +32,5 @@ mod login;
 mod rfc6750;
 mod rotation;
 mod streaming;
+mod token_cache;
 mod token_cli;
