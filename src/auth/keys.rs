@@ -202,6 +202,7 @@ pub struct Keyring {
     /// Whether any key has an id: only then does a token's `kid` select a key. The legacy
     /// single secret has none, so its tokens' `kid` is ignored as Flask-JWT ignores it.
     has_ids: bool,
+    asymmetric: bool,
     /// Distinct for every keyring built in this process: caches keyed on it are flushed
     /// by construction when the keyring changes.
     generation: u64,
@@ -213,6 +214,7 @@ impl Keyring {
         let signing = signing.filter(|i| keys.get(*i).is_some_and(|k| k.encoding.is_some()));
         Keyring {
             has_ids: keys.iter().any(|k| k.id.is_some()),
+            asymmetric: keys.iter().any(Key::is_asymmetric),
             keys,
             signing,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
@@ -261,7 +263,7 @@ impl Keyring {
     }
 
     pub fn has_asymmetric(&self) -> bool {
-        self.keys.iter().any(Key::is_asymmetric)
+        self.asymmetric
     }
 
     /// Whether tokens must name their key: more than one key, or a key others look up in

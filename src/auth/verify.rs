@@ -177,19 +177,17 @@ impl Verifier {
         if crit {
             return Err(TokenError::CriticalHeader);
         }
-        let mut verified_by = None;
-        for key in candidates {
-            if let Ok(true) = jsonwebtoken::crypto::verify(
+        let mut candidates = candidates;
+        let verified = candidates.any(|key| {
+            jsonwebtoken::crypto::verify(
                 signature,
                 signing_input.as_bytes(),
                 &key.decoding,
                 key.algorithm,
-            ) {
-                verified_by = Some(key);
-                break;
-            }
-        }
-        if verified_by.is_none() {
+            )
+            .unwrap_or(false)
+        });
+        if !verified {
             return Err(TokenError::BadSignature);
         }
 
