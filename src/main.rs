@@ -134,10 +134,12 @@ fn check(path: &Path) -> ExitCode {
                 eprintln!("warning: {w}");
             }
             println!(
-                "{}: ok ({} route(s), {} user(s))",
+                "{}: ok ({} route(s), {} user(s), {} key(s), {} issuer(s))",
                 path.display(),
                 loaded.config.routes.len(),
-                loaded.config.users.len()
+                loaded.config.users.len(),
+                loaded.config.tokens.keys.len(),
+                loaded.config.issuers.len()
             );
             ExitCode::SUCCESS
         }

@@ -85,6 +85,21 @@ impl Authority {
         now: i64,
         allowed: &[usize],
     ) -> Result<Verified, TokenError> {
+        let result = self.verify_inner(token, now, allowed).await;
+        if let Err(e) = &result {
+            // The access log has the reason label; this adds which key the token named
+            // (read unverified, on the failure path only). Never the token itself.
+            tracing::debug!(reason = %e, kid = unverified_kid(token).as_deref().unwrap_or("-"), "token refused");
+        }
+        result
+    }
+
+    async fn verify_inner(
+        &self,
+        token: &str,
+        now: i64,
+        allowed: &[usize],
+    ) -> Result<Verified, TokenError> {
         if !allowed.is_empty() {
             if let Some(iss) = unverified_iss(token) {
                 let chosen = allowed.iter().copied().find(|i| {
@@ -117,4 +132,22 @@ fn unverified_iss(token: &str) -> Option<String> {
     let payload = token.split('.').nth(1)?;
     let json = URL_SAFE_NO_PAD.decode(payload).ok()?;
     serde_json::from_slice::<Iss>(&json).ok()?.iss
+}
+
+/// The `kid` of a token's header, read without verification, for the log.
+fn unverified_kid(token: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Kid {
+        kid: Option<String>,
+    }
+    let header = token.split('.').next()?;
+    let json = URL_SAFE_NO_PAD.decode(header).ok()?;
+    let kid = serde_json::from_slice::<Kid>(&json).ok()?.kid?;
+    // Bounded and printable: the log must not carry arbitrary client bytes.
+    Some(
+        kid.chars()
+            .filter(char::is_ascii_graphic)
+            .take(64)
+            .collect(),
+    )
 }
