@@ -5,6 +5,7 @@
 //! client ─▶ server (TCP, HTTP/1.1 + h2c)
 //!             └─▶ Pipeline::handle
 //!                   login     POST /auth → argon2id check → signed token
+//!                   jwks      GET /.well-known/jwks.json → our public keys
 //!                   ① routing   match path segments to a Route           no route     → 404
 //!                   ② policy    public | required
 //!                   ③ verify    token → Claims                            bad token    → 401

@@ -1,6 +1,7 @@
-//! The `gateway` command line: `run`, `check`, `hash-password`.
+//! The `gateway` command line: `run`, `check`, `hash-password`, `keygen`, `token ...`.
 //!
-//! Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.
+//! Exit codes: 0 success, 1 runtime failure (or `token verify`: token refused), 2 invalid
+//! configuration or usage.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -8,8 +9,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use gateway::auth::{authority::Authority, inspect, issue::Issuer, keygen, keys, users::Users};
 use gateway::config;
+use gateway::config::UserId;
 use gateway::telemetry::{self, LogFormat};
+use serde_json::Value;
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +43,47 @@ enum Command {
     },
     /// Read a password on stdin and print its argon2id hash for `[[users]] password_hash`.
     HashPassword,
+    /// Generate a key for the [[keys]] keyring: a PEM pair (or an HMAC secret) in DIR.
+    Keygen {
+        /// HS256/384/512, RS256/384/512, PS256/384/512, ES256, ES384 or EdDSA.
+        #[arg(long)]
+        algorithm: String,
+        /// Directory to write `<id>.private.pem` and `<id>.public.pem` (or `<id>.secret`) into.
+        #[arg(long)]
+        out: PathBuf,
+        /// The key id (kid); default: a prefix of the key's RFC 7638 thumbprint.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Mint, verify or inspect tokens (operator tools).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Sign a token with the configured signing key and print it.
+    Mint {
+        #[arg(long, default_value = "gateway.toml")]
+        config: PathBuf,
+        /// The identity: an integer, or any other text as a string.
+        #[arg(long)]
+        identity: String,
+        /// An extra claim `name=value`; the value is JSON if it parses, else a string.
+        #[arg(long = "claim", value_name = "NAME=VALUE")]
+        claims: Vec<String>,
+    },
+    /// Verify a token as the gateway would (our keys and every [[issuers]] entry); prints
+    /// the verdict and the precise reason. Exits 0 when valid, 1 when refused.
+    Verify {
+        #[arg(long, default_value = "gateway.toml")]
+        config: PathBuf,
+        token: String,
+    },
+    /// Decode a token's header and payload WITHOUT verifying it.
+    Inspect { token: String },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +91,16 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config, log_format } => run(&config, log_format),
         Command::Check { config } => check(&config),
+        Command::Keygen { algorithm, out, id } => report(keygen(&algorithm, &out, id)),
+        Command::Token { command } => match command {
+            TokenCommand::Mint {
+                config,
+                identity,
+                claims,
+            } => report(mint(&config, &identity, &claims)),
+            TokenCommand::Verify { config, token } => verify(&config, &token),
+            TokenCommand::Inspect { token } => report(inspect(&token)),
+        },
         Command::HashPassword => match hash_password() {
             Ok(h) => {
                 println!("{h}");
@@ -59,6 +114,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints an error for a failed command; exit 2 (usage/config) or 0.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn check(path: &Path) -> ExitCode {
     match config::load(path) {
         Ok(loaded) => {
@@ -66,10 +132,12 @@ fn check(path: &Path) -> ExitCode {
                 eprintln!("warning: {w}");
             }
             println!(
-                "{}: ok ({} route(s), {} user(s))",
+                "{}: ok ({} route(s), {} user(s), {} key(s), {} issuer(s))",
                 path.display(),
                 loaded.config.routes.len(),
-                loaded.config.users.len()
+                loaded.config.users.len(),
+                loaded.config.tokens.keys.len(),
+                loaded.config.issuers.len()
             );
             ExitCode::SUCCESS
         }
@@ -159,4 +227,154 @@ fn hash_password() -> anyhow::Result<String> {
     anyhow::ensure!(!password.is_empty(), "empty password on stdin");
     gateway::auth::users::hash_password(password.as_bytes())
         .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
+}
+
+fn keygen(algorithm: &str, out: &Path, id: Option<String>) -> anyhow::Result<()> {
+    let alg = keys::parse_algorithm(algorithm)
+        .with_context(|| format!("unsupported algorithm `{algorithm}`"))?;
+    let key = keygen::generate(alg)?;
+    let id = id.unwrap_or(key.suggested_id);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let write = |name: String, text: &str, private: bool| -> anyhow::Result<PathBuf> {
+        let path = out.join(name);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = private;
+        let mut f = options.open(&path).with_context(|| {
+            format!(
+                "creating {} (existing keys are never overwritten)",
+                path.display()
+            )
+        })?;
+        std::io::Write::write_all(&mut f, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    };
+    let entry = match &key.public {
+        None => {
+            let path = write(format!("{id}.secret"), &key.private, true)?;
+            format!("secret_file = \"{}\"", path.display())
+        }
+        Some(public) => {
+            let private = write(format!("{id}.private.pem"), &key.private, true)?;
+            let public = write(format!("{id}.public.pem"), public, false)?;
+            format!(
+                "private_key_file = \"{}\"   # signing instances\n# public_key_file = \"{}\"   # verify-only",
+                private.display(),
+                public.display()
+            )
+        }
+    };
+    println!("[[keys]]\nid = \"{id}\"\nalgorithm = \"{algorithm}\"\n{entry}\nsign = false   # true once every instance has the key");
+    Ok(())
+}
+
+fn load_config(path: &Path) -> anyhow::Result<config::Config> {
+    config::load(path)
+        .map(|l| l.config)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn mint(path: &Path, identity: &str, claims: &[String]) -> anyhow::Result<()> {
+    let cfg = load_config(path)?;
+    let t = &cfg.tokens;
+    let keyring = keys::Keyring::from_config(t)?;
+    let issuer = Issuer::new(t, &keyring)?;
+    let identity = identity
+        .parse::<i64>()
+        .map_or_else(|_| UserId::Str(identity.to_string()), UserId::Int);
+    let mut extra = Vec::new();
+    for c in claims {
+        let (name, value) = c
+            .split_once('=')
+            .with_context(|| format!("--claim `{c}` is not NAME=VALUE"))?;
+        let reserved = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"];
+        anyhow::ensure!(
+            !reserved.contains(&name) && name != t.identity_claim && !name.is_empty(),
+            "--claim `{name}` is set by the gateway itself"
+        );
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::from(value));
+        extra.push((name.to_string(), value));
+    }
+    println!("{}", issuer.sign(&identity, unix_now(), &extra)?);
+    Ok(())
+}
+
+fn verify(path: &Path, token: &str) -> ExitCode {
+    let cfg = match load_config(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let verdict = rt.block_on(async {
+        let authority = Authority::build(&cfg, Vec::new())?;
+        authority.refresh_all().await;
+        let all: Vec<usize> = (0..cfg.issuers.len()).collect();
+        let result = authority.verify(token.trim(), unix_now(), &all).await;
+        let users = Users::new(&cfg.users, 1);
+        anyhow::Ok(match result {
+            Ok(v)
+                if v.issuer.is_none()
+                    && !users.is_empty()
+                    && !users.contains(&v.claims.identity) =>
+            {
+                Err(gateway::auth::TokenError::UnknownUser)
+            }
+            Ok(v) => Ok((v, authority)),
+            Err(e) => Err(e),
+        })
+    });
+    match verdict {
+        Ok(Ok((v, authority))) => {
+            let by = match v.issuer.and_then(|i| authority.issuer(i)) {
+                Some(i) => format!("issuer {}", i.issuer),
+                None => "this gateway's keyring".to_string(),
+            };
+            println!("valid: verified by {by}");
+            println!("identity: {}", v.claims.identity.to_json());
+            println!("exp: {}", v.claims.exp);
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            println!("invalid: {e} [{}]", e.reason());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn inspect(token: &str) -> anyhow::Result<()> {
+    let u = inspect::decode_unverified(token)?;
+    println!("UNVERIFIED: decoded without checking the signature; do not trust these values.");
+    println!("header:  {}", serde_json::to_string_pretty(&u.header)?);
+    println!("payload: {}", serde_json::to_string_pretty(&u.payload)?);
+    println!("signature: {} bytes, NOT checked", u.signature_bytes);
+    Ok(())
 }

@@ -16,10 +16,10 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 
+use crate::auth::authority::Authority;
 use crate::auth::issue::{Issuer, Login};
-use crate::auth::keys::Key;
+use crate::auth::jwks::PublishedJwks;
 use crate::auth::users::Users;
-use crate::auth::verify::Verifier;
 use crate::auth::{bearer, Claims, TokenError};
 use crate::body::{full, Body};
 use crate::config::{AuthMode, Config, PathMatch, RequestIdMode, Responder, Target};
@@ -45,6 +45,8 @@ pub struct Route {
     forward_authorization: bool,
     timeout: Option<Duration>,
     max_body: Option<u64>,
+    /// Indices into the authority's external issuers this route accepts.
+    issuers: Vec<usize>,
 }
 
 enum RouteTarget {
@@ -57,7 +59,10 @@ pub struct Pipeline {
     routes: RouteTable<Route>,
     pools: Vec<Arc<Pool>>,
     login: Option<Login>,
-    verifier: Verifier,
+    /// Our keyring plus the external issuers.
+    authority: Authority,
+    /// `GET /.well-known/jwks.json`; `None` when there is nothing to publish.
+    jwks: Option<PublishedJwks>,
     users: Arc<Users>,
     identity: IdentityHeaders,
     token_header: HeaderName,
@@ -100,16 +105,10 @@ impl Pipeline {
     /// Like [`Pipeline::build`], recording into `metrics` (shared across reloads).
     pub fn build_with(config: &Config, metrics: Arc<Metrics>) -> Result<Pipeline, String> {
         let t = &config.tokens;
-        let key = Key::from_config(t).map_err(|e| format!("tokens: cannot build the key: {e}"))?;
         let users = Arc::new(Users::new(
             &config.users,
             config.login.as_ref().map_or(1, |l| l.max_concurrent_hashes),
         ));
-        let login = config
-            .login
-            .clone()
-            .map(|l| Login::new(l, Issuer::new(t, &key), users.clone()));
-
         let mut pools = HashMap::new();
         for u in &config.upstreams {
             pools.insert(u.name.clone(), Arc::new(Pool::new(u, metrics.clone())?));
@@ -120,7 +119,34 @@ impl Pipeline {
             .iter()
             .map(|(h, c)| (h.clone(), Arc::from(c.as_str())))
             .collect();
+        // The claims any route reads (requirements, claim headers): the verifier keeps these.
         let mut wanted: Vec<Arc<str>> = Vec::new();
+        for r in &config.routes {
+            let headers = route_claim_headers(&global, r);
+            for name in r
+                .require
+                .iter()
+                .map(|q| q.claim.as_str())
+                .chain(headers.iter().map(|(_, c)| &**c))
+            {
+                if !wanted.iter().any(|w| &**w == name) {
+                    wanted.push(Arc::from(name));
+                }
+            }
+        }
+        let authority = Authority::build(config, wanted)
+            .map_err(|e| format!("tokens: cannot build the keyring: {e}"))?;
+        // Background JWKS refreshers for external issuers; they end when the pipeline drops.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            authority.spawn_refreshers();
+        }
+        let issuer = Issuer::new(t, authority.keys())
+            .map_err(|e| format!("tokens: cannot build the signer: {e}"))?;
+        let login = config
+            .login
+            .clone()
+            .map(|l| Login::new(l, issuer, users.clone()));
+
         let mut routes = Vec::new();
         for r in &config.routes {
             let target = match &r.target {
@@ -132,29 +158,11 @@ impl Pipeline {
                 ),
                 Target::Respond(what) => RouteTarget::Respond(*what),
             };
-            // Route mappings override the global ones for the same header.
-            let mut claim_headers: ClaimHeaders = global
-                .iter()
-                .filter(|(h, _)| !r.claim_headers.iter().any(|(rh, _)| rh == h))
-                .cloned()
-                .collect();
-            claim_headers.extend(
-                r.claim_headers
-                    .iter()
-                    .map(|(h, c)| (h.clone(), Arc::from(c.as_str()))),
-            );
+            let claim_headers = route_claim_headers(&global, r);
             let policy = Policy {
                 auth: r.auth,
                 require: r.require.clone(),
             };
-            for name in policy
-                .claim_names()
-                .chain(claim_headers.iter().map(|(_, c)| &**c))
-            {
-                if !wanted.iter().any(|w| &**w == name) {
-                    wanted.push(Arc::from(name));
-                }
-            }
             let matcher = Matcher {
                 host: r.host.clone(),
                 path: r.path.clone(),
@@ -178,6 +186,11 @@ impl Pipeline {
                     forward_authorization: r.forward_authorization,
                     timeout: r.timeout,
                     max_body: r.max_body,
+                    issuers: r
+                        .issuers
+                        .iter()
+                        .filter_map(|name| authority.issuer_index(name))
+                        .collect(),
                 },
             ));
         }
@@ -192,7 +205,8 @@ impl Pipeline {
             routes: RouteTable::new(routes),
             pools: pools.into_values().collect(),
             login,
-            verifier: Verifier::new(t, key, wanted),
+            jwks: PublishedJwks::new(&config.jwks, authority.keys()),
+            authority,
             users,
             identity: IdentityHeaders::new(owned.iter(), config.identity.arrays),
             token_header: t.header.clone(),
@@ -342,6 +356,17 @@ impl Pipeline {
             }
         }
 
+        // Our public keys, answered before routing like the login path: relying parties
+        // fetch them without a token, and no route may shadow them.
+        if let Some(jwks) = &self.jwks {
+            if req.uri().path() == jwks.path {
+                if let Some(res) = jwks.response(req.method()) {
+                    outcome.route = Some(jwks.path.clone());
+                    return Ok(res);
+                }
+            }
+        }
+
         // ① Routing. The path is normalized, and refused if its raw form would route
         // elsewhere, so the path we match is the path the backend sees.
         let host = routing::request_host(
@@ -379,7 +404,7 @@ impl Pipeline {
         let claims = match route.policy.auth {
             AuthMode::Public => None,
             AuthMode::Required => {
-                let claims = self.authenticate(&req)?;
+                let claims = self.authenticate(&req, &route.issuers).await?;
                 outcome.identity = Some(claims.identity.header_text().into_owned());
                 route.policy.authorize(&claims)?;
                 Some(claims)
@@ -472,15 +497,22 @@ impl Pipeline {
         Ok(res)
     }
 
-    /// ③ Reads and verifies the token, and checks that its identity is a known user.
-    fn authenticate<B>(&self, req: &Request<B>) -> Result<Claims, TokenError> {
+    /// ③ Reads and verifies the token (ours, or from an issuer in `issuers`), and checks
+    /// that the identity of one of our tokens is a known user.
+    async fn authenticate<B>(
+        &self,
+        req: &Request<B>,
+        issuers: &[usize],
+    ) -> Result<Claims, TokenError> {
         let token = bearer::extract(req.headers(), &self.token_header, &self.prefix)?;
-        let claims = self.verifier.verify(token, unix_now())?;
-        // With local users, deleting a user cuts off their unexpired tokens at once.
-        if !self.users.is_empty() && !self.users.contains(&claims.identity) {
+        let verified = self.authority.verify(token, unix_now(), issuers).await?;
+        // With local users, deleting a user cuts off their unexpired tokens at once. An
+        // external issuer's subjects are its own users, not ours.
+        let ours = verified.issuer.is_none();
+        if ours && !self.users.is_empty() && !self.users.contains(&verified.claims.identity) {
             return Err(TokenError::UnknownUser);
         }
-        Ok(claims)
+        Ok(verified.claims)
     }
 }
 
@@ -537,9 +569,35 @@ fn identity_response(claims: Option<&Claims>) -> Response<Body> {
 /// SHA-256 over each verification key's algorithm and the SHA-256 of its material: equal
 /// across instances with the same keys, and useless for recovering a key.
 fn keys_fingerprint(config: &Config) -> String {
-    let t = &config.tokens;
-    let material = crate::config::sha256_hex(&t.secret.bytes);
-    crate::config::sha256_hex(
-        format!("{}:{material}", crate::auth::keys::alg_name(t.algorithm)).as_bytes(),
-    )
+    use crate::config::{KeyMaterial, Pem};
+    let mut text = String::new();
+    for k in &config.tokens.keys {
+        let bytes: &[u8] = match &k.material {
+            KeyMaterial::Secret(s) => &s.bytes,
+            KeyMaterial::Pem(Pem::Private(b) | Pem::Public(b)) => b,
+        };
+        let id = k.id.as_deref().unwrap_or("-");
+        let alg = crate::auth::keys::alg_name(k.algorithm);
+        text.push_str(&format!(
+            "{id}:{alg}:{}:{};",
+            k.sign,
+            crate::config::sha256_hex(bytes)
+        ));
+    }
+    crate::config::sha256_hex(text.as_bytes())
+}
+
+/// The route's claim headers: `[identity] claims`, overridden and extended by the route's.
+fn route_claim_headers(global: &ClaimHeaders, r: &crate::config::RouteConfig) -> ClaimHeaders {
+    let mut headers: ClaimHeaders = global
+        .iter()
+        .filter(|(h, _)| !r.claim_headers.iter().any(|(rh, _)| rh == h))
+        .cloned()
+        .collect();
+    headers.extend(
+        r.claim_headers
+            .iter()
+            .map(|(h, c)| (h.clone(), Arc::from(c.as_str()))),
+    );
+    headers
 }

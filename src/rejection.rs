@@ -186,11 +186,14 @@ impl TokenError {
             | TokenError::BadSignatureEncoding
             | TokenError::BadPayload(_)
             | TokenError::MissingClaim(_)
+            | TokenError::MissingRequiredClaim(_)
             | TokenError::NotANumber(_)
             | TokenError::BadIdentity
             | TokenError::IdentityNotHeaderSafe
             | TokenError::ClaimNotHeaderSafe => "malformed",
             TokenError::AlgNotAllowed => "alg_not_allowed",
+            TokenError::UnknownKey => "unknown_kid",
+            TokenError::LifetimeTooLong => "lifetime_too_long",
             TokenError::BadSignature => "bad_signature",
             TokenError::IssuedInFuture => "issued_in_future",
             TokenError::NotYetValid => "not_yet_valid",
@@ -222,12 +225,17 @@ impl TokenError {
             TokenError::MissingClaim(c) => {
                 return (TOKEN, format!("Token is missing the \"{c}\" claim").into())
             }
+            TokenError::MissingRequiredClaim(c) => {
+                return (TOKEN, format!("Token is missing the \"{c}\" claim").into())
+            }
             TokenError::TooLarge => "Token is too large",
             TokenError::NotEnoughSegments => "Not enough segments",
             TokenError::TooManySegments => "Too many segments",
             TokenError::BadHeader(why) => why,
             TokenError::CriticalHeader => "Unsupported critical header parameter",
             TokenError::AlgNotAllowed => "The specified alg value is not allowed",
+            TokenError::UnknownKey => "Unknown key id (kid)",
+            TokenError::LifetimeTooLong => "Token lifetime exceeds the maximum",
             TokenError::BadPayloadEncoding => "Invalid payload padding",
             TokenError::BadSignatureEncoding => "Invalid crypto padding",
             TokenError::BadSignature => "Signature verification failed",
@@ -265,6 +273,9 @@ impl TokenError {
             | TokenError::BadHeader(_)
             | TokenError::CriticalHeader
             | TokenError::AlgNotAllowed
+            | TokenError::UnknownKey
+            | TokenError::LifetimeTooLong
+            | TokenError::MissingRequiredClaim(_)
             | TokenError::BadPayloadEncoding
             | TokenError::BadSignatureEncoding
             | TokenError::BadSignature

@@ -54,7 +54,7 @@ impl UserId {
 }
 
 /// The claims `/auth` writes, in Flask-JWT's order: `exp`, `iat`, `nbf`, identity, then the
-/// optional `iss` / `aud` when configured.
+/// optional `iss`, `aud`, `sub`, `jti` and extra claims when configured (compat adds none).
 pub struct IssuedClaims<'a> {
     pub exp: i64,
     pub iat: i64,
@@ -63,6 +63,10 @@ pub struct IssuedClaims<'a> {
     pub identity: &'a UserId,
     pub issuer: Option<&'a str>,
     pub audience: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub jti: Option<&'a str>,
+    /// Claims from the user record or the operator CLI; never a registered claim.
+    pub extra: &'a [(String, Value)],
 }
 
 impl Serialize for IssuedClaims<'_> {
@@ -80,6 +84,15 @@ impl Serialize for IssuedClaims<'_> {
         }
         if let Some(aud) = self.audience {
             m.serialize_entry("aud", aud)?;
+        }
+        if let Some(sub) = self.subject {
+            m.serialize_entry("sub", sub)?;
+        }
+        if let Some(jti) = self.jti {
+            m.serialize_entry("jti", jti)?;
+        }
+        for (k, v) in self.extra {
+            m.serialize_entry(k, v)?;
         }
         m.end()
     }
@@ -260,10 +273,25 @@ mod tests {
             identity: &id,
             issuer: None,
             audience: None,
+            subject: None,
+            jti: None,
+            extra: &[],
         };
         assert_eq!(
             serde_json::to_string(&c).unwrap(),
             r#"{"exp":3,"iat":1,"nbf":2,"identity":1}"#
+        );
+        let extra = [("roles".to_string(), serde_json::json!(["admin"]))];
+        let c = IssuedClaims {
+            issuer: Some("gw"),
+            subject: Some("1"),
+            jti: Some("j"),
+            extra: &extra,
+            ..c
+        };
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"exp":3,"iat":1,"nbf":2,"identity":1,"iss":"gw","sub":"1","jti":"j","roles":["admin"]}"#
         );
     }
 }

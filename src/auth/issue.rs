@@ -5,6 +5,7 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use base64::Engine;
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -15,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::claims::IssuedClaims;
-use super::keys::Key;
+use super::keys::{KeyError, Keyring};
 use super::users::Users;
 use crate::body::{empty, full, Body};
 use crate::config::{LoginConfig, TokensConfig, UserId};
@@ -64,20 +65,39 @@ pub struct Issuer {
     identity_claim: String,
     issuer: Option<String>,
     audience: Option<String>,
+    issue_sub: bool,
+    issue_jti: bool,
+    user_claims: Vec<String>,
 }
 
 impl Issuer {
-    pub fn new(t: &TokensConfig, key: &Key) -> Issuer {
-        Issuer {
-            // Header::new gives exactly {"typ":"JWT","alg":...}, Flask-JWT's header.
-            header: Header::new(key.algorithm),
-            key: key.encoding.clone(),
+    /// An issuer signing with the keyring's signing key.
+    pub fn new(t: &TokensConfig, keys: &Keyring) -> Result<Issuer, KeyError> {
+        let key = keys
+            .signing()
+            .ok_or_else(|| KeyError("the keyring has no signing key".into()))?;
+        let encoding = key
+            .encoding
+            .clone()
+            .ok_or_else(|| KeyError("the signing key cannot sign".into()))?;
+        // Header::new gives exactly {"typ":"JWT","alg":...}, Flask-JWT's header; the kid is
+        // added only when verifiers need it to pick the key.
+        let mut header = Header::new(key.algorithm);
+        if keys.tokens_carry_kid() {
+            header.kid = key.id.clone();
+        }
+        Ok(Issuer {
+            header,
+            key: encoding,
             lifetime: t.lifetime.as_secs() as i64,
             not_before: t.not_before.as_secs() as i64,
             identity_claim: t.identity_claim.clone(),
             issuer: t.issuer.clone(),
             audience: t.audience.clone(),
-        }
+            issue_sub: t.issue_sub,
+            issue_jti: t.issue_jti,
+            user_claims: t.user_claims.clone(),
+        })
     }
 
     /// A token for `identity`, issued at Unix time `now`.
@@ -86,6 +106,38 @@ impl Issuer {
         identity: &UserId,
         now: i64,
     ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.issue_with(identity, now, &[])
+    }
+
+    /// A token for `identity` carrying the configured `user_claims` found in `record`
+    /// (the user's `[[users]] claims`) or, for the operator CLI, given directly.
+    pub fn issue_with(
+        &self,
+        identity: &UserId,
+        now: i64,
+        record: &[(String, Value)],
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let extra: Vec<(String, Value)> = record
+            .iter()
+            .filter(|(k, _)| self.user_claims.iter().any(|c| c == k))
+            .cloned()
+            .collect();
+        self.sign(identity, now, &extra)
+    }
+
+    /// Like [`Issuer::issue_with`], but every claim in `extra` is written (operator CLI).
+    pub fn sign(
+        &self,
+        identity: &UserId,
+        now: i64,
+        extra: &[(String, Value)],
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let subject = self.issue_sub.then(|| identity.header_text());
+        let jti = self.issue_jti.then(|| {
+            let mut id = [0u8; 16];
+            rand::fill(&mut id);
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
+        });
         let claims = IssuedClaims {
             exp: now + self.lifetime,
             iat: now,
@@ -94,6 +146,9 @@ impl Issuer {
             identity,
             issuer: self.issuer.as_deref(),
             audience: self.audience.as_deref(),
+            subject: subject.as_deref(),
+            jti: jti.as_deref(),
+            extra,
         };
         jsonwebtoken::encode(&self.header, &claims, &self.key)
     }
@@ -219,7 +274,7 @@ impl Login {
             .ok_or(LoginError::InvalidCredentials)?;
         let token = self
             .issuer
-            .issue(&id, now())
+            .issue_with(&id, now(), self.users.claims(&id))
             .map_err(|e| LoginError::Internal(e.to_string()))?;
         let mut body = serde_json::to_vec(&TokenResponse {
             access_token: &token,
@@ -387,6 +442,9 @@ mod tests {
             identity_claim: "identity".into(),
             issuer: None,
             audience: None,
+            issue_sub: false,
+            issue_jti: false,
+            user_claims: Vec::new(),
         };
         let token = issuer.issue(&UserId::Int(1), 1795866925).unwrap();
         assert_eq!(

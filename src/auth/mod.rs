@@ -1,9 +1,15 @@
 //! Authentication: reading the token from the request, verifying it into [`Claims`],
 //! issuing tokens at the login path, and the local user store.
 
+pub mod authority;
 pub mod bearer;
+pub mod cache;
 pub mod claims;
+pub mod inspect;
 pub mod issue;
+pub mod issuers;
+pub mod jwks;
+pub mod keygen;
 pub mod keys;
 pub mod users;
 pub mod verify;
@@ -36,6 +42,8 @@ pub enum TokenError {
     CriticalHeader,
     #[error("alg not allowed")]
     AlgNotAllowed,
+    #[error("kid names no key of the keyring")]
+    UnknownKey,
     #[error("bad payload encoding")]
     BadPayloadEncoding,
     #[error("bad signature encoding")]
@@ -46,6 +54,8 @@ pub enum TokenError {
     BadPayload(PayloadProblem),
     #[error("missing claim {0}")]
     MissingClaim(&'static str),
+    #[error("missing required claim {0}")]
+    MissingRequiredClaim(std::sync::Arc<str>),
     #[error("claim {0} is not a number")]
     NotANumber(&'static str),
     #[error("iat in the future")]
@@ -54,6 +64,8 @@ pub enum TokenError {
     NotYetValid,
     #[error("expired")]
     Expired,
+    #[error("exp - iat is longer than the maximum token lifetime")]
+    LifetimeTooLong,
     #[error("aud does not match")]
     InvalidAudience,
     #[error("iss does not match")]

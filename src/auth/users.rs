@@ -19,6 +19,8 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 pub struct Users {
     by_name: HashMap<String, (UserId, String)>,
     ids: HashSet<UserId>,
+    /// `[[users]] claims`, for users that have any.
+    claims: HashMap<UserId, Vec<(String, serde_json::Value)>>,
     /// Verified for unknown usernames so that "no such user" costs the same as
     /// "wrong password" and cannot be told apart by timing.
     dummy_hash: Option<String>,
@@ -33,6 +35,11 @@ impl Users {
                 .map(|u| (u.username.clone(), (u.id.clone(), u.password_hash.clone())))
                 .collect(),
             ids: users.iter().map(|u| u.id.clone()).collect(),
+            claims: users
+                .iter()
+                .filter(|u| !u.claims.is_empty())
+                .map(|u| (u.id.clone(), u.claims.clone()))
+                .collect(),
             // The first user's hash has the cost parameters every login pays.
             dummy_hash: users.first().map(|u| u.password_hash.clone()),
             hashing: Arc::new(Semaphore::new(max_concurrent_hashes.max(1))),
@@ -46,6 +53,11 @@ impl Users {
     /// Whether a token identity names a configured user.
     pub fn contains(&self, id: &UserId) -> bool {
         self.ids.contains(id)
+    }
+
+    /// The claims of a user's record (`[[users]] claims`); empty when none.
+    pub fn claims(&self, id: &UserId) -> &[(String, serde_json::Value)] {
+        self.claims.get(id).map_or(&[], Vec::as_slice)
     }
 
     /// Checks a username and password; `None` for every kind of failure, after the same work.
@@ -104,6 +116,7 @@ mod tests {
                 id: UserId::Int(1),
                 username: "user1".into(),
                 password_hash: hash,
+                claims: Vec::new(),
             }],
             2,
         );

@@ -1,9 +1,15 @@
 //! ③ Token verification: compact JWS → [`Claims`], in Flask-JWT's order of checks.
 //!
 //! Order (the first failing check is reported): segments → header → payload and signature
-//! encoding → `alg` → signature → payload JSON → required claims → claim types → `iat` →
-//! `nbf` → `exp` → `aud` → `iss` → identity. The signature is checked before any claim is
-//! trusted; nothing from an unverified payload is ever used.
+//! encoding → `alg` → `kid` → signature → payload JSON → required claims → claim types →
+//! `iat` → `nbf` → `exp` → lifetime → `aud` → `iss` → required custom claims → identity.
+//! The signature is checked before any claim is trusted; nothing from an unverified payload
+//! is ever used.
+//!
+//! The keyring decides which keys may check a token: the `alg` header must be one a key
+//! allows, a `kid` selects exactly one key, and without a `kid` only a bounded few keys of
+//! that algorithm are tried (see `keys.rs`). With the legacy single secret (no key ids) the
+//! header is read exactly as before, so the Flask-JWT compat path is unchanged.
 //!
 //! Only the signature itself is computed by `jsonwebtoken` (its `crypto::verify`); the claim
 //! rules are ours because jsonwebtoken's defaults differ from Flask-JWT's (60 s leeway, `nbf`
@@ -16,10 +22,11 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
 
+use super::cache::TokenCache;
 use super::claims::{Claims, PayloadSeed, RawClaims, TimeClaim, NOT_AN_OBJECT};
-use super::keys::{alg_name, Key};
+use super::keys::{Key, Keyring};
 use super::{PayloadProblem, TokenError};
-use crate::config::{RequiredClaims, TokensConfig, UserId};
+use crate::config::{IssuerConfig, RequiredClaims, TokensConfig, UserId};
 
 /// The JOSE header fields we read. Typed, so a duplicated `alg` is refused by serde.
 #[derive(Deserialize)]
@@ -29,39 +36,110 @@ struct JoseHeader {
     crit: Option<serde::de::IgnoredAny>,
 }
 
+/// The header of a token checked against a keyring with key ids: `kid` is read too (a
+/// string; a duplicated or non-string `kid` is a malformed header).
+#[derive(Deserialize)]
+struct JoseHeaderKid {
+    alg: Option<Value>,
+    crit: Option<serde::de::IgnoredAny>,
+    kid: Option<String>,
+}
+
 /// Everything needed to verify a token, built once per configuration.
 pub struct Verifier {
-    key: Key,
-    alg: &'static str,
+    keys: Arc<Keyring>,
     leeway: f64,
     required: RequiredClaims,
+    /// Claims beyond the registered ones that must be present (external issuers).
+    required_custom: Vec<Arc<str>>,
     identity_claim: String,
     wanted: Vec<Arc<str>>,
-    audience: Option<String>,
+    /// Accepted `aud` values; empty: a token carrying `aud` is refused (Flask-JWT).
+    audiences: Vec<String>,
     issuer: Option<String>,
+    max_lifetime: Option<f64>,
     max_token_bytes: usize,
+    /// Only for keyrings with asymmetric keys: an HMAC costs about what the lookup costs.
+    cache: Option<TokenCache>,
+}
+
+impl From<Key> for Arc<Keyring> {
+    fn from(key: Key) -> Arc<Keyring> {
+        Arc::new(Keyring::from(key))
+    }
 }
 
 impl Verifier {
+    /// A verifier for our own tokens with `keys` (a [`Keyring`], or one [`Key`]).
     /// `wanted` names the claims beyond the registered ones that callers will read.
-    pub fn new(t: &TokensConfig, key: Key, wanted: Vec<Arc<str>>) -> Verifier {
+    pub fn new(t: &TokensConfig, keys: impl Into<Arc<Keyring>>, wanted: Vec<Arc<str>>) -> Verifier {
+        let keys = keys.into();
+        let cache =
+            (t.cache_size > 0 && keys.has_asymmetric()).then(|| TokenCache::new(t.cache_size));
         Verifier {
-            alg: alg_name(key.algorithm),
-            key,
+            keys,
             leeway: t.leeway.as_secs_f64(),
             required: t.required,
+            required_custom: Vec::new(),
             identity_claim: t.identity_claim.clone(),
             wanted,
-            audience: t.audience.clone(),
+            audiences: t.audience.iter().cloned().collect(),
             issuer: t.issuer.clone(),
+            max_lifetime: t.max_lifetime.map(|d| d.as_secs_f64()),
             max_token_bytes: t.max_token_bytes,
+            cache,
         }
+    }
+
+    /// A verifier for an external issuer's tokens; its keys are passed to
+    /// [`Verifier::verify_with`] as they are fetched. Leeway, size limit and cache size come
+    /// from `[tokens]`.
+    pub fn for_issuer(i: &IssuerConfig, t: &TokensConfig, mut wanted: Vec<Arc<str>>) -> Verifier {
+        let required_custom: Vec<Arc<str>> = i
+            .required_custom
+            .iter()
+            .map(|c| Arc::from(c.as_str()))
+            .collect();
+        for c in &required_custom {
+            if !wanted.contains(c) {
+                wanted.push(c.clone());
+            }
+        }
+        Verifier {
+            keys: Arc::new(Keyring::new(Vec::new(), None)),
+            leeway: t.leeway.as_secs_f64(),
+            required: i.required,
+            required_custom,
+            identity_claim: i.identity_claim.clone(),
+            wanted,
+            audiences: i.audiences.clone(),
+            issuer: Some(i.issuer.clone()),
+            max_lifetime: i.max_lifetime.map(|d| d.as_secs_f64()),
+            max_token_bytes: t.max_token_bytes,
+            cache: (t.cache_size > 0).then(|| TokenCache::new(t.cache_size)),
+        }
+    }
+
+    /// The keyring [`Verifier::verify`] uses.
+    pub fn keys(&self) -> &Arc<Keyring> {
+        &self.keys
     }
 
     /// Verifies `token` at Unix time `now`; returns the claims or the first failing check.
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        self.verify_with(&self.keys, token, now)
+    }
+
+    /// [`Verifier::verify`] with another keyring (an external issuer's current key set).
+    pub fn verify_with(&self, keys: &Keyring, token: &str, now: i64) -> Result<Claims, TokenError> {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge);
+        }
+        let cache = self.cache.as_ref().filter(|_| keys.has_asymmetric());
+        if let Some(hit) =
+            cache.and_then(|c| c.get(token, keys.generation(), now as f64, self.leeway))
+        {
+            return Ok(hit);
         }
         let (signing_input, signature) = token
             .rsplit_once('.')
@@ -76,7 +154,13 @@ impl Verifier {
         let header_json = URL_SAFE_NO_PAD
             .decode(header_b64)
             .map_err(|_| TokenError::BadHeader("Invalid header padding"))?;
-        let header = parse_header(&header_json)?;
+        let (alg, crit, kid) = if keys.has_ids() {
+            let h: JoseHeaderKid = parse_header(&header_json)?;
+            (h.alg, h.crit.is_some(), h.kid)
+        } else {
+            let h: JoseHeader = parse_header(&header_json)?;
+            (h.alg, h.crit.is_some(), None)
+        };
         let payload = URL_SAFE_NO_PAD
             .decode(payload_b64)
             .map_err(|_| TokenError::BadPayloadEncoding)?;
@@ -84,26 +168,35 @@ impl Verifier {
             return Err(TokenError::BadSignatureEncoding);
         }
 
-        // The algorithm is pinned by configuration; the header may only agree with it.
-        match &header.alg {
-            Some(Value::String(a)) if a == self.alg => {}
-            _ => return Err(TokenError::AlgNotAllowed),
-        }
-        if header.crit.is_some() {
+        // Each key's algorithm is pinned by configuration; the header may only select
+        // among the keys that allow it.
+        let Some(Value::String(alg)) = &alg else {
+            return Err(TokenError::AlgNotAllowed);
+        };
+        let candidates = keys.candidates(alg, kid.as_deref())?;
+        if crit {
             return Err(TokenError::CriticalHeader);
         }
-        match jsonwebtoken::crypto::verify(
-            signature,
-            signing_input.as_bytes(),
-            &self.key.decoding,
-            self.key.algorithm,
-        ) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return Err(TokenError::BadSignature),
+        let mut candidates = candidates;
+        let verified = candidates.any(|key| {
+            jsonwebtoken::crypto::verify(
+                signature,
+                signing_input.as_bytes(),
+                &key.decoding,
+                key.algorithm,
+            )
+            .unwrap_or(false)
+        });
+        if !verified {
+            return Err(TokenError::BadSignature);
         }
 
         let raw = parse_payload(&payload, &self.identity_claim, &self.wanted)?;
-        self.check_claims(raw, now as f64)
+        let claims = self.check_claims(raw, now as f64)?;
+        if let Some(c) = cache {
+            c.insert(token, keys.generation(), &claims, now as f64, self.leeway);
+        }
+        Ok(claims)
     }
 
     fn check_claims(&self, raw: RawClaims, now: f64) -> Result<Claims, TokenError> {
@@ -128,15 +221,22 @@ impl Verifier {
         if exp < now - self.leeway {
             return Err(TokenError::Expired);
         }
-        match (&self.audience, &raw.aud) {
-            (None, None) => {}
+        if let Some(max) = self.max_lifetime {
+            let iat = iat.ok_or(TokenError::MissingClaim("iat"))?;
+            if exp - iat > max {
+                return Err(TokenError::LifetimeTooLong);
+            }
+        }
+        match (self.audiences.is_empty(), &raw.aud) {
+            (true, None) => {}
             // Flask-JWT: a token meant for some audience is not meant for us unless we say so.
-            (None, Some(_)) => return Err(TokenError::InvalidAudience),
-            (Some(_), None) => return Err(TokenError::MissingClaim("aud")),
-            (Some(want), Some(aud)) => {
+            (true, Some(_)) => return Err(TokenError::InvalidAudience),
+            (false, None) => return Err(TokenError::MissingClaim("aud")),
+            (false, Some(aud)) => {
+                let wanted = |v: &str| self.audiences.iter().any(|w| w == v);
                 let ok = match aud {
-                    Value::String(s) => s == want,
-                    Value::Array(list) => list.iter().any(|v| v.as_str() == Some(want.as_str())),
+                    Value::String(s) => wanted(s),
+                    Value::Array(list) => list.iter().any(|v| v.as_str().is_some_and(wanted)),
                     _ => false,
                 };
                 if !ok {
@@ -149,6 +249,12 @@ impl Verifier {
                 None => return Err(TokenError::MissingClaim("iss")),
                 Some(Value::String(s)) if s == want => {}
                 Some(_) => return Err(TokenError::InvalidIssuer),
+            }
+        }
+        for name in &self.required_custom {
+            let present = raw.extra.iter().any(|(n, v)| n == name && !v.is_null());
+            if !present {
+                return Err(TokenError::MissingRequiredClaim(name.clone()));
             }
         }
         let identity = match raw.identity {
@@ -173,10 +279,10 @@ fn number(c: TimeClaim, name: &'static str) -> Result<Option<f64>, TokenError> {
     }
 }
 
-fn parse_header(json: &[u8]) -> Result<JoseHeader, TokenError> {
+fn parse_header<H: serde::de::DeserializeOwned>(json: &[u8]) -> Result<H, TokenError> {
     // serde accepts a JSON array for a struct too; a JOSE header must be an object.
     let is_object = json.trim_ascii_start().first() == Some(&b'{');
-    match serde_json::from_slice::<JoseHeader>(json) {
+    match serde_json::from_slice::<H>(json) {
         Ok(h) if is_object => Ok(h),
         Ok(_) => Err(TokenError::BadHeader(
             "Invalid header string: must be a json object",

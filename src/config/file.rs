@@ -22,6 +22,13 @@ pub struct GatewayFile {
     pub users_file: Option<String>,
     #[serde(default)]
     pub routes: Vec<RouteFile>,
+    /// The keyring; when present it replaces the `[tokens]` secret.
+    #[serde(default)]
+    pub keys: Vec<KeyFile>,
+    #[serde(default)]
+    pub issuers: Vec<IssuerFile>,
+    #[serde(default)]
+    pub jwks: JwksFile,
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamFile>,
     #[serde(default)]
@@ -83,6 +90,11 @@ pub struct TokensFile {
     pub max_token_bytes: Option<usize>,
     pub errors: Option<String>,
     pub realm: Option<String>,
+    pub max_lifetime: Option<String>,
+    pub issue_sub: Option<bool>,
+    pub issue_jti: Option<bool>,
+    pub user_claims: Option<Vec<String>>,
+    pub cache_size: Option<usize>,
 }
 
 /// `[login]`: the token-issuing endpoint (Flask-JWT's `/auth`).
@@ -105,6 +117,8 @@ pub struct UserFile {
     pub id: Option<toml::Value>,
     pub username: Option<String>,
     pub password_hash: Option<String>,
+    /// Claims copied into this user's tokens when `[tokens] user_claims` names them.
+    pub claims: Option<toml::Table>,
 }
 
 /// The shape of a separate `users_file`: `[[users]]` entries and nothing else.
@@ -135,6 +149,47 @@ pub struct RouteFile {
     pub timeout: Option<String>,
     pub connect_timeout: Option<String>,
     pub max_body: Option<String>,
+    /// External issuers (`[[issuers]] issuer`) whose tokens this route accepts besides ours.
+    pub issuers: Option<Vec<String>>,
+}
+
+/// One `[[keys]]` entry: a key of the keyring.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    pub id: Option<String>,
+    pub algorithm: Option<String>,
+    pub private_key_file: Option<String>,
+    pub public_key_file: Option<String>,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<String>,
+    pub allow_short_secret: Option<bool>,
+    pub sign: Option<bool>,
+}
+
+/// One `[[issuers]]` entry: an external identity provider whose tokens routes may accept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerFile {
+    pub issuer: Option<String>,
+    pub audiences: Option<Vec<String>>,
+    pub jwks_url: Option<String>,
+    pub jwks_file: Option<String>,
+    pub identity_claim: Option<String>,
+    pub required_claims: Option<Vec<String>>,
+    pub max_lifetime: Option<String>,
+    pub cache_ttl: Option<String>,
+    pub min_refetch_interval: Option<String>,
+    pub fetch_timeout: Option<String>,
+}
+
+/// `[jwks]`: publishing our public keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksFile {
+    pub enabled: Option<bool>,
+    pub path: Option<String>,
+    pub max_age: Option<String>,
 }
 
 /// A claim requirement: a list (any of) or an explicit `{ any_of = [...] }` / `{ all_of = [...] }`.

@@ -5,6 +5,7 @@
 //! with the key path it concerns and a hint for the fix.
 
 pub mod file;
+mod keyring;
 mod routes;
 mod size;
 mod upstreams;
@@ -30,6 +31,9 @@ pub struct Config {
     /// Local users; empty when tokens come only from elsewhere.
     pub users: Vec<User>,
     pub routes: Vec<RouteConfig>,
+    /// External identity providers; routes opt in with `issuers = [...]`.
+    pub issuers: Vec<IssuerConfig>,
+    pub jwks: JwksConfig,
     /// Named upstream pools; routes with an inline URL get a pool named after the route.
     pub upstreams: Vec<UpstreamConfig>,
     pub identity: IdentityConfig,
@@ -144,8 +148,9 @@ pub struct RequiredClaims {
 pub struct TokensConfig {
     pub header: HeaderName,
     pub prefix: String,
-    pub algorithm: jsonwebtoken::Algorithm,
-    pub secret: Secret,
+    /// The keyring, never empty, exactly one key with `sign`. The legacy `[tokens]`
+    /// `algorithm` + `secret_*` form is a one-key keyring whose key has no id.
+    pub keys: Vec<KeyConfig>,
     pub lifetime: Duration,
     pub not_before: Duration,
     pub leeway: Duration,
@@ -156,6 +161,90 @@ pub struct TokensConfig {
     pub max_token_bytes: usize,
     pub errors: ErrorStyle,
     pub realm: String,
+    /// Longest accepted `exp - iat`; `None`: not limited.
+    pub max_lifetime: Option<Duration>,
+    /// Write `sub` (the identity as a string) into issued tokens.
+    pub issue_sub: bool,
+    /// Write a random `jti` into issued tokens.
+    pub issue_jti: bool,
+    /// Claims copied from the user record (`[[users]] claims`) into issued tokens.
+    pub user_claims: Vec<String>,
+    /// Verified-token cache entries (asymmetric keys only); 0 disables the cache.
+    pub cache_size: usize,
+}
+
+/// One key of the keyring. Its algorithm is fixed here: a token's `alg` only selects among
+/// keys that allow it, never how a key is read.
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    /// The `kid`; `None` only for the legacy `[tokens]` secret.
+    pub id: Option<String>,
+    pub algorithm: jsonwebtoken::Algorithm,
+    pub material: KeyMaterial,
+    /// The one key new tokens are signed with.
+    pub sign: bool,
+}
+
+/// Where a key's bytes came from, already read.
+#[derive(Debug, Clone)]
+pub enum KeyMaterial {
+    /// An HMAC secret.
+    Secret(Secret),
+    /// A PEM private key (public half derived), or a PEM public key (verify only).
+    Pem(Pem),
+}
+
+/// PEM text of a key. Debug prints only which half it is, never the bytes.
+#[derive(Clone)]
+pub enum Pem {
+    Private(Vec<u8>),
+    Public(Vec<u8>),
+}
+
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Pem::Private(_) => "Pem::Private(..)",
+            Pem::Public(_) => "Pem::Public(..)",
+        })
+    }
+}
+
+/// One external issuer (`[[issuers]]`).
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// The `iss` its tokens carry, matched exactly.
+    pub issuer: String,
+    /// Accepted `aud` values; a token must name at least one. Never empty.
+    pub audiences: Vec<String>,
+    pub jwks: JwksSource,
+    pub identity_claim: String,
+    pub required: RequiredClaims,
+    /// Further claims that must be present (any value).
+    pub required_custom: Vec<String>,
+    pub max_lifetime: Option<Duration>,
+    /// How long a fetched key set is used before it is refreshed (in the background).
+    pub cache_ttl: Duration,
+    /// Unknown-`kid` refetches happen at most once per this interval.
+    pub min_refetch_interval: Duration,
+    pub fetch_timeout: Duration,
+}
+
+/// Where an issuer's key set comes from.
+#[derive(Debug, Clone)]
+pub enum JwksSource {
+    Url(Uri),
+    File(std::path::PathBuf),
+}
+
+/// Publishing our public keys as a JWKS.
+#[derive(Debug, Clone)]
+pub struct JwksConfig {
+    /// Served only when true and the keyring holds an asymmetric key.
+    pub enabled: bool,
+    pub path: String,
+    /// `Cache-Control: public, max-age=...`.
+    pub max_age: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -183,6 +272,8 @@ pub struct User {
     pub id: UserId,
     pub username: String,
     pub password_hash: String,
+    /// Extra claims for this user's tokens (see `TokensConfig::user_claims`).
+    pub claims: Vec<(String, serde_json::Value)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,6 +395,8 @@ pub struct RouteConfig {
     /// Overrides the upstream's response timeout.
     pub timeout: Option<Duration>,
     pub max_body: Option<u64>,
+    /// External issuers accepted here besides our own keys (by `issuer`); empty: ours only.
+    pub issuers: Vec<String>,
 }
 
 /// One problem with the configuration: where, what, and how to fix it.

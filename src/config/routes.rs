@@ -9,8 +9,8 @@ use super::file::{IdentityFile, RequireFile, RouteFile};
 use super::upstreams::inline;
 use super::validate::Report;
 use super::{
-    ArrayEncoding, AuthMode, HostMatch, IdentityConfig, LoginConfig, PathMatch, Requirement,
-    Responder, RouteConfig, Target, UpstreamConfig,
+    ArrayEncoding, AuthMode, HostMatch, IdentityConfig, IssuerConfig, LoginConfig, PathMatch,
+    Requirement, Responder, RouteConfig, Target, UpstreamConfig,
 };
 
 /// Headers an identity mapping may never take: the framing and routing ones, and ours.
@@ -203,6 +203,7 @@ pub(super) fn routes(
     list: &[RouteFile],
     login: Option<&LoginConfig>,
     upstreams: &mut Vec<UpstreamConfig>,
+    issuers: &[IssuerConfig],
 ) -> Vec<RouteConfig> {
     let mut out: Vec<RouteConfig> = Vec::new();
     for (i, f) in list.iter().enumerate() {
@@ -396,6 +397,7 @@ pub(super) fn routes(
                 .timeout
                 .as_ref()
                 .map(|t| r.duration(&format!("{at}.timeout"), Some(t), Duration::from_secs(30))),
+            issuers: super::keyring::route_issuers(r, &at, f, issuers),
             max_body: f
                 .max_body
                 .as_ref()

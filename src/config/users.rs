@@ -74,11 +74,18 @@ pub(super) fn collect_users(r: &mut Report, prefix: &str, list: &[UserFile], out
                 None
             }
         };
+        let claims = u
+            .claims
+            .iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), serde_json::to_value(v).ok()?)))
+            .collect();
         if let (Some(id), Some(username), Some(password_hash)) = (id, username, hash) {
             out.push(User {
                 id,
                 username,
                 password_hash,
+                claims,
             });
         }
     }

@@ -11,12 +11,14 @@ use http::HeaderName;
 use jsonwebtoken::Algorithm;
 
 use super::file::{AdminFile, GatewayFile, LoggingFile, LoginFile, ServerFile, TokensFile};
+use super::keyring;
 use super::routes::{identity, routes};
 use super::upstreams::upstreams;
 use super::users::{check_unique_users, collect_users, load_users_file};
 use super::{
-    size, Config, ConfigError, ErrorStyle, Loaded, LogFormat, LoggingConfig, LoginConfig, Problem,
-    RequestIdMode, RequiredClaims, Secret, SecretOrigin, ServerConfig, TokensConfig,
+    size, Config, ConfigError, ErrorStyle, KeyConfig, KeyMaterial, Loaded, LogFormat,
+    LoggingConfig, LoginConfig, Problem, RequestIdMode, RequiredClaims, Secret, SecretOrigin,
+    ServerConfig, TokensConfig,
 };
 
 /// HMAC keys shorter than the hash output weaken the MAC (RFC 7518 §3.2 asks for at least
@@ -26,8 +28,8 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// Collects problems and warnings while the config is checked.
 #[derive(Default)]
 pub(super) struct Report {
-    problems: Vec<Problem>,
-    warnings: Vec<Problem>,
+    pub(super) problems: Vec<Problem>,
+    pub(super) warnings: Vec<Problem>,
 }
 
 impl Report {
@@ -102,7 +104,10 @@ impl Report {
 pub fn from_file(file: GatewayFile, base: &Path) -> Result<Loaded, ConfigError> {
     let mut r = Report::default();
     let server = server(&mut r, &file.server);
-    let tokens = tokens(&mut r, &file.tokens, base);
+    let keys = keyring::keys(&mut r, &file.keys, &file.tokens, base);
+    let tokens = tokens(&mut r, &file.tokens, base, keys, !file.keys.is_empty());
+    let issuers = keyring::issuers(&mut r, &file.issuers, base, file.tokens.issuer.as_deref());
+    let jwks = keyring::jwks(&mut r, &file.jwks);
     let mut users = Vec::new();
     collect_users(&mut r, "users", &file.users, &mut users);
     if let Some(users_file) = &file.users_file {
@@ -119,7 +124,13 @@ pub fn from_file(file: GatewayFile, base: &Path) -> Result<Loaded, ConfigError> 
     }
     let mut upstreams = upstreams(&mut r, &file.upstreams, base);
     let identity = identity(&mut r, &file.identity);
-    let routes = routes(&mut r, &file.routes, login.as_ref(), &mut upstreams);
+    let routes = routes(
+        &mut r,
+        &file.routes,
+        login.as_ref(),
+        &mut upstreams,
+        &issuers,
+    );
     let admin = file.admin.as_ref().and_then(|a| admin(&mut r, a, &server));
     let logging = logging(&mut r, &file.logging);
     if routes.is_empty() && login.is_none() {
@@ -140,6 +151,8 @@ pub fn from_file(file: GatewayFile, base: &Path) -> Result<Loaded, ConfigError> 
                 routes,
                 upstreams,
                 identity,
+                issuers,
+                jwks,
                 admin,
                 logging,
                 source_sha256: None,
@@ -247,7 +260,13 @@ fn algorithm(r: &mut Report, text: &str) -> Algorithm {
     }
 }
 
-fn tokens(r: &mut Report, t: &TokensFile, base: &Path) -> Option<TokensConfig> {
+fn tokens(
+    r: &mut Report,
+    t: &TokensFile,
+    base: &Path,
+    keys: Vec<KeyConfig>,
+    keyring: bool,
+) -> Option<TokensConfig> {
     let header_text = t.header.as_deref().unwrap_or("Authorization");
     let header = HeaderName::from_bytes(header_text.as_bytes()).unwrap_or_else(|_| {
         r.problem(
@@ -265,8 +284,20 @@ fn tokens(r: &mut Report, t: &TokensFile, base: &Path) -> Option<TokensConfig> {
             "use \"JWT\" (Flask-JWT) or \"Bearer\" (RFC 6750)",
         );
     }
-    let algorithm = algorithm(r, t.algorithm.as_deref().unwrap_or("HS256"));
-    let secret = secret(r, t, base);
+    // The legacy form: one HMAC key from `algorithm` + `secret_*`, with no id (compat path).
+    let keys = if keyring {
+        Some(keys).filter(|k| !k.is_empty())
+    } else {
+        let algorithm = algorithm(r, t.algorithm.as_deref().unwrap_or("HS256"));
+        secret(r, t, base).map(|secret| {
+            vec![KeyConfig {
+                id: None,
+                algorithm,
+                material: KeyMaterial::Secret(secret),
+                sign: true,
+            }]
+        })
+    };
 
     let errors = match t.errors.as_deref().unwrap_or("flask-jwt") {
         "flask-jwt" => ErrorStyle::FlaskJwt,
@@ -345,11 +376,11 @@ fn tokens(r: &mut Report, t: &TokensFile, base: &Path) -> Option<TokensConfig> {
             "leave it out (default 8192)",
         );
     }
+    let (user_claims, max_lifetime) = keyring::issued_claims(r, t, &identity_claim, lifetime);
     Some(TokensConfig {
         header,
         prefix,
-        algorithm,
-        secret: secret?,
+        keys: keys?,
         lifetime,
         not_before: r.duration("tokens.not_before", t.not_before.as_ref(), Duration::ZERO),
         leeway: r.duration("tokens.leeway", t.leeway.as_ref(), Duration::from_secs(10)),
@@ -360,6 +391,11 @@ fn tokens(r: &mut Report, t: &TokensFile, base: &Path) -> Option<TokensConfig> {
         max_token_bytes,
         errors,
         realm: t.realm.clone().unwrap_or_else(|| "Login Required".into()),
+        max_lifetime,
+        issue_sub: t.issue_sub.unwrap_or(false),
+        issue_jti: t.issue_jti.unwrap_or(false),
+        user_claims,
+        cache_size: t.cache_size.unwrap_or(10_000),
     })
 }
 

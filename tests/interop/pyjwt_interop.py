@@ -2,6 +2,8 @@
 
     pyjwt_interop.py decode TOKEN   verify a gateway-issued token; print its header and claims
     pyjwt_interop.py sign IDENTITY  print an HS256 token signed by PyJWT for IDENTITY
+    pyjwt_interop.py jwks URL TOKEN fetch our JWKS with PyJWKClient, verify TOKEN with the key
+                                    its kid names; print the key's kid/alg and the claims
 
 The HMAC secret comes from the INTEROP_SECRET environment variable (never argv).
 """
@@ -37,6 +39,19 @@ def main() -> int:
             algorithm="HS256",
         )
         print(token)
+        return 0
+    if sys.argv[1] == "jwks":
+        url, token = sys.argv[2], sys.argv[3]
+        client = jwt.PyJWKClient(url, cache_keys=False)
+        key = client.get_signing_key_from_jwt(token)
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[key.algorithm_name],
+            options={"require": ["exp", "iat", "nbf"]},
+            leeway=10,
+        )
+        print(json.dumps({"kid": key.key_id, "alg": key.algorithm_name, "claims": claims}))
         return 0
     print("unknown command", file=sys.stderr)
     return 2

@@ -18,6 +18,14 @@
 //! - `limits`: header timeout, header size, connection limit.
 //! - `lifecycle`: reload on file change and SIGHUP, broken reloads, SIGTERM drain.
 //! - `upstream_tls`: https upstreams: CA, names, mTLS, h2 by ALPN.
+//! - `interop`: PyJWT decodes our tokens and signs tokens we accept; PyJWKClient verifies
+//!   our RS256/ES256/EdDSA tokens through our published JWKS.
+//! - `issuers`: IdP tokens via a JWKS server that rotates keys, goes down, comes back.
+//! - `keys`: every algorithm, kid selection, alg confusion, the JWKS, issued claims.
+//! - `rotation`: the README's rotation runbook across two real `gateway` processes.
+//! - `token_cache`: the verified-token cache against `exp` and keyring changes.
+//! - `token_cli`: `gateway keygen` and `gateway token mint | verify | inspect`.
+//! - `keys_config`: keyring, issuer and JWKS config problems name their key.
 
 mod support;
 
@@ -25,12 +33,18 @@ mod compat;
 mod config;
 mod forwarding;
 mod interop;
+mod issuers;
+mod keys;
+mod keys_config;
 mod lifecycle;
 mod limits;
 mod login;
 mod pools;
 mod protocols;
 mod rfc6750;
+mod rotation;
 mod routing;
 mod streaming;
+mod token_cache;
+mod token_cli;
 mod upstream_tls;

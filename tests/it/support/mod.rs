@@ -267,6 +267,11 @@ pub struct GatewayBuilder {
     routes: String,
     login: bool,
     users: bool,
+    /// Root-level tables (`[[keys]]`, `[[issuers]]`, `[jwks]`); with `[[keys]]` the
+    /// `[tokens]` secret_file line is left out.
+    tables: String,
+    /// Files written next to the config before it is loaded.
+    files: Vec<(String, Vec<u8>)>,
 }
 
 pub fn gateway() -> GatewayBuilder {
@@ -278,6 +283,8 @@ pub fn gateway() -> GatewayBuilder {
         routes: String::new(),
         login: true,
         users: true,
+        tables: String::new(),
+        files: Vec::new(),
     }
 }
 
@@ -330,6 +337,21 @@ impl GatewayBuilder {
         self
     }
 
+    /// Appends root-level TOML (`[[keys]]`, `[[issuers]]`, `[jwks]` tables).
+    pub fn table(mut self, toml: &str) -> Self {
+        self.tables.push('\n');
+        self.tables.push_str(toml);
+        self.tables.push('\n');
+        self
+    }
+
+    /// Writes `contents` to `name` in the config's folder before loading.
+    pub fn file(mut self, name: &str, contents: impl AsRef<[u8]>) -> Self {
+        self.files
+            .push((name.to_string(), contents.as_ref().to_vec()));
+        self
+    }
+
     pub fn without_users(mut self) -> Self {
         self.users = false;
         self.login = false;
@@ -342,7 +364,11 @@ impl GatewayBuilder {
             t.push_str(l);
             t.push('\n');
         }
-        t.push_str("[tokens]\nsecret_file = \"secret\"\n");
+        if self.tables.contains("[[keys]]") {
+            t.push_str("[tokens]\n");
+        } else {
+            t.push_str("[tokens]\nsecret_file = \"secret\"\n");
+        }
         for l in &self.tokens {
             t.push_str(l);
             t.push('\n');
@@ -364,12 +390,16 @@ impl GatewayBuilder {
         }
         t.push_str(&self.routes);
         t.push_str(&self.extra);
+        t.push_str(&self.tables);
         t
     }
 
     pub async fn start(self) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("secret"), SECRET).unwrap();
+        for (name, contents) in &self.files {
+            std::fs::write(dir.path().join(name), contents).unwrap();
+        }
         let loaded = gateway::config::from_str(&self.toml(), dir.path())
             .unwrap_or_else(|e| panic!("{e}\n{}", self.toml()));
         let (stop, stopped) = oneshot::channel::<()>();
