@@ -42,8 +42,8 @@ impl Authority {
             issuers: config
                 .issuers
                 .iter()
-                .map(|i| Arc::new(ExternalIssuer::new(i, &config.tokens, wanted.clone())))
-                .collect(),
+                .map(|i| ExternalIssuer::new(i, &config.tokens, wanted.clone()).map(Arc::new))
+                .collect::<Result<_, _>>()?,
         })
     }
 

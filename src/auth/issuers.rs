@@ -15,13 +15,14 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::JwkSet;
 use tokio::sync::Mutex;
 
-use super::keys::Keyring;
+use super::keys::{KeyError, Keyring};
 use super::verify::Verifier;
 use super::{jwks, Claims, TokenError};
 use crate::config::{IssuerConfig, JwksSource, TokensConfig};
@@ -62,14 +63,23 @@ pub struct ExternalIssuer {
     min_refetch_interval: Duration,
     fetch_timeout: Duration,
     fetch: Mutex<FetchState>,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
 }
 
 impl ExternalIssuer {
     /// Builds the issuer; a `jwks_file` is read now, a `jwks_url` on the first refresh.
-    pub fn new(i: &IssuerConfig, t: &TokensConfig, wanted: Vec<Arc<str>>) -> ExternalIssuer {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(i.fetch_timeout));
+    /// Fails when the TLS settings for an https `jwks_url` cannot be loaded.
+    pub fn new(
+        i: &IssuerConfig,
+        t: &TokensConfig,
+        wanted: Vec<Arc<str>>,
+    ) -> Result<ExternalIssuer, KeyError> {
+        let connector = crate::proxy::client::connector(
+            &i.jwks_tls,
+            i.fetch_timeout,
+            crate::config::UpstreamProtocol::Http1,
+        )
+        .map_err(|e| KeyError(format!("issuer {}: {e}", i.issuer)))?;
         let this = ExternalIssuer {
             issuer: i.issuer.clone(),
             verifier: Verifier::for_issuer(i, t, wanted),
@@ -92,7 +102,7 @@ impl ExternalIssuer {
                 Err(e) => tracing::warn!(issuer = %this.issuer, error = %e, "JWKS file unusable"),
             }
         }
-        this
+        Ok(this)
     }
 
     /// The current key set.

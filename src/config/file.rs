@@ -175,6 +175,7 @@ pub struct IssuerFile {
     pub audiences: Option<Vec<String>>,
     pub jwks_url: Option<String>,
     pub jwks_file: Option<String>,
+    pub jwks_ca_file: Option<String>,
     pub identity_claim: Option<String>,
     pub required_claims: Option<Vec<String>>,
     pub max_lifetime: Option<String>,

@@ -14,7 +14,7 @@ use super::file::{IssuerFile, JwksFile, KeyFile, RouteFile, TokensFile};
 use super::validate::{resolve, Report, MIN_SECRET_BYTES};
 use super::{
     IssuerConfig, JwksConfig, JwksSource, KeyConfig, KeyMaterial, Pem, RequiredClaims, Secret,
-    SecretOrigin,
+    SecretOrigin, UpstreamTls,
 };
 use crate::auth::keys::{is_hmac, parse_algorithm, Key};
 
@@ -335,6 +335,22 @@ pub(super) fn issuers(
             cache_ttl,
             min_refetch_interval,
             fetch_timeout,
+            jwks_tls: UpstreamTls {
+                ca_file: f.jwks_ca_file.as_ref().and_then(|p| {
+                    let full = resolve(base, p);
+                    if full.is_file() {
+                        Some(full)
+                    } else {
+                        r.problem(
+                            format!("{at}.jwks_ca_file"),
+                            format!("{} does not exist", full.display()),
+                            "fix the path (relative paths start at the config file's folder)",
+                        );
+                        None
+                    }
+                }),
+                ..UpstreamTls::default()
+            },
         });
     }
     out
@@ -346,8 +362,8 @@ fn jwks_url(text: &str) -> Result<Uri, String> {
         .map_err(|e| format!("`{text}` is not a URL: {e}"))?;
     match uri.scheme_str() {
         Some("http") if uri.authority().is_some() => Ok(uri),
-        Some("https") => Err("https JWKS URLs are not supported yet".into()),
-        _ => Err(format!("`{text}` is not an http:// URL")),
+        Some("https") if uri.authority().is_some() => Ok(uri),
+        _ => Err(format!("`{text}` is not an http:// or https:// URL")),
     }
 }
 

@@ -218,6 +218,8 @@ pub struct IssuerConfig {
     /// Accepted `aud` values; a token must name at least one. Never empty.
     pub audiences: Vec<String>,
     pub jwks: JwksSource,
+    /// How an https `jwks_url` is verified (system roots unless `jwks_ca_file`).
+    pub jwks_tls: UpstreamTls,
     pub identity_claim: String,
     pub required: RequiredClaims,
     /// Further claims that must be present (any value).

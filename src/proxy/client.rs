@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::BufReader;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -18,25 +19,35 @@ use crate::config::{UpstreamConfig, UpstreamProtocol, UpstreamTls};
 /// The client type every pool uses: plain or TLS by the URL's scheme.
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
-/// Builds the pool's client. Fails on unreadable TLS material.
-pub fn build(cfg: &UpstreamConfig) -> Result<HttpClient, String> {
+/// A connector for http:// and https:// origins: TCP with `connect_timeout`, rustls verified
+/// against `tls` (system roots unless a CA file is given). Fails on unreadable TLS material.
+pub fn connector(
+    tls: &UpstreamTls,
+    connect_timeout: Duration,
+    protocol: UpstreamProtocol,
+) -> Result<HttpsConnector<HttpConnector>, String> {
     let mut tcp = HttpConnector::new();
-    tcp.set_connect_timeout(Some(cfg.connect_timeout));
+    tcp.set_connect_timeout(Some(connect_timeout));
     tcp.set_nodelay(true);
     // The https connector checks the scheme itself; allow plain TCP for http:// origins.
     tcp.enforce_http(false);
-    let tls = tls_config(&cfg.tls).map_err(|e| format!("upstreams.{}.tls: {e}", cfg.name))?;
     let builder = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
+        .with_tls_config(tls_config(tls)?)
         .https_or_http();
-    let builder = match &cfg.tls.server_name {
+    let builder = match &tls.server_name {
         Some(name) => builder.with_server_name_resolver(FixedName(name.clone())),
         None => builder,
     };
-    let connector = match cfg.protocol {
+    Ok(match protocol {
         UpstreamProtocol::Http1 => builder.enable_http1().wrap_connector(tcp),
         UpstreamProtocol::H2 => builder.enable_http2().wrap_connector(tcp),
-    };
+    })
+}
+
+/// Builds the pool's client. Fails on unreadable TLS material.
+pub fn build(cfg: &UpstreamConfig) -> Result<HttpClient, String> {
+    let connector = connector(&cfg.tls, cfg.connect_timeout, cfg.protocol)
+        .map_err(|e| format!("upstreams.{}.tls: {e}", cfg.name))?;
     let mut client = Client::builder(TokioExecutor::new());
     client
         .pool_timer(TokioTimer::new())

@@ -306,3 +306,39 @@ async fn issuer_claim_rules_apply_to_its_tokens() {
     );
     assert_eq!(call(&gw, "/idp", &foreign).await.status, 401);
 }
+
+#[tokio::test]
+async fn an_https_jwks_url_is_verified_against_its_ca() {
+    let key = IdpKey::new("tls-k1", Algorithm::ES256);
+    let body = jwks(&[&key]);
+    let ca = crate::support::pki::Pki::new("IdP CA");
+    let handler: crate::support::Handler = Arc::new(move |_req| {
+        let body = body.clone();
+        Box::pin(async move { http::Response::new(full(body)) })
+    });
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(Arc::new(ca.leaf(&["127.0.0.1"]).server_config(None)));
+    let idp = Upstream::serve(handler, Some(acceptor)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let good_ca = ca.write_ca(dir.path(), "idp-ca.pem");
+    let other_ca =
+        crate::support::pki::Pki::new("unrelated CA").write_ca(dir.path(), "other-ca.pem");
+    let start = |ca_file: std::path::PathBuf| {
+        let jwks = format!(
+            "jwks_url = \"https://{}/certs\"\njwks_ca_file = \"{}\"",
+            idp.addr,
+            ca_file.display()
+        );
+        gateway()
+            .table(&issuer_table(&jwks, "5m", "1s"))
+            .table(&format!("[[routes]]\npath = \"/idp\"\nrespond = \"identity\"\nauth = \"required\"\nissuers = [\"{ISS}\"]"))
+            .start()
+    };
+    let gw = start(good_ca).await;
+    let r = call(&gw, "/idp", &key.token(json!({}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["identity"], "idp-user-7");
+    // The same IdP behind a certificate our CA file does not vouch for: no keys, no entry.
+    let gw = start(other_ca).await;
+    assert_eq!(call(&gw, "/idp", &key.token(json!({}))).await.status, 401);
+}

@@ -143,7 +143,7 @@ impl Upstream {
         Self::serve(ok, Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
     }
 
-    async fn serve(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
+    pub async fn serve(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
