@@ -83,7 +83,7 @@ fn key_problems_are_reported_at_once_with_their_key() {
 fn issuer_and_route_problems_name_their_key() {
     let toml = "[tokens]\nsecret_file = \"secret\"\nissuer = \"https://idp2\"\n\
         [[routes]]\npath = \"/a\"\nrespond = \"identity\"\nauth = \"required\"\nissuers = [\"https://nobody\"]\n\
-        [[issuers]]\nissuer = \"https://idp\"\njwks_url = \"https://idp/certs\"\n\
+        [[issuers]]\nissuer = \"https://idp\"\njwks_url = \"ftp://idp/certs\"\n\
         [[issuers]]\nissuer = \"https://idp2\"\naudiences = [\"api\"]\n\
         [[issuers]]\naudiences = [\"api\"]\njwks_file = \"x.json\"\n\
         [[issuers]]\nissuer = \"https://idp3\"\naudiences = [\"api\"]\njwks_file = \"x.json\"\ncache_ttl = \"soon\"\n\
@@ -95,10 +95,7 @@ fn issuer_and_route_problems_name_their_key() {
     for (key, words) in [
         ("routes[0].issuers[0]", "not an [[issuers]] entry"),
         ("issuers[0].audiences", "at least one"),
-        (
-            "issuers[0].jwks_url",
-            "https JWKS URLs are not supported yet",
-        ),
+        ("issuers[0].jwks_url", "is not an http:// or https:// URL"),
         ("issuers[1]", "exactly one of jwks_url and jwks_file"),
         ("issuers[1].issuer", "this gateway's own [tokens] issuer"),
         ("issuers[2].issuer", "missing"),
