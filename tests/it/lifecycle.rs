@@ -6,6 +6,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use http::Response;
+use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::support::*;
@@ -118,6 +119,8 @@ async fn reload_under_load_fails_no_request() {
 struct Process {
     child: Child,
     logs: mpsc::Receiver<String>,
+    /// Every line read so far.
+    seen: Vec<String>,
     addr: String,
 }
 
@@ -145,6 +148,7 @@ impl Process {
         let mut p = Process {
             child,
             logs,
+            seen: Vec::new(),
             addr: String::new(),
         };
         let line = p.wait_log("listening");
@@ -159,6 +163,7 @@ impl Process {
                 .logs
                 .recv_timeout(Duration::from_secs(20))
                 .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+            self.seen.push(line.clone());
             if line.contains(needle) {
                 return line;
             }
@@ -231,4 +236,63 @@ async fn sigterm_drains_an_in_flight_request() {
     p.wait_log("drained cleanly");
     let status = p.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn access_log_lines_carry_the_fields_and_no_secrets() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), SECRET).unwrap();
+    let path = dir.path().join("gateway.toml");
+    let text = config(&up.url(), "").replace("auth = \"public\"", "auth = \"required\"");
+    std::fs::write(
+        &path,
+        format!(
+            "{text}\n[[users]]\nid = 1\nusername = \"user1\"\npassword_hash = \"{}\"\n",
+            gateway::auth::users::hash_password(PASSWORD.as_bytes()).unwrap()
+        ),
+    )
+    .unwrap();
+    let mut p = Process::start(&path);
+    let token = token();
+    let url = format!("http://{}/p/x?api_key=hunter2", p.addr);
+    let r = get(
+        &url,
+        &[
+            ("authorization", &format!("JWT {token}")),
+            ("x-request-id", "ignored"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let line = p.wait_log("\"target\":\"access\"");
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["method"], "GET");
+    assert_eq!(
+        v["path"], "/p/x",
+        "the query string is not logged by default"
+    );
+    assert_eq!(v["route"], "routes[0]");
+    assert_eq!(v["upstream"], up.url());
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["identity"], "1");
+    assert_eq!(v["reason"], "-");
+    assert_eq!(v["request_id"], r.header("x-request-id").unwrap());
+    assert!(v["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(v["micros"].as_u64().is_some() && v["bytes"].as_u64() == Some(2));
+    // A refused request logs its reason; nothing logs the token or the query's secret.
+    get(&url, &[("authorization", "JWT not.a.token")]).await;
+    let line = p.wait_log("\"target\":\"access\"");
+    assert!(line.contains("\"reason\":\"malformed\""), "{line}");
+    p.signal("-TERM");
+    p.wait_log("stopped");
+    let _ = p.child.wait();
+    let rest: Vec<String> = p.logs.try_iter().collect();
+    assert!(p.seen.len() >= 4);
+    for l in p.seen.iter().chain(&rest) {
+        assert!(
+            !l.contains(&token) && !l.contains("hunter2"),
+            "a secret reached the log: {l}"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 //! Integration tests: one binary, real sockets on 127.0.0.1:0, real upstream servers.
 //!
 //! Modules:
+//! - `admin`: health, readiness, Prometheus metrics, config fingerprints.
 //! - `compat`: every row of the Flask-JWT error table, check order and leeway.
 //! - `login`: `POST /auth` success, failures, methods, content types, limits.
 //! - `forwarding`: the seed flow through a real upstream, identity spoofing, hop-by-hop,
@@ -29,6 +30,7 @@
 
 mod support;
 
+mod admin;
 mod compat;
 mod config;
 mod forwarding;

@@ -409,9 +409,11 @@ impl GatewayBuilder {
         .await
         .unwrap();
         let addr = started.addr;
+        let admin = started.admin_addr;
         let task = tokio::spawn(started.serving);
         Gateway {
             addr,
+            admin,
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
@@ -422,6 +424,8 @@ impl GatewayBuilder {
 /// A running in-process gateway; stopped (and drained) on drop or with [`Gateway::stop`].
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// The admin listener, when the config has `[admin]`.
+    pub admin: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<gateway::server::Drained>>,
     _dir: tempfile::TempDir,
@@ -430,6 +434,26 @@ pub struct Gateway {
 impl Gateway {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{path}",
+            self.admin.expect("no [admin] in this config")
+        )
+    }
+
+    /// Begins shutdown without waiting for the drain; `finish` waits for it.
+    pub fn begin_stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+
+    pub async fn finish(mut self) -> gateway::server::Drained {
+        self.begin_stop();
+        self.task.take().unwrap().await.unwrap()
     }
 
     pub async fn stop(mut self) -> gateway::server::Drained {
