@@ -40,6 +40,7 @@ pub mod rejection;
 pub mod routing;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -52,7 +53,10 @@ use arc_swap::ArcSwap;
 /// A started gateway: its addresses, its reloader (when it runs from a file), its metrics,
 /// and the serving future (which ends after shutdown resolves and the drain finishes).
 pub struct Started<F> {
+    /// The first listener's address.
     pub addr: SocketAddr,
+    /// Every listener's address, in the configured order.
+    pub addrs: Vec<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
     pub reloader: Option<Arc<server::reload::Reloader>>,
     pub metrics: Arc<metrics::Metrics>,
@@ -93,9 +97,10 @@ async fn start_inner(
         metrics.clone(),
         draining.clone(),
     )
-    .await
-    .map_err(|e| format!("server.listen: cannot bind {}: {e}", config.server.listen))?;
-    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    .await?;
+    let addrs = server.local_addrs().map_err(|e| e.to_string())?;
+    let addr = addrs[0];
+    let tls = server.tls_handles(&config.server);
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_addr = match config.admin {
         Some(a) => {
@@ -119,6 +124,7 @@ async fn start_inner(
             pipeline,
             config.server.clone(),
             metrics.clone(),
+            tls,
         ))
     });
     if let Some(r) = &reloader {
@@ -136,6 +142,7 @@ async fn start_inner(
     };
     Ok(Started {
         addr,
+        addrs,
         admin_addr,
         reloader,
         metrics,

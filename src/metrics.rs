@@ -50,6 +50,7 @@ pub struct Metrics {
     pub ejections: Family<ServerLabels, Counter>,
     pub open_connections: Gauge,
     pub reloads: Family<OutcomeLabels, Counter>,
+    pub tls_handshake_failures: Counter,
 }
 
 fn latency() -> Histogram {
@@ -76,6 +77,7 @@ impl Metrics {
             ejections: Family::default(),
             open_connections: Gauge::default(),
             reloads: Family::default(),
+            tls_handshake_failures: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -122,6 +124,11 @@ impl Metrics {
             "gateway_config_reloads",
             "Configuration reloads, by outcome",
             m.reloads.clone(),
+        );
+        registry.register(
+            "gateway_tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            m.tls_handshake_failures.clone(),
         );
         let build: Family<BuildLabels, Gauge> = Family::default();
         build

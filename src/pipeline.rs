@@ -6,7 +6,6 @@
 //! ① routing → ② policy → ③ verify → ④ identity → ⑤ forward.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -29,6 +28,7 @@ use crate::policy::Policy;
 use crate::proxy::{forward, upgrade, Outbound, Pool};
 use crate::rejection::{ErrorContext, Rejection};
 use crate::routing::{self, Matcher, Miss, RouteTable};
+use crate::server::Conn;
 
 /// The request id header, set on every upstream request and every response.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -200,6 +200,14 @@ impl Pipeline {
             .iter()
             .chain(config.routes.iter().flat_map(|r| r.claim_headers.iter()))
             .map(|(h, _)| h.clone())
+            // Client-certificate subject headers are ours too: never taken from a client.
+            .chain(
+                config
+                    .server
+                    .listeners
+                    .iter()
+                    .filter_map(|l| l.tls.as_ref()?.client_subject_header.clone()),
+            )
             .collect();
         Ok(Pipeline {
             routes: RouteTable::new(routes),
@@ -242,7 +250,8 @@ impl Pipeline {
     }
 
     /// Answers one request: the upstream's response, or our JSON error. Never panics on input.
-    pub async fn handle(&self, mut req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    pub async fn handle(&self, mut req: Request<Incoming>, conn: &Conn) -> Response<Body> {
+        let client = conn.peer;
         let started = Instant::now();
         let id = self.request_id(req.headers().get(X_REQUEST_ID));
         req.headers_mut().insert(X_REQUEST_ID, id.clone());
@@ -252,7 +261,7 @@ impl Pipeline {
             _ => req.uri().path().to_string(),
         };
         let mut outcome = Outcome::default();
-        let (mut response, reason) = match self.try_handle(req, client, &mut outcome).await {
+        let (mut response, reason) = match self.try_handle(req, conn, &mut outcome).await {
             Ok(res) => (res, None),
             Err(rejection) => {
                 let reason = rejection.reason();
@@ -327,9 +336,10 @@ impl Pipeline {
     async fn try_handle(
         &self,
         mut req: Request<Incoming>,
-        client: SocketAddr,
+        conn: &Conn,
         outcome: &mut Outcome,
     ) -> Result<Response<Body>, Rejection> {
+        let client = conn.peer;
         // Header size first: nothing below should parse an oversized head.
         let header_bytes: usize = req
             .headers()
@@ -417,6 +427,10 @@ impl Pipeline {
             self.identity
                 .set(req.headers_mut(), c, &route.claim_headers)?;
         }
+        // The TLS client certificate's subject was verified by the handshake.
+        if let Some((name, subject)) = &conn.client_subject {
+            req.headers_mut().insert(name.clone(), subject.clone());
+        }
         if !route.forward_authorization {
             req.headers_mut().remove(&self.token_header);
         }
@@ -439,7 +453,8 @@ impl Pipeline {
                 return Err(Rejection::BodyTooLarge);
             }
         }
-        forward::set_forwarded(req.headers_mut(), client, "http", self.trust_forwarded);
+        let proto = if conn.tls { "https" } else { "http" };
+        forward::set_forwarded(req.headers_mut(), client, proto, self.trust_forwarded);
         if !req.headers().contains_key(HOST) {
             // HTTP/2 carries the host in the :authority pseudo-header.
             if let Some(v) = req

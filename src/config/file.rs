@@ -34,8 +34,49 @@ pub struct GatewayFile {
     #[serde(default)]
     pub identity: IdentityFile,
     pub admin: Option<AdminFile>,
+    /// Several listeners, plain or TLS (instead of `[server] listen`).
+    #[serde(default)]
+    pub listeners: Vec<ListenerFile>,
     #[serde(default)]
     pub logging: LoggingFile,
+}
+
+/// One `[[listeners]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerFile {
+    pub addr: Option<String>,
+    pub tls: Option<ListenerTlsFile>,
+    /// On a plain listener: answer every request with a 301 to https on this port.
+    pub redirect_https_port: Option<u16>,
+}
+
+/// `[listeners.tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsFile {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    #[serde(default)]
+    pub certificates: Vec<SniCertFile>,
+    pub unknown_names: Option<String>,
+    pub min_version: Option<String>,
+    pub client_ca: Option<String>,
+    pub client_auth: Option<String>,
+    pub client_subject_header: Option<String>,
+    pub hsts: Option<String>,
+    pub handshake_timeout: Option<String>,
+    pub expiry_warning_days: Option<u32>,
+}
+
+/// A certificate chosen by SNI.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniCertFile {
+    #[serde(default)]
+    pub names: Vec<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
 }
 
 /// `[admin]`: the operator listener (metrics, health, readiness, config fingerprint).

@@ -6,6 +6,7 @@
 
 pub mod file;
 mod keyring;
+mod listeners;
 mod routes;
 mod size;
 mod upstreams;
@@ -61,6 +62,8 @@ pub struct LoggingConfig {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Every listener; `listen` is the first one's address.
+    pub listeners: Vec<ListenerConfig>,
     /// Runtime worker threads; `None` means one per core.
     pub workers: Option<usize>,
     pub header_read_timeout: Duration,
@@ -75,6 +78,48 @@ pub struct ServerConfig {
     pub request_id: RequestIdMode,
     /// How often the config file is checked for changes; `None` disables watching.
     pub reload_poll: Option<Duration>,
+}
+
+/// One listener: plain, TLS, or a plain one that redirects to HTTPS.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    pub addr: SocketAddr,
+    pub tls: Option<TlsListenerConfig>,
+    pub redirect_https_port: Option<u16>,
+}
+
+/// A PEM certificate chain and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    /// Ask for a certificate; verify it when sent.
+    Request,
+    /// Refuse the handshake without a valid certificate.
+    Require,
+}
+
+/// TLS settings of a listener.
+#[derive(Debug, Clone)]
+pub struct TlsListenerConfig {
+    /// Served when SNI names no other certificate (and without SNI).
+    pub default: Option<CertPaths>,
+    /// Certificates by server name: exact names and `*.suffix` (one label).
+    pub sni: Vec<(Vec<String>, CertPaths)>,
+    /// Fail the handshake for a name no certificate covers, instead of the default.
+    pub reject_unknown: bool,
+    pub tls13_only: bool,
+    pub client_ca: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+    /// Carries the verified client certificate's subject upstream (stripped from clients).
+    pub client_subject_header: Option<HeaderName>,
+    pub hsts: Option<http::HeaderValue>,
+    pub handshake_timeout: Duration,
 }
 
 /// Where `X-Request-Id` comes from.

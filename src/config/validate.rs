@@ -10,7 +10,9 @@ use std::time::Duration;
 use http::HeaderName;
 use jsonwebtoken::Algorithm;
 
-use super::file::{AdminFile, GatewayFile, LoggingFile, LoginFile, ServerFile, TokensFile};
+use super::file::{
+    AdminFile, GatewayFile, ListenerFile, LoggingFile, LoginFile, ServerFile, TokensFile,
+};
 use super::keyring;
 use super::routes::{identity, routes};
 use super::upstreams::upstreams;
@@ -103,7 +105,7 @@ impl Report {
 /// Validates a parsed file. `base` is the directory relative paths are resolved against.
 pub fn from_file(file: GatewayFile, base: &Path) -> Result<Loaded, ConfigError> {
     let mut r = Report::default();
-    let server = server(&mut r, &file.server);
+    let server = server(&mut r, &file.server, &file.listeners, base);
     let keys = keyring::keys(&mut r, &file.keys, &file.tokens, base);
     let tokens = tokens(&mut r, &file.tokens, base, keys, !file.keys.is_empty());
     let issuers = keyring::issuers(&mut r, &file.issuers, base, file.tokens.issuer.as_deref());
@@ -165,16 +167,21 @@ pub fn from_file(file: GatewayFile, base: &Path) -> Result<Loaded, ConfigError> 
     }
 }
 
-fn server(r: &mut Report, s: &ServerFile) -> ServerConfig {
-    let listen_text = s.listen.as_deref().unwrap_or("127.0.0.1:8080");
-    let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
-        r.problem(
-            "server.listen",
-            format!("`{listen_text}` is not an address:port"),
-            "write e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\"",
-        );
-        SocketAddr::from(([127, 0, 0, 1], 8080))
+fn server(r: &mut Report, s: &ServerFile, listeners: &[ListenerFile], base: &Path) -> ServerConfig {
+    let listen = s.listen.as_deref().map(|text| {
+        text.parse::<SocketAddr>().unwrap_or_else(|_| {
+            r.problem(
+                "server.listen",
+                format!("`{text}` is not an address:port"),
+                "write e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\"",
+            );
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        })
     });
+    let listeners = super::listeners::listeners(r, listeners, listen, base);
+    let listen = listeners
+        .first()
+        .map_or(SocketAddr::from(([127, 0, 0, 1], 8080)), |l| l.addr);
     if s.workers == Some(0) {
         r.problem(
             "server.workers",
@@ -204,6 +211,7 @@ fn server(r: &mut Report, s: &ServerFile) -> ServerConfig {
     };
     ServerConfig {
         listen,
+        listeners,
         workers: s.workers,
         header_read_timeout: r.duration(
             "server.header_read_timeout",

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use http::{HeaderName, HeaderValue};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -32,9 +33,35 @@ pub type SharedPipeline = Arc<ArcSwap<Pipeline>>;
 /// What a client over the connection limit gets before the connection is closed.
 const OVER_LIMIT: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{\"description\":\"Too many connections; retry later\",\"error\":\"Service Unavailable\",\"status_code\":503}\n";
 
-/// A bound listener with the pipeline it serves.
-pub struct Server {
+/// A bound listener and what it serves.
+struct Bound {
     listener: TcpListener,
+    tls: Option<TlsListener>,
+    redirect_https_port: Option<u16>,
+}
+
+/// A TLS listener's live settings. The rustls config sits behind an [`ArcSwap`] so a reload
+/// can swap certificates; established connections keep the session they have.
+#[derive(Clone)]
+struct TlsListener {
+    config: Arc<ArcSwap<rustls::ServerConfig>>,
+    handshake_timeout: Duration,
+    hsts: Option<HeaderValue>,
+    subject_header: Option<HeaderName>,
+}
+
+/// What the pipeline knows about the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    pub peer: SocketAddr,
+    pub tls: bool,
+    /// The verified client certificate's subject, as the header the listener sets.
+    pub client_subject: Option<(HeaderName, HeaderValue)>,
+}
+
+/// The listeners with the pipeline they serve.
+pub struct Server {
+    listeners: Vec<Bound>,
     pipeline: SharedPipeline,
     header_read_timeout: Duration,
     keep_alive_timeout: Duration,
@@ -54,18 +81,40 @@ pub enum Drained {
     TimedOut(usize),
 }
 
+/// A listener's TLS config handle, for reloads: the configured address and the live config.
+pub type TlsHandle = (SocketAddr, Arc<ArcSwap<rustls::ServerConfig>>);
+
 impl Server {
-    /// Binds the configured address (port 0 picks a free port; see [`Server::local_addr`]).
+    /// Binds every configured listener (port 0 picks a free port; see [`Server::local_addrs`]).
     /// `draining` is set when shutdown begins (readiness reads it).
     pub async fn bind(
         cfg: &ServerConfig,
         pipeline: SharedPipeline,
         metrics: Arc<Metrics>,
         draining: Arc<AtomicBool>,
-    ) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(cfg.listen).await?;
+    ) -> Result<Server, String> {
+        let mut listeners = Vec::new();
+        for l in &cfg.listeners {
+            let tls = match &l.tls {
+                Some(t) => Some(TlsListener {
+                    config: Arc::new(ArcSwap::from_pointee(crate::tls::server_config(t)?)),
+                    handshake_timeout: t.handshake_timeout,
+                    hsts: t.hsts.clone(),
+                    subject_header: t.client_subject_header.clone(),
+                }),
+                None => None,
+            };
+            let listener = TcpListener::bind(l.addr)
+                .await
+                .map_err(|e| format!("cannot bind {}: {e}", l.addr))?;
+            listeners.push(Bound {
+                listener,
+                tls,
+                redirect_https_port: l.redirect_https_port,
+            });
+        }
         Ok(Server {
-            listener,
+            listeners,
             pipeline,
             header_read_timeout: cfg.header_read_timeout,
             keep_alive_timeout: cfg.keep_alive_timeout,
@@ -77,8 +126,26 @@ impl Server {
         })
     }
 
+    /// The bound addresses, in the configured order.
+    pub fn local_addrs(&self) -> std::io::Result<Vec<SocketAddr>> {
+        self.listeners
+            .iter()
+            .map(|b| b.listener.local_addr())
+            .collect()
+    }
+
+    /// The first listener's address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.listeners[0].listener.local_addr()
+    }
+
+    /// The live TLS configs by configured address, for reloads.
+    pub fn tls_handles(&self, cfg: &ServerConfig) -> Vec<TlsHandle> {
+        cfg.listeners
+            .iter()
+            .zip(&self.listeners)
+            .filter_map(|(c, b)| b.tls.as_ref().map(|t| (c.addr, t.config.clone())))
+            .collect()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and drains.
@@ -100,47 +167,31 @@ impl Server {
             .max_header_list_size(self.max_header_bytes as u32)
             .keep_alive_interval(self.keep_alive_timeout / 2)
             .keep_alive_timeout(self.keep_alive_timeout);
-        let builder = Arc::new(builder);
-        let graceful = GracefulShutdown::new();
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // EMFILE and friends: keep serving the connections we have.
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
-                tokio::spawn(refuse(stream));
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let pipeline = self.pipeline.clone();
-            let service = service_fn(move |req| {
-                // Each request takes the pipeline current at its start.
-                let pipeline = pipeline.load_full();
-                async move { Ok::<_, Infallible>(pipeline.handle(req, peer).await) }
-            });
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let conn = graceful.watch(conn);
-            let open = OpenConnection::new(&self.metrics);
-            tokio::spawn(async move {
-                let _permit = permit;
-                let _open = open;
-                if let Err(e) = conn.await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
+        let shared = Arc::new(Shared {
+            builder,
+            pipeline: self.pipeline.clone(),
+            metrics: self.metrics.clone(),
+            connections: self.connections.clone(),
+        });
+        let graceful = Arc::new(GracefulShutdown::new());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut accepting = Vec::new();
+        for bound in self.listeners {
+            accepting.push(tokio::spawn(accept_loop(
+                bound,
+                shared.clone(),
+                graceful.clone(),
+                stopped.clone(),
+            )));
         }
+        shutdown.await;
         self.draining.store(true, Ordering::Relaxed);
-        drop(self.listener);
+        let _ = stop.send(true);
+        for task in accepting {
+            let _ = task.await;
+        }
+        // The accept loops are gone, so this is the last handle.
+        let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
         let open = graceful.count();
         tracing::info!(open, grace = ?self.shutdown_grace, "shutting down: draining connections");
         tokio::select! {
@@ -154,6 +205,168 @@ impl Server {
             }
         }
     }
+}
+
+/// What every connection task needs.
+struct Shared {
+    builder: auto::Builder<TokioExecutor>,
+    pipeline: SharedPipeline,
+    metrics: Arc<Metrics>,
+    connections: Arc<Semaphore>,
+}
+
+async fn accept_loop(
+    bound: Bound,
+    shared: Arc<Shared>,
+    graceful: Arc<GracefulShutdown>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = bound.listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: keep serving the connections we have.
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = stopped.changed() => return,
+        };
+        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let watcher = graceful.watcher();
+        let tls = bound.tls.clone();
+        let redirect = bound.redirect_https_port;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _open = OpenConnection::new(&shared.metrics);
+            match tls {
+                None => {
+                    let conn = Conn {
+                        peer,
+                        tls: false,
+                        client_subject: None,
+                    };
+                    serve_connection(TokioIo::new(stream), conn, None, redirect, &shared, watcher)
+                        .await;
+                }
+                Some(tls) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.load_full());
+                    // A client that never finishes its handshake must not hold the connection.
+                    let stream =
+                        match tokio::time::timeout(tls.handshake_timeout, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                shared.metrics.tls_handshake_failures.inc();
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                shared.metrics.tls_handshake_failures.inc();
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let client_subject = tls.subject_header.as_ref().and_then(|name| {
+                        let cert = stream.get_ref().1.peer_certificates()?.first()?;
+                        let value = HeaderValue::from_str(&crate::tls::subject(cert)?).ok()?;
+                        Some((name.clone(), value))
+                    });
+                    let conn = Conn {
+                        peer,
+                        tls: true,
+                        client_subject,
+                    };
+                    serve_connection(
+                        TokioIo::new(stream),
+                        conn,
+                        tls.hsts.clone(),
+                        None,
+                        &shared,
+                        watcher,
+                    )
+                    .await;
+                }
+            }
+        });
+    }
+}
+
+async fn serve_connection<I>(
+    io: I,
+    conn: Conn,
+    hsts: Option<HeaderValue>,
+    redirect: Option<u16>,
+    shared: &Shared,
+    watcher: Watcher,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let pipeline = shared.pipeline.clone();
+    let conn = Arc::new(conn);
+    let peer = conn.peer;
+    let service = service_fn(move |req| {
+        // Each request takes the pipeline current at its start.
+        let pipeline = pipeline.load_full();
+        let conn = conn.clone();
+        let hsts = hsts.clone();
+        async move {
+            if let Some(port) = redirect {
+                return Ok::<_, Infallible>(redirect_to_https(&req, port));
+            }
+            let mut res = pipeline.handle(req, &conn).await;
+            if let Some(h) = hsts {
+                res.headers_mut()
+                    .insert(http::header::STRICT_TRANSPORT_SECURITY, h);
+            }
+            Ok(res)
+        }
+    });
+    let conn = shared
+        .builder
+        .serve_connection_with_upgrades(io, service)
+        .into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// 301 to the same host and path over HTTPS.
+fn redirect_to_https<B>(req: &http::Request<B>, port: u16) -> http::Response<crate::body::Body> {
+    let host = crate::routing::request_host(
+        req.headers()
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok()),
+        req.uri().authority().map(|a| a.as_str()),
+    );
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = match (host, port) {
+        (Some(h), 443) => format!("https://{h}{pq}"),
+        (Some(h), p) => format!("https://{h}:{p}{pq}"),
+        (None, _) => {
+            return crate::rejection::json(
+                http::StatusCode::BAD_REQUEST,
+                "Bad Request",
+                "A Host header is required",
+            )
+        }
+    };
+    let mut res = crate::rejection::json(
+        http::StatusCode::MOVED_PERMANENTLY,
+        "Moved Permanently",
+        "This service is served over HTTPS",
+    );
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(http::header::LOCATION, v);
+    }
+    res
 }
 
 /// Counts an open client connection in the metrics until dropped.

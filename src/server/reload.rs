@@ -33,6 +33,8 @@ pub struct Reloader {
     /// Counts of reloads that took effect and that were refused.
     outcomes: tokio::sync::watch::Sender<ReloadCounts>,
     metrics: Arc<Metrics>,
+    /// Live TLS configs by listener address: certificates are re-read on reload.
+    tls: Vec<super::TlsHandle>,
 }
 
 /// How many reloads took effect, and how many were refused, since start.
@@ -48,8 +50,10 @@ impl Reloader {
         pipeline: SharedPipeline,
         server: ServerConfig,
         metrics: Arc<Metrics>,
+        tls: Vec<super::TlsHandle>,
     ) -> Reloader {
         Reloader {
+            tls,
             metrics,
             path: path.to_path_buf(),
             pipeline,
@@ -76,6 +80,17 @@ impl Reloader {
                 tracing::warn!("server.listen, header_read_timeout, max_connections and workers take effect at the next restart");
             }
             let pipeline = Pipeline::build_with(&loaded.config, self.metrics.clone()).map_err(ReloadError::Build)?;
+            // New certificates for the listeners we have (matched by address); all are built
+            // before any is swapped, so a broken one leaves every listener as it was.
+            let mut certs = Vec::new();
+            for (addr, live) in &self.tls {
+                if let Some(t) = s.listeners.iter().find(|l| l.addr == *addr).and_then(|l| l.tls.as_ref()) {
+                    certs.push((live, crate::tls::server_config(t).map_err(ReloadError::Build)?));
+                }
+            }
+            for (live, config) in certs {
+                live.store(Arc::new(config));
+            }
             self.pipeline.store(Arc::new(pipeline));
             Ok(())
         });
