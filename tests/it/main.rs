@@ -18,6 +18,7 @@
 //! - `protocols`: h2c, h2 upstreams, upgrades, trailers, `Expect: 100-continue`.
 //! - `limits`: header timeout, header size, connection limit.
 //! - `lifecycle`: reload on file change and SIGHUP, broken reloads, SIGTERM drain.
+//! - `tls`: TLS listeners: ALPN, SNI, client certificates, HSTS, redirects, reload.
 //! - `upstream_tls`: https upstreams: CA, names, mTLS, h2 by ALPN.
 //! - `interop`: PyJWT decodes our tokens and signs tokens we accept; PyJWKClient verifies
 //!   our RS256/ES256/EdDSA tokens through our published JWKS.
@@ -47,6 +48,7 @@ mod rfc6750;
 mod rotation;
 mod routing;
 mod streaming;
+mod tls;
 mod token_cache;
 mod token_cli;
 mod upstream_tls;

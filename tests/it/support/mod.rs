@@ -359,7 +359,12 @@ impl GatewayBuilder {
     }
 
     pub fn toml(&self) -> String {
-        let mut t = String::from("[server]\nlisten = \"127.0.0.1:0\"\n");
+        // With [[listeners]] in the extra tables, they replace `listen`.
+        let mut t = if self.extra.contains("[[listeners]]") {
+            String::from("[server]\n")
+        } else {
+            String::from("[server]\nlisten = \"127.0.0.1:0\"\n")
+        };
         for l in &self.server {
             t.push_str(l);
             t.push('\n');
@@ -409,10 +414,12 @@ impl GatewayBuilder {
         .await
         .unwrap();
         let addr = started.addr;
+        let addrs = started.addrs.clone();
         let admin = started.admin_addr;
         let task = tokio::spawn(started.serving);
         Gateway {
             addr,
+            addrs,
             admin,
             stop: Some(stop),
             task: Some(task),
@@ -424,6 +431,8 @@ impl GatewayBuilder {
 /// A running in-process gateway; stopped (and drained) on drop or with [`Gateway::stop`].
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// Every listener's address, in the configured order.
+    pub addrs: Vec<SocketAddr>,
     /// The admin listener, when the config has `[admin]`.
     pub admin: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,

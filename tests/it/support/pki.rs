@@ -39,6 +39,11 @@ impl Pki {
     }
 
     pub fn leaf(&self, names: &[&str]) -> Leaf {
+        self.leaf_valid(names, time::Duration::days(-1), time::Duration::days(365))
+    }
+
+    /// A leaf valid from now + `from` to now + `until`.
+    pub fn leaf_valid(&self, names: &[&str], from: time::Duration, until: time::Duration) -> Leaf {
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
@@ -46,12 +51,20 @@ impl Pki {
             DnType::CommonName,
             names.first().copied().unwrap_or("client"),
         );
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now + from;
+        params.not_after = now + until;
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Leaf {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         }
+    }
+
+    /// The CA certificate in DER.
+    pub fn der(&self) -> CertificateDer<'static> {
+        self.issuer.der().clone()
     }
 
     /// Writes the CA certificate to `dir/name` and returns the path.
@@ -72,7 +85,15 @@ impl Leaf {
         (c, k)
     }
 
-    fn chain(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    /// The leaf certificate in DER.
+    pub fn der(&self) -> CertificateDer<'static> {
+        CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap()
+    }
+
+    pub fn chain(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         let certs = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
