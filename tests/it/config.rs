@@ -9,6 +9,13 @@ use gateway::config;
 fn problems(toml: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("secret"), crate::support::SECRET).unwrap();
+    // The documented TLS examples name tls/server.crt and tls/server.key.
+    if toml.contains("tls/server.crt") {
+        std::fs::create_dir(dir.path().join("tls")).unwrap();
+        crate::support::pki::Pki::new("docs CA")
+            .leaf(&["localhost"])
+            .write(&dir.path().join("tls"), "server");
+    }
     match config::from_str(toml, dir.path()) {
         Ok(_) => Vec::new(),
         Err(e) => e.problems.iter().map(ToString::to_string).collect(),
