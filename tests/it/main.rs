@@ -18,11 +18,13 @@
 //! - `limits`: header timeout, header size, connection limit.
 //! - `lifecycle`: reload on file change and SIGHUP, broken reloads, SIGTERM drain.
 //! - `upstream_tls`: https upstreams: CA, names, mTLS, h2 by ALPN.
+//! - `deploy`: the files in `deploy/`, checked offline (schemas, invariants, real loader).
 
 mod support;
 
 mod compat;
 mod config;
+mod deploy;
 mod forwarding;
 mod interop;
 mod lifecycle;
