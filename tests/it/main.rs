@@ -18,10 +18,13 @@
 //! - `limits`: header timeout, header size, connection limit.
 //! - `lifecycle`: reload on file change and SIGHUP, broken reloads, SIGTERM drain.
 //! - `upstream_tls`: https upstreams: CA, names, mTLS, h2 by ALPN.
+//! - `cluster`: three gateway processes behind HAProxy (`deploy/local-cluster.sh`): shared
+//!   tokens, a rolling restart under load, readiness taking an instance out.
 //! - `deploy`: the files in `deploy/`, checked offline (schemas, invariants, real loader).
 
 mod support;
 
+mod cluster;
 mod compat;
 mod config;
 mod deploy;
