@@ -179,7 +179,8 @@ frontend public
 
 backend gateways
     balance roundrobin
-    option httpchk GET /readyz
+    option httpchk
+    http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host localhost
     http-check expect status 200
     http-response set-header X-Served-By %[srv_name]
     default-server inter 200ms fastinter 100ms downinter 200ms fall 2 rise 2
