@@ -78,6 +78,15 @@ exits() {
     if [[ -f $DIR/gateway$1.exits ]]; then wc -l <"$DIR/gateway$1.exits"; else echo 0; fi
 }
 
+# healthy I EXITS: gateway I answers /healthz; gives up at once if it has exited more than
+# EXITS times (it died instead of starting).
+healthy() {
+    if (($(exits "$1") > $2)); then
+        die "gateway $1 exited with status $(tail -n 1 "$DIR/gateway$1.exits") (log: $DIR/gateway$1.log)"
+    fi
+    http_ok "http://127.0.0.1:$(admin_port "$1")/healthz"
+}
+
 running() { [[ -f $DIR/start.pid ]] && alive "$(cat "$DIR/start.pid")" && [[ -f $DIR/ready ]]; }
 
 write_configs() {
@@ -290,8 +299,7 @@ start() {
         echo $! >"$DIR/supervisor$i.pid"
     done
     for i in $(seq 1 $N); do
-        wait_for "$WAIT_SECS" "gateway $i /healthz (log: $DIR/gateway$i.log)" \
-            http_ok "http://127.0.0.1:$(admin_port "$i")/healthz"
+        wait_for "$WAIT_SECS" "gateway $i /healthz (log: $DIR/gateway$i.log)" healthy "$i" 0
     done
 
     haproxy -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 &
@@ -322,7 +330,7 @@ rolling_restart() {
         wait_for "$WAIT_SECS" "gateway $i to start again" \
             eval "[[ -f '$DIR/gateway$i.pid' && \$(cat '$DIR/gateway$i.pid') != $old ]]"
         new=$(cat "$DIR/gateway$i.pid")
-        wait_for "$WAIT_SECS" "gateway $i /healthz" http_ok "http://127.0.0.1:$(admin_port "$i")/healthz"
+        wait_for "$WAIT_SECS" "gateway $i /healthz" healthy "$i" $((before + 1))
         wait_for "$WAIT_SECS" "HAProxy to mark gateway$i UP" lb_is "gateway$i" UP
         log "gateway $i: restarted (exit 0, pid $old -> $new, back in the load balancer)"
     done
