@@ -298,8 +298,19 @@ async fn a_token_issued_by_one_instance_is_accepted_by_the_others() {
         BTreeSet::from(["gateway1", "gateway2", "gateway3"].map(String::from))
     );
 
+    // What an operator compares during a rollout: one keyring fingerprint on every instance.
+    let mut keys = BTreeSet::new();
+    for i in 1..=3 {
+        let config = get(&c.admin(i, "/config"), &[]).await;
+        assert_eq!(config.status, 200, "{}", config.text());
+        let fingerprint = config.json()["keys_sha256"].as_str().unwrap().to_string();
+        assert!(!fingerprint.is_empty());
+        keys.insert(fingerprint);
+    }
+    assert_eq!(keys.len(), 1, "skewed keys: {keys:?}");
+
     // The instances share the cluster's secret, not just any secret: a token signed with
-    // another one is refused everywhere, and nothing reaches the backend.
+    // another one is refused by every instance.
     let forged = format!("JWT {}", token());
     for i in 1..=3 {
         let r = get(&c.gateway(i, "/whoami"), &[("authorization", &forged)]).await;
