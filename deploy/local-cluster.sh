@@ -87,6 +87,14 @@ healthy() {
     http_ok "http://127.0.0.1:$(admin_port "$1")/healthz"
 }
 
+# still PIDFILE WHAT COMMAND...: runs COMMAND; gives up at once if the process died.
+still() {
+    local pidfile=$1 what=$2
+    shift 2
+    alive "$(cat "$pidfile")" || die "$what exited (its log is in $DIR)"
+    "$@"
+}
+
 running() { [[ -f $DIR/start.pid ]] && alive "$(cat "$DIR/start.pid")" && [[ -f $DIR/ready ]]; }
 
 write_configs() {
@@ -291,7 +299,8 @@ start() {
     nginx -p "$DIR/backend" -e "$DIR/backend/error.log" -c "$DIR/backend/nginx.conf" \
         -g 'daemon off;' &
     echo $! >"$DIR/backend.pid"
-    wait_for "$WAIT_SECS" "the backend on :$BACKEND_PORT" http_ok "http://127.0.0.1:$BACKEND_PORT/"
+    wait_for "$WAIT_SECS" "the backend on :$BACKEND_PORT" \
+        still "$DIR/backend.pid" nginx http_ok "http://127.0.0.1:$BACKEND_PORT/"
 
     local i
     for i in $(seq 1 $N); do
@@ -305,7 +314,8 @@ start() {
     haproxy -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 &
     echo $! >"$DIR/haproxy.pid"
     for i in $(seq 1 $N); do
-        wait_for "$WAIT_SECS" "HAProxy to mark gateway$i UP" lb_is "gateway$i" UP
+        wait_for "$WAIT_SECS" "HAProxy to mark gateway$i UP" \
+            still "$DIR/haproxy.pid" haproxy lb_is "gateway$i" UP
     done
 
     touch "$DIR/ready"

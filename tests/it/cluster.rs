@@ -32,12 +32,13 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local-cluster.sh")
 }
 
-/// A base port whose whole layout (base .. base+23) is free on 127.0.0.1 right now.
+/// A base port whose whole layout (base .. base+23) is free on 127.0.0.1 right now, below
+/// Linux's ephemeral range (32768..) so that other tests' `127.0.0.1:0` never take it.
 fn free_base_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     for _ in 0..200 {
         let slot = NEXT.fetch_add(1, Ordering::Relaxed) as u32 + std::process::id();
-        let base = 20_000 + (slot % 400) as u16 * 100;
+        let base = 10_000 + (slot % 220) as u16 * 100;
         let free = [0, 1, 2, 11, 12, 13, 21, 22, 23]
             .iter()
             .all(|off| std::net::TcpListener::bind(("127.0.0.1", base + off)).is_ok());
