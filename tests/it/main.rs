@@ -11,7 +11,6 @@
 //! - `streaming`: large bodies cross the gateway without being buffered.
 //! - `rfc6750`: the Bearer error style.
 //! - `config`: bad configs name the key; the shipped `gateway.toml` stays valid; the CLI.
-//! - `interop`: PyJWT decodes our tokens and signs tokens we accept.
 //! - `routing`: host/path/method matching, path normalization, rewriting, 403, claim
 //!   headers, request ids.
 //! - `pools`: balancing, passive and active health, retries, 503.
@@ -28,12 +27,16 @@
 //! - `token_cache`: the verified-token cache against `exp` and keyring changes.
 //! - `token_cli`: `gateway keygen` and `gateway token mint | verify | inspect`.
 //! - `keys_config`: keyring, issuer and JWKS config problems name their key.
+//! - `deploy`: the deploy files: Kubernetes schemas and invariants, compose, systemd, dashboard.
+//! - `cluster`: three gateway processes behind HAProxy: shared tokens, rolling restart, readiness.
 
 mod support;
 
 mod admin;
+mod cluster;
 mod compat;
 mod config;
+mod deploy;
 mod forwarding;
 mod interop;
 mod issuers;

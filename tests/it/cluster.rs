@@ -1,0 +1,524 @@
+//! Several instances behind a load balancer, as `deploy/local-cluster.sh` runs them: three
+//! gateway processes (the built binary), HAProxy checking each one's `/readyz` on its admin
+//! port, and an nginx backend echoing `X-Identity`, all on 127.0.0.1.
+//!
+//! Proves: a token issued by one instance is accepted by the others; a rolling restart under
+//! continuous load through the load balancer loses no request; an instance that is not
+//! ready is taken out of the load balancer and comes back when it is ready again.
+//! Needs `haproxy`, `nginx` and `curl` (`.ci/run` installs them).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+/// One cluster at a time: each is seven processes, and the machine may have two cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local-cluster.sh")
+}
+
+/// A base port whose whole layout (base .. base+23) is free on 127.0.0.1 right now, below
+/// Linux's ephemeral range (32768..) so that other tests' `127.0.0.1:0` never take it.
+fn free_base_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    for _ in 0..200 {
+        let slot = NEXT.fetch_add(1, Ordering::Relaxed) as u32 + std::process::id();
+        let base = 10_000 + (slot % 220) as u16 * 100;
+        let free = [0, 1, 2, 11, 12, 13, 21, 22, 23]
+            .iter()
+            .all(|off| std::net::TcpListener::bind(("127.0.0.1", base + off)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no free block of ports on 127.0.0.1");
+}
+
+/// Polls `check` until it returns true; panics after `WAIT` naming `what`.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `deploy/local-cluster.sh start`, running until dropped.
+struct Cluster {
+    child: Child,
+    state: PathBuf,
+    base: u16,
+    ports: HashMap<String, u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn command(state: &Path, base: u16, subcommand: &str) -> Command {
+        let mut cmd = Command::new("bash");
+        cmd.arg(script())
+            .arg(subcommand)
+            .env("GATEWAY_BIN", env!("CARGO_BIN_EXE_gateway"))
+            .env("CLUSTER_BASE_PORT", base.to_string())
+            .env("CLUSTER_DIR", state)
+            .env("CLUSTER_WAIT_SECS", WAIT.as_secs().to_string())
+            .env_remove("GATEWAY_SECRET");
+        cmd
+    }
+
+    /// Starts the cluster and returns once the script says every piece is up and HAProxy
+    /// has every gateway UP.
+    async fn start() -> Cluster {
+        tokio::task::spawn_blocking(Self::start_blocking)
+            .await
+            .unwrap()
+    }
+
+    fn start_blocking() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let base = free_base_port();
+        let err = std::fs::File::create(dir.path().join("start.err")).unwrap();
+        let mut child = Self::command(&state, base, "start")
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .spawn()
+            .expect("bash is needed");
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut cluster = Cluster {
+            child,
+            state,
+            base,
+            ports: HashMap::new(),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + WAIT * 3;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.starts_with("ready: ") => break,
+                Ok(_) => {}
+                Err(e) => panic!("the cluster did not start ({e}):\n{}", cluster.logs()),
+            }
+        }
+        let env = std::fs::read_to_string(cluster.state.join("cluster.env")).unwrap();
+        cluster.ports = env
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+            .collect();
+        cluster
+    }
+
+    /// The script's stderr and every gateway's log, for failure messages.
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        let err = self.state.parent().unwrap().join("start.err");
+        for path in [err]
+            .into_iter()
+            .chain((1..=3).map(|i| self.state.join(format!("gateway{i}.log"))))
+            .chain([self.state.join("haproxy.log")])
+        {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            out.push_str(&format!("--- {}\n", path.display()));
+            for l in tail.into_iter().rev() {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    fn port(&self, key: &str) -> u16 {
+        self.ports[key]
+    }
+
+    fn lb(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port("LB_PORT"))
+    }
+
+    fn gateway(&self, i: usize, path: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}{path}",
+            self.port(&format!("GATEWAY{i}_PORT"))
+        )
+    }
+
+    fn admin(&self, i: usize, path: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}{path}",
+            self.port(&format!("GATEWAY{i}_ADMIN_PORT"))
+        )
+    }
+
+    fn pid(&self, i: usize) -> u32 {
+        std::fs::read_to_string(self.state.join(format!("gateway{i}.pid")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    fn exits(&self, i: usize) -> Vec<String> {
+        std::fs::read_to_string(self.state.join(format!("gateway{i}.exits")))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn config_path(&self, i: usize) -> PathBuf {
+        self.state.join(format!("gateway{i}.toml"))
+    }
+
+    /// HAProxy's status of `server` ("UP", "DOWN", "UP 1/2", ...), from its CSV stats.
+    async fn lb_status(&self, server: &str) -> String {
+        let csv = get(
+            &format!("http://127.0.0.1:{}/stats;csv", self.port("STATS_PORT")),
+            &[],
+        )
+        .await
+        .text();
+        csv.lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|f| f.len() > 17 && f[0] == "gateways" && f[1] == server)
+            .map(|f| f[17].to_string())
+            .unwrap_or_else(|| panic!("no server {server} in the HAProxy stats:\n{csv}"))
+    }
+
+    async fn wait_lb(&self, server: &str, status: &str) {
+        eventually(&format!("HAProxy to mark {server} {status}"), || async {
+            self.lb_status(server).await == status
+        })
+        .await;
+    }
+
+    /// Logs in as user1 at `url` (a gateway's `/auth`) and returns the header value.
+    async fn login(&self, url: &str) -> String {
+        let r = post_json(
+            url,
+            &json!({"username": "user1", "password": PASSWORD}).to_string(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "login failed: {}", r.text());
+        format!("JWT {}", r.json()["access_token"].as_str().unwrap())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // SIGTERM the script: its EXIT trap stops exactly the PIDs it recorded.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The script could not clean up: stop what it recorded, if it is still ours.
+        let state = self.state.to_string_lossy().into_owned();
+        for entry in std::fs::read_dir(&self.state)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "pid") {
+                let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                let pid = pid.trim();
+                let cmdline =
+                    std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if !pid.is_empty() && cmdline.contains(&state) {
+                    let _ = Command::new("kill").args(["-KILL", pid]).status();
+                }
+            }
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_issued_by_one_instance_is_accepted_by_the_others() {
+    let _one = SERIAL.lock().await;
+    let c = Cluster::start().await;
+    let auth = c.login(&c.gateway(1, "/auth")).await;
+
+    for i in [2, 3] {
+        let r = get(&c.gateway(i, "/whoami"), &[("authorization", &auth)]).await;
+        assert_eq!(r.status, 200, "gateway {i}: {}", r.text());
+        assert_eq!(r.text(), "1\n", "gateway {i} forwarded another identity");
+    }
+    // Through the load balancer: round robin over three UP servers visits each of them.
+    let mut served = BTreeSet::new();
+    for _ in 0..6 {
+        let r = get(&c.lb("/whoami"), &[("authorization", &auth)]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), "1\n");
+        served.insert(r.header("x-served-by").unwrap().to_string());
+    }
+    assert_eq!(
+        served,
+        BTreeSet::from(["gateway1", "gateway2", "gateway3"].map(String::from))
+    );
+
+    // What an operator compares during a rollout: one keyring fingerprint on every instance.
+    let mut keys = BTreeSet::new();
+    for i in 1..=3 {
+        let config = get(&c.admin(i, "/config"), &[]).await;
+        assert_eq!(config.status, 200, "{}", config.text());
+        let fingerprint = config.json()["keys_sha256"].as_str().unwrap().to_string();
+        assert!(!fingerprint.is_empty());
+        keys.insert(fingerprint);
+    }
+    assert_eq!(keys.len(), 1, "skewed keys: {keys:?}");
+
+    // The instances share the cluster's secret, not just any secret: a token signed with
+    // another one is refused by every instance.
+    let forged = format!("JWT {}", token());
+    for i in 1..=3 {
+        let r = get(&c.gateway(i, "/whoami"), &[("authorization", &forged)]).await;
+        assert_eq!(r.status, 401, "gateway {i}: {}", r.text());
+    }
+}
+
+/// What one client of the load saw.
+#[derive(Default)]
+struct Seen {
+    ok: usize,
+    failures: Vec<String>,
+    served_by: BTreeMap<String, usize>,
+}
+
+/// GETs `url` with `auth` in a loop over one keep-alive connection pool until `stop` is
+/// set or `max` requests were made, counting every outcome.
+async fn client_load(
+    url: String,
+    auth: String,
+    stop: Arc<AtomicBool>,
+    progress: Arc<tokio::sync::watch::Sender<usize>>,
+    max: usize,
+) -> Seen {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut seen = Seen::default();
+    for _ in 0..max {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let req = http::Request::get(&url)
+            .header("authorization", &auth)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        match client.request(req).await {
+            Ok(res) => {
+                let status = res.status();
+                let by = res
+                    .headers()
+                    .get("x-served-by")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_string();
+                match res.into_body().collect().await.map(|b| b.to_bytes()) {
+                    Ok(body) if status == 200 && body == "1\n" => {
+                        seen.ok += 1;
+                        *seen.served_by.entry(by).or_default() += 1;
+                    }
+                    Ok(body) => seen.failures.push(format!(
+                        "{status} from {by}: {}",
+                        String::from_utf8_lossy(&body)
+                    )),
+                    Err(e) => seen.failures.push(format!("{status} from {by}: body: {e}")),
+                }
+            }
+            Err(e) => seen.failures.push(format!("request failed: {e:?}")),
+        }
+        progress.send_modify(|n| *n += 1);
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_load_loses_no_request() {
+    let _one = SERIAL.lock().await;
+    let c = Cluster::start().await;
+    let auth = c.login(&c.lb("/auth")).await;
+    let old: Vec<u32> = (1..=3).map(|i| c.pid(i)).collect();
+
+    const CLIENTS: usize = 4;
+    // A bound on the load; the restart takes a few seconds, far fewer requests than this.
+    const MAX_PER_CLIENT: usize = 50_000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (progress, mut count) = tokio::sync::watch::channel(0usize);
+    let progress = Arc::new(progress);
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            tokio::spawn(client_load(
+                c.lb("/whoami"),
+                auth.clone(),
+                stop.clone(),
+                progress.clone(),
+                MAX_PER_CLIENT,
+            ))
+        })
+        .collect();
+    let wait_count = |count: &mut tokio::sync::watch::Receiver<usize>, n: usize| {
+        let mut count = count.clone();
+        async move {
+            tokio::time::timeout(WAIT, count.wait_for(|c| *c >= n))
+                .await
+                .expect("the load stalled")
+                .map(|c| *c)
+                .unwrap()
+        }
+    };
+    // Load is flowing before the first SIGTERM.
+    let before = wait_count(&mut count, 100).await;
+
+    let restart =
+        tokio::process::Command::from(Cluster::command(&c.state, c.base, "rolling-restart"))
+            .output()
+            .await
+            .unwrap();
+    let during = *count.borrow() - before;
+    assert!(
+        restart.status.success(),
+        "rolling-restart failed:\n{}\n{}",
+        String::from_utf8_lossy(&restart.stderr),
+        c.logs()
+    );
+    // And still flowing after the last instance is back.
+    let after = *count.borrow();
+    wait_count(&mut count, after + 100).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let mut total = 0;
+    let mut failures = Vec::new();
+    let mut served_by: BTreeMap<String, usize> = BTreeMap::new();
+    for client in clients {
+        let seen = client.await.unwrap();
+        total += seen.ok + seen.failures.len();
+        failures.extend(seen.failures);
+        for (k, v) in seen.served_by {
+            *served_by.entry(k).or_default() += v;
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {total} requests failed, e.g. {:?}\n{}",
+        failures.len(),
+        &failures[..failures.len().min(5)],
+        c.logs()
+    );
+    assert!(
+        total < CLIENTS * MAX_PER_CLIENT,
+        "the load ran into its bound"
+    );
+    assert!(during > 0, "no request was made during the restart");
+    assert_eq!(served_by.len(), 3, "{served_by:?}");
+    for i in 1..=3 {
+        assert_ne!(c.pid(i), old[i - 1], "gateway {i} was not restarted");
+        // One SIGTERM each, and each drained and exited 0.
+        assert_eq!(c.exits(i), ["0"], "gateway {i} exit statuses");
+    }
+    eprintln!("{total} requests, {during} during the rolling restart, all 200: {served_by:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_is_not_ready_is_taken_out_of_the_load_balancer() {
+    let _one = SERIAL.lock().await;
+    let c = Cluster::start().await;
+    let auth = c.login(&c.lb("/auth")).await;
+
+    // Make gateway 2 unready without stopping it: reload it with an upstream where nothing
+    // listens, so its pool has no available server.
+    let path = c.config_path(2);
+    let good = std::fs::read_to_string(&path).unwrap();
+    let backend = format!("\"http://127.0.0.1:{}\"", c.port("BACKEND_PORT"));
+    assert_eq!(good.matches(&backend).count(), 1);
+    let nowhere = format!("\"http://{}\"", closed_port().await);
+    std::fs::write(&path, good.replace(&backend, &nowhere)).unwrap();
+    signal(c.pid(2), "-HUP");
+
+    eventually("gateway 2 /readyz to answer 503", || async {
+        get(&c.admin(2, "/readyz"), &[]).await.status == 503
+    })
+    .await;
+    let r = get(&c.admin(2, "/readyz"), &[]).await;
+    let body: Value = r.json();
+    assert_eq!(body["status"], "not ready", "{body}");
+    assert!(!body["reasons"].as_array().unwrap().is_empty(), "{body}");
+    // Alive all along: liveness and readiness are different questions.
+    assert_eq!(get(&c.admin(2, "/healthz"), &[]).await.status, 200);
+    c.wait_lb("gateway2", "DOWN").await;
+
+    // Asked directly, gateway 2 fails; through the load balancer, nobody notices.
+    let r = get(&c.gateway(2, "/whoami"), &[("authorization", &auth)]).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    let mut served = BTreeMap::<String, usize>::new();
+    for _ in 0..30 {
+        let r = get(&c.lb("/whoami"), &[("authorization", &auth)]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), "1\n");
+        *served
+            .entry(r.header("x-served-by").unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        served.keys().collect::<Vec<_>>(),
+        ["gateway1", "gateway3"],
+        "{served:?}"
+    );
+
+    // Ready again: back in rotation.
+    std::fs::write(&path, &good).unwrap();
+    signal(c.pid(2), "-HUP");
+    eventually("gateway 2 /readyz to answer 200", || async {
+        get(&c.admin(2, "/readyz"), &[]).await.status == 200
+    })
+    .await;
+    c.wait_lb("gateway2", "UP").await;
+    let mut served = BTreeSet::new();
+    for _ in 0..6 {
+        let r = get(&c.lb("/whoami"), &[("authorization", &auth)]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        served.insert(r.header("x-served-by").unwrap().to_string());
+    }
+    assert!(served.contains("gateway2"), "{served:?}");
+}
