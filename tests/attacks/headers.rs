@@ -1,0 +1,318 @@
+//! Header attacks: Authorization shapes, identity spoofing in every spelling, hop-by-hop
+//! abuse and `X-Forwarded-*` spoofing.
+
+use crate::harness::*;
+use crate::support::*;
+
+/// A case name, the request headers, and the expected description.
+type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+
+#[tokio::test]
+async fn authorization_shapes_are_refused() {
+    let t = target().await;
+    let tok = token();
+    let jwt = format!("JWT {tok}");
+    let cases: Vec<Case> = vec![
+        (
+            "two identical headers",
+            vec![
+                ("authorization", jwt.clone()),
+                ("authorization", jwt.clone()),
+            ],
+            "Token contains spaces",
+        ),
+        (
+            "valid then garbage",
+            vec![
+                ("authorization", jwt.clone()),
+                ("authorization", "JWT x".into()),
+            ],
+            "Token contains spaces",
+        ),
+        (
+            "garbage then valid",
+            vec![
+                ("authorization", "JWT x".into()),
+                ("authorization", jwt.clone()),
+            ],
+            "Token contains spaces",
+        ),
+        (
+            "valid then empty",
+            vec![
+                ("authorization", jwt.clone()),
+                ("authorization", String::new()),
+            ],
+            "Token contains spaces",
+        ),
+        (
+            "comma-joined",
+            vec![("authorization", format!("{jwt}, {jwt}"))],
+            "Token contains spaces",
+        ),
+        (
+            "three words",
+            vec![("authorization", format!("{jwt} x"))],
+            "Token contains spaces",
+        ),
+        (
+            "Bearer scheme",
+            vec![("authorization", format!("Bearer {tok}"))],
+            "Unsupported authorization type",
+        ),
+        (
+            "Basic scheme",
+            vec![("authorization", "Basic dXNlcjE6YWJjeHl6".into())],
+            "Unsupported authorization type",
+        ),
+        (
+            "scheme with a colon",
+            vec![("authorization", format!("JWT: {tok}"))],
+            "Unsupported authorization type",
+        ),
+        (
+            "scheme glued to the token",
+            vec![("authorization", format!("JWT{tok}"))],
+            "Unsupported authorization type",
+        ),
+        (
+            "bare token",
+            vec![("authorization", tok.clone())],
+            "Unsupported authorization type",
+        ),
+        (
+            "prefix only",
+            vec![("authorization", "JWT".into())],
+            "Token missing",
+        ),
+        (
+            "non-ASCII",
+            vec![("authorization", "JWT t\u{f6}k".into())],
+            "Token contains invalid characters",
+        ),
+        (
+            "token in another header",
+            vec![("x-authorization", jwt.clone())],
+            "Request does not contain an access token",
+        ),
+        (
+            "token in a cookie",
+            vec![("cookie", format!("access_token={tok}"))],
+            "Request does not contain an access token",
+        ),
+        (
+            "token as a proxy credential",
+            vec![("proxy-authorization", jwt.clone())],
+            "Request does not contain an access token",
+        ),
+    ];
+    for (case, headers, description) in &cases {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = t.api(&h).await;
+        assert_refused(&r, 401, case);
+        assert_eq!(r.json()["description"], *description, "{case}");
+        t.assert_nothing_forwarded(case);
+    }
+    assert_eq!(cases.len(), 16);
+    // A token in the query string is not a credential either.
+    let r = get(
+        &t.gw
+            .url(&format!("/api/secret?jwt={tok}&access_token={tok}")),
+        &[],
+    )
+    .await;
+    assert_refused(&r, 401, "token in the query");
+    t.assert_nothing_forwarded("token in the query");
+    // Flask-JWT's accepted variants stay accepted (case-insensitive scheme, any whitespace).
+    for value in [
+        format!("jwt {tok}"),
+        format!("JwT\t{tok}"),
+        format!("JWT   {tok}  "),
+    ] {
+        let r = t.api(&[("authorization", &value)]).await;
+        assert_eq!(r.status, 200, "{value:?}");
+        assert_eq!(t.up.last().headers["x-identity"], "1");
+    }
+}
+
+#[tokio::test]
+async fn spoofed_identity_never_reaches_the_upstream() {
+    let t = target().await;
+    let jwt = format!("JWT {}", token());
+    let spoofs: [&[(&str, &str)]; 8] = [
+        &[("X-Identity", "admin")],
+        &[("x-identity", "2")],
+        &[("X-IDENTITY", "admin")],
+        &[("X_Identity", "admin")],
+        &[("x_identity", "admin")],
+        &[("x_IDENTITY", "alice")],
+        &[("X-Identity", "a"), ("X-Identity", "b")],
+        &[
+            ("X-Identity", "admin"),
+            ("X_Identity", "admin"),
+            ("x-identity", "root"),
+        ],
+    ];
+    for spoof in spoofs {
+        let case = format!("{spoof:?}");
+        // Required route: exactly ours.
+        let mut h = spoof.to_vec();
+        h.push(("authorization", &jwt));
+        let r = t.api(&h).await;
+        assert_eq!(r.status, 200, "{case}");
+        let seen = t.up.last();
+        let ids: Vec<_> = seen.headers.get_all("x-identity").iter().collect();
+        assert_eq!(ids, ["1"], "{case}");
+        assert!(!seen.headers.contains_key("x_identity"), "{case}");
+        // Public route: none at all.
+        let r = get(&t.gw.url("/public/page"), spoof).await;
+        assert_eq!(r.status, 200, "{case}");
+        let seen = t.up.last();
+        assert!(!seen.headers.contains_key("x-identity"), "{case}");
+        assert!(!seen.headers.contains_key("x_identity"), "{case}");
+        // Without a token on the required route: refused, nothing forwarded.
+        let before = t.forwarded();
+        let r = t.api(spoof).await;
+        assert_refused(&r, 401, &case);
+        assert_eq!(t.forwarded(), before, "{case}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_identity_headers_on_the_wire_are_refused() {
+    let t = target().await;
+    let jwt = format!("Authorization: JWT {}", token());
+    // Spellings a lenient parser might fold into `X-Identity`; hyper refuses the head.
+    let lines = [
+        "X-Identity : admin",
+        "X-Identity:\r\n admin",
+        "X-Identity: a\r\n\tadmin",
+        " X-Identity: admin",
+        "X-Identity\u{0}: admin",
+        "X\u{2010}Identity: admin",
+    ];
+    for line in lines {
+        let req = head(&[
+            "GET /api/secret HTTP/1.1",
+            "Host: gw",
+            &jwt,
+            line,
+            "Connection: close",
+        ]);
+        let ex = exchange(t.gw.addr, req.as_bytes(), 1).await;
+        if let Some(r) = ex.responses.first() {
+            assert_eq!(r.status, 400, "{line:?}: {ex:?}");
+        } else {
+            assert!(ex.closed, "{line:?}: neither answered nor closed");
+        }
+    }
+    t.assert_nothing_forwarded("malformed identity headers");
+    t.still_serves("after malformed headers").await;
+}
+
+#[tokio::test]
+async fn hop_by_hop_abuse_cannot_remove_or_forge_what_the_gateway_sets() {
+    let t = target().await;
+    let jwt = format!("JWT {}", token());
+    for connection in [
+        "X-Identity",
+        "x-identity, X_Identity",
+        "X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host",
+        "Host",
+        "close, X-Identity, keep-alive",
+    ] {
+        let r = t
+            .api(&[
+                ("authorization", &jwt),
+                ("connection", connection),
+                ("x-identity", "admin"),
+            ])
+            .await;
+        assert_eq!(r.status, 200, "{connection}");
+        let seen = t.up.last();
+        assert_eq!(seen.headers["x-identity"], "1", "{connection}");
+        assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1", "{connection}");
+        assert_eq!(seen.headers["x-forwarded-proto"], "http", "{connection}");
+        assert!(seen.headers.contains_key("host"), "{connection}");
+        assert!(!seen.headers.contains_key("connection"), "{connection}");
+    }
+    // Naming the credential hop-by-hop: either it is used here and not forwarded, or the
+    // request is refused; never forwarded without verified claims.
+    for connection in ["Authorization", "X-Identity, Authorization"] {
+        let before = t.forwarded();
+        let r = t
+            .api(&[("authorization", &jwt), ("connection", connection)])
+            .await;
+        if r.status == 200 {
+            let seen = t.up.last();
+            assert_eq!(seen.headers["x-identity"], "1", "{connection}");
+            assert!(!seen.headers.contains_key("authorization"), "{connection}");
+        } else {
+            assert_refused(&r, 401, connection);
+            assert_eq!(t.forwarded(), before, "{connection}");
+        }
+    }
+    // The fixed hop-by-hop set never crosses.
+    let r = t
+        .api(&[
+            ("authorization", &jwt),
+            ("keep-alive", "timeout=1000"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "X-Identity"),
+            ("upgrade", "websocket"),
+        ])
+        .await;
+    assert_eq!(r.status, 200);
+    let seen = t.up.last();
+    for h in ["keep-alive", "proxy-connection", "te", "trailer", "upgrade"] {
+        assert!(!seen.headers.contains_key(h), "{h} crossed");
+    }
+}
+
+#[tokio::test]
+async fn connection_content_length_cannot_desync_the_upstream() {
+    let t = target().await;
+    let body = "A".repeat(100);
+    let r = request(
+        "POST",
+        &t.gw.url("/public/upload"),
+        &[("connection", "content-length"), ("content-length", "100")],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let seen = t.up.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].method, "POST");
+}
+
+#[tokio::test]
+async fn forwarded_headers_cannot_be_spoofed() {
+    let t = target().await;
+    let jwt = format!("JWT {}", token());
+    let r = t
+        .api(&[
+            ("authorization", &jwt),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", "192.168.0.1"),
+            ("X_Forwarded_For", "10.9.9.9"),
+            ("forwarded", "for=10.0.0.1;proto=https;host=admin.internal"),
+            ("x-forwarded-host", "admin.internal"),
+            ("x-forwarded-proto", "https"),
+        ])
+        .await;
+    assert_eq!(r.status, 200);
+    let seen = t.up.last();
+    let all = |name: &str| -> Vec<String> {
+        seen.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(all("x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(all("x-forwarded-proto"), ["http"]);
+    assert_eq!(all("x-forwarded-host"), [t.gw.addr.to_string()]);
+    assert!(all("forwarded").is_empty());
+}
