@@ -47,9 +47,15 @@ impl IdentityHeaders {
     }
 
     /// Sets `X-Identity` from the claims. A value that cannot be a header value (CR, LF, NUL,
-    /// other controls) refuses the request: never truncated, never a panic.
+    /// other controls) refuses the request: never truncated, never a panic. So does a value
+    /// with leading or trailing whitespace, which HTTP would not carry intact.
     pub fn set(&self, headers: &mut HeaderMap, claims: &Claims) -> Result<(), TokenError> {
         let text = claims.identity.header_text();
+        // Parsers drop a field value's surrounding SP/HTAB (RFC 9110 §5.5): " admin" would
+        // reach the backend as "admin", another user's identity.
+        if text.starts_with([' ', '\t']) || text.ends_with([' ', '\t']) {
+            return Err(TokenError::IdentityNotHeaderSafe);
+        }
         let value = HeaderValue::from_bytes(text.as_bytes())
             .map_err(|_| TokenError::IdentityNotHeaderSafe)?;
         headers.insert(X_IDENTITY, value);
@@ -88,6 +94,14 @@ mod tests {
             ids.set(&mut h, &bad),
             Err(TokenError::IdentityNotHeaderSafe)
         );
+        for padded in [" admin", "admin ", "\tadmin", "admin\t"] {
+            let c = Claims {
+                identity: UserId::Str(padded.into()),
+                exp: 0.0,
+                extra: Vec::new(),
+            };
+            assert_eq!(ids.set(&mut h, &c), Err(TokenError::IdentityNotHeaderSafe));
+        }
         assert!(h.is_empty());
         let good = Claims {
             identity: UserId::Int(7),

@@ -200,3 +200,20 @@ async fn identities_that_cannot_be_headers_are_refused_without_a_user_list() {
         assert_eq!(all[0].as_bytes(), identity.as_bytes(), "{identity:?}");
     }
 }
+
+/// Regression: an identity with surrounding whitespace was forwarded as is, and HTTP parsers
+/// trim field values, so the backend read the token of " alice" as user "alice".
+#[tokio::test]
+async fn identity_with_surrounding_whitespace_is_not_trimmed_into_another_user() {
+    let t = target_with(gateway().without_users()).await;
+    for identity in [" alice", "alice ", "\talice", "alice\t", " "] {
+        let token = mint(claims(json!(identity)));
+        t.refuses_token(
+            &format!("{identity:?}"),
+            &token,
+            Some("Identity claim cannot be forwarded as a header"),
+        )
+        .await;
+    }
+    t.still_serves("after padded identities").await;
+}
