@@ -316,3 +316,31 @@ async fn forwarded_headers_cannot_be_spoofed() {
     assert_eq!(all("x-forwarded-host"), [t.gw.addr.to_string()]);
     assert!(all("forwarded").is_empty());
 }
+
+/// Regression: `X_Forwarded_For` (and the other underscore spellings) crossed the gateway,
+/// and WSGI/CGI/PHP backends read them as the `X-Forwarded-*` headers the gateway sets.
+#[tokio::test]
+async fn underscore_spellings_of_forwarded_headers_are_stripped() {
+    let t = target().await;
+    let spoofs = [
+        ("X_Forwarded_For", "10.9.9.9"),
+        ("x_forwarded_proto", "https"),
+        ("X_Forwarded_Host", "admin.internal"),
+        ("x_forwarded-for", "10.9.9.9"),
+    ];
+    let r = get(&t.gw.url("/public/x"), &spoofs).await;
+    assert_eq!(r.status, 200);
+    let seen = t.up.last();
+    for (name, _) in spoofs {
+        assert!(!seen.headers.contains_key(name), "{name} crossed: {seen:?}");
+    }
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    // Also behind a trusted load balancer, which never sends the underscore form.
+    let trusted = target_with(gateway().server("trust_forwarded = true")).await;
+    let r = get(&trusted.gw.url("/public/x"), &spoofs).await;
+    assert_eq!(r.status, 200);
+    let seen = trusted.up.last();
+    for (name, _) in spoofs {
+        assert!(!seen.headers.contains_key(name), "{name} crossed: {seen:?}");
+    }
+}
