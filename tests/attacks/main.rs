@@ -27,4 +27,5 @@ mod harness;
 mod claims;
 mod framing;
 mod headers;
+mod paths;
 mod token_format;
