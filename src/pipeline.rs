@@ -171,7 +171,7 @@ impl Pipeline {
         routing::check_path(req.uri().path()).map_err(Rejection::BadPath)?;
         let route = self
             .routes
-            .find(req.uri().path())
+            .find_strict(req.uri().path(), |r| r.auth == AuthMode::Required)
             .ok_or(Rejection::NoRoute)?;
         outcome.route = Some(route.path.clone());
 

@@ -39,6 +39,42 @@ impl<T> RouteTable<T> {
             .find(|(prefix, _)| segment_prefix(prefix, path))
             .map(|(_, t)| t)
     }
+
+    /// Like [`RouteTable::find`], but when a backend could read `path` as belonging to a
+    /// route that `is_strict` (segments compared without their `;params` and without ASCII
+    /// case, as Tomcat, Spring or IIS do), that route wins over a less strict exact match.
+    /// So `/API/x` or `/api;x/y` never slip past a required `/api` through a public `/`.
+    pub fn find_strict(&self, path: &str, is_strict: impl Fn(&T) -> bool) -> Option<&T> {
+        let exact = self.find(path);
+        if exact.is_some_and(&is_strict) {
+            return exact;
+        }
+        let loose = self
+            .entries
+            .iter()
+            .find(|(prefix, _)| loose_segment_prefix(prefix, path))
+            .map(|(_, t)| t);
+        match loose {
+            Some(t) if is_strict(t) => Some(t),
+            _ => exact,
+        }
+    }
+}
+
+/// `segment_prefix` as a lenient backend sees it: `;params` dropped, ASCII case ignored.
+fn loose_segment_prefix(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    let mut segments = path.split('/').skip(1);
+    prefix.split('/').skip(1).all(|want| {
+        segments.next().is_some_and(|seg| {
+            seg.split(';')
+                .next()
+                .unwrap_or(seg)
+                .eq_ignore_ascii_case(want)
+        })
+    })
 }
 
 fn segment_prefix(prefix: &str, path: &str) -> bool {
@@ -177,5 +213,23 @@ mod tests {
         ] {
             assert!(check_path(good).is_ok(), "{good}");
         }
+    }
+
+    #[test]
+    fn lenient_spellings_of_a_strict_prefix_find_it() {
+        let t = RouteTable::new([
+            ("/".to_string(), false),
+            ("/api".to_string(), true),
+            ("/Docs".to_string(), false),
+        ]);
+        let strict = |r: &bool| *r;
+        for path in ["/API/x", "/Api", "/api;x/y", "/API;", "/api/x"] {
+            assert_eq!(t.find_strict(path, strict), Some(&true), "{path}");
+        }
+        for path in ["/apiary", "/ap", "/", "/docs/x", "/x/api"] {
+            assert_eq!(t.find_strict(path, strict), Some(&false), "{path}");
+        }
+        let only = RouteTable::new([("/api".to_string(), false)]);
+        assert_eq!(only.find_strict("/API", |r: &bool| *r), None);
     }
 }

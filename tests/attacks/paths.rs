@@ -126,3 +126,36 @@ async fn overlong_utf8_and_needless_encoding_are_refused() {
     // A legitimately encoded reserved character still passes.
     assert_eq!(get(&t.gw.url("/public/a%20b?x=%2F"), &[]).await.status, 200);
 }
+
+/// Regression: `/API/secret` and `/api;x/secret` matched the public catch-all `/` and were
+/// forwarded without a token to a backend that reads them as `/api/secret`.
+#[tokio::test]
+async fn params_and_case_games_cannot_reach_a_required_prefix_through_a_public_route() {
+    let t = layout().await;
+    assert_held(
+        &t,
+        "params and case",
+        &[
+            // Tomcat/Jetty/Spring drop `;params` from segments: `..;` is `..`, `api;x` is `api`.
+            "/public/..;/api/secret",
+            "/public/.;/../api",
+            "/public/..;x=1/api/secret",
+            "/api;jsessionid=0/secret",
+            "/api;/secret",
+            "/api;",
+            // Case-insensitive backends read these as /api.
+            "/API/secret",
+            "/Api/secret",
+            "/aPI",
+            "/API;x/secret",
+        ],
+    )
+    .await;
+    // With a token they go to the required route, as sent.
+    let jwt = format!("JWT {}", token());
+    let r = get(&t.gw.url("/API/secret"), &[("authorization", &jwt)]).await;
+    assert_eq!(r.status, 200);
+    let seen = t.up.last();
+    assert_eq!(seen.target, "/API/secret");
+    assert_eq!(seen.headers["x-identity"], "1");
+}
