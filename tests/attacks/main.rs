@@ -27,5 +27,6 @@ mod harness;
 mod claims;
 mod framing;
 mod headers;
+mod login;
 mod paths;
 mod token_format;
