@@ -16,6 +16,9 @@ use tokio::net::TcpListener;
 use crate::config::ServerConfig;
 use crate::pipeline::Pipeline;
 
+mod first_bytes;
+use first_bytes::FirstBytes;
+
 /// A bound listener with the pipeline it serves.
 pub struct Server {
     listener: TcpListener,
@@ -87,7 +90,11 @@ impl Server {
                 async move { Ok::<_, Infallible>(pipeline.handle(req, peer).await) }
             });
             let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(
+                    // The h1/h2 detection has no deadline of its own; see first_bytes.rs.
+                    TokioIo::new(FirstBytes::new(stream, self.header_read_timeout)),
+                    service,
+                )
                 .into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {

@@ -24,6 +24,7 @@ mod support;
 
 mod harness;
 
+mod availability;
 mod claims;
 mod framing;
 mod headers;
