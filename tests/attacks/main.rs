@@ -13,7 +13,8 @@
 //! - `paths`: dot segments, encodings, `;params`, case games against route prefixes.
 //! - `login`: enumeration, hostile bodies, huge passwords.
 //! - `availability`: slow and idle connections; the gateway keeps serving.
-//! - `secrets`: logs at TRACE, config errors and key-file permissions never leak secrets.
+//! - `secrets`: config errors never echo secrets; `check` warns on shared key files. (Logs
+//!   at TRACE are checked by `tests/log_hygiene.rs`, a binary of its own.)
 //! - `properties`: proptest invariants of the pure functions.
 //!
 //! Features that do not exist yet (asymmetric keyring, HTTP/2 limits, rate limiting) are
@@ -30,4 +31,5 @@ mod framing;
 mod headers;
 mod login;
 mod paths;
+mod secrets;
 mod token_format;
