@@ -31,5 +31,6 @@ mod framing;
 mod headers;
 mod login;
 mod paths;
+mod properties;
 mod secrets;
 mod token_format;

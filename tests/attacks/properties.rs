@@ -1,0 +1,238 @@
+//! Property tests (proptest) of the pure functions the guarantees rest on:
+//! - the path check never accepts a `.`/`..` segment, raw, percent-encoded (any case,
+//!   double-encoded, overlong) or with `;params`;
+//! - a spelling of a required prefix that a lenient backend reads as that prefix always
+//!   takes the required route;
+//! - after strip-then-set, the identity header on the upstream request is exactly the
+//!   claim, once, whatever the client sent;
+//! - hop-by-hop stripping never leaves a header the client named in `Connection`.
+
+use http::header::{CONNECTION, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use proptest::prelude::*;
+
+use gateway::auth::Claims;
+use gateway::config::UserId;
+use gateway::identity::IdentityHeaders;
+use gateway::proxy::forward::strip_hop_by_hop;
+use gateway::routing::{check_path, RouteTable};
+
+/// Percent-decodes `s` once; malformed escapes stay as they are.
+fn decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 3 <= b.len() {
+            if let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+/// What a lenient backend could make of a segment: decoded up to three times, `;params`
+/// dropped, overlong `.` read as `.`.
+fn lenient_views(segment: &str) -> Vec<String> {
+    let mut views = vec![segment.to_string()];
+    let mut cur = segment.to_string();
+    for _ in 0..3 {
+        let bytes = decode(&cur);
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        views.push(text.clone());
+        cur = text;
+    }
+    let mut out = Vec::new();
+    for v in views {
+        let v = v.replace("\u{fffd}\u{fffd}", ".");
+        out.push(v.split(';').next().unwrap_or("").to_string());
+        out.push(v);
+    }
+    out
+}
+
+fn segment() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(".".to_string()),
+        Just("..".to_string()),
+        Just("%2e".to_string()),
+        Just("%2E%2e".to_string()),
+        Just(".%2e".to_string()),
+        Just("%252e%252e".to_string()),
+        Just("%c0%ae%c0%ae".to_string()),
+        Just("..;x".to_string()),
+        Just(".;".to_string()),
+        Just("api".to_string()),
+        Just("API".to_string()),
+        Just("api;p=1".to_string()),
+        Just("%61pi".to_string()),
+        "[a-z.;%0-9A-F_~-]{0,7}",
+    ]
+}
+
+fn path() -> impl Strategy<Value = String> {
+    prop::collection::vec(segment(), 1..6).prop_map(|s| format!("/{}", s.join("/")))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn accepted_paths_have_no_dot_segments(p in path()) {
+        if check_path(&p).is_ok() {
+            prop_assert!(!p.contains("//"));
+            for seg in p[1..].split('/') {
+                for view in lenient_views(seg) {
+                    prop_assert!(view != "." && view != "..", "{p:?} accepted, segment {seg:?} reads as {view:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lenient_spellings_of_a_required_prefix_are_required(p in path()) {
+        // required /api and /admin/keys, public elsewhere (including a catch-all).
+        let table = RouteTable::new([
+            ("/".to_string(), false),
+            ("/api".to_string(), true),
+            ("/public".to_string(), false),
+            ("/admin/keys".to_string(), true),
+            ("/admin".to_string(), false),
+        ]);
+        if check_path(&p).is_ok() {
+            let lenient: Vec<String> = p[1..]
+                .split('/')
+                .map(|s| s.split(';').next().unwrap_or("").to_ascii_lowercase())
+                .collect();
+            let lenient = format!("/{}", lenient.join("/"));
+            if table.find(&lenient) == Some(&true) {
+                prop_assert_eq!(table.find_strict(&p, |r| *r), Some(&true), "{} read as {}", p, lenient);
+            }
+        }
+    }
+}
+
+fn header_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("x-identity".to_string()),
+        Just("X-Identity".to_string()),
+        Just("X_IDENTITY".to_string()),
+        Just("x_identity".to_string()),
+        Just("x-identity-extra".to_string()),
+        Just("authorization".to_string()),
+        Just("connection".to_string()),
+        Just("host".to_string()),
+        Just("te".to_string()),
+        Just("upgrade".to_string()),
+        Just("keep-alive".to_string()),
+        "[a-zA-Z_-]{1,10}",
+    ]
+}
+
+fn headers() -> impl Strategy<Value = Vec<(String, String)>> {
+    prop::collection::vec((header_name(), "[ -~]{0,12}"), 0..12)
+}
+
+fn build(list: &[(String, String)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in list {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            h.append(k, v);
+        }
+    }
+    h
+}
+
+fn is_identity_name(name: &str) -> bool {
+    name.replace('_', "-") == "x-identity"
+}
+
+/// The other headers, as a sorted list (removal reorders a `HeaderMap`).
+fn non_identity(h: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = h
+        .iter()
+        .filter(|(k, _)| !is_identity_name(k.as_str()))
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn identity() -> impl Strategy<Value = UserId> {
+    prop_oneof![
+        any::<i64>().prop_map(UserId::Int),
+        "\\PC{0,12}".prop_map(UserId::Str),
+        "[ -~\t\r\n\u{0}\u{7f}\u{e9}]{0,12}".prop_map(UserId::Str),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn identity_on_the_upstream_request_is_exactly_the_claim(list in headers(), id in identity()) {
+        let ids = IdentityHeaders::default();
+        let mut h = build(&list);
+        let others = non_identity(&h);
+        ids.strip(&mut h);
+        let claims = Claims { identity: id.clone(), exp: 0.0, extra: Vec::new() };
+        let set = ids.set(&mut h, &claims);
+        let found: Vec<(&HeaderName, &HeaderValue)> =
+            h.iter().filter(|(k, _)| is_identity_name(k.as_str())).collect();
+        match set {
+            Ok(()) => {
+                prop_assert_eq!(found.len(), 1);
+                prop_assert_eq!(found[0].0.as_str(), "x-identity");
+                let want = claims.identity.header_text();
+                prop_assert_eq!(found[0].1.as_bytes(), want.as_bytes());
+                // What HTTP carries intact: no surrounding whitespace, no controls.
+                let v = found[0].1.as_bytes();
+                prop_assert!(v.first().is_none_or(|b| *b != b' ' && *b != b'\t'));
+                prop_assert!(v.last().is_none_or(|b| *b != b' ' && *b != b'\t'));
+            }
+            Err(_) => prop_assert!(found.is_empty()),
+        }
+        // Nothing else was touched.
+        prop_assert_eq!(non_identity(&h), others);
+    }
+
+    #[test]
+    fn hop_by_hop_stripping_leaves_no_connection_listed_header(
+        list in headers(),
+        listed in prop::collection::vec(header_name(), 0..5),
+        sep in prop_oneof![Just(","), Just(", "), Just(" ,  ")],
+    ) {
+        let mut h = build(&list);
+        if let Ok(v) = HeaderValue::from_str(&listed.join(sep)) {
+            h.append(CONNECTION, v);
+        }
+        let named: Vec<HeaderName> = h
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        let host_before = h.get_all(HOST).iter().count();
+        strip_hop_by_hop(&mut h);
+        for n in &named {
+            if n != HOST {
+                prop_assert!(!h.contains_key(n), "{} survived", n);
+            }
+        }
+        for fixed in ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"] {
+            prop_assert!(!h.contains_key(fixed), "{} survived", fixed);
+        }
+        prop_assert_eq!(h.get_all(HOST).iter().count(), host_before);
+    }
+}
