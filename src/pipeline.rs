@@ -157,6 +157,9 @@ impl Pipeline {
         client: SocketAddr,
         outcome: &mut Outcome,
     ) -> Result<Response<Body>, Rejection> {
+        // A request whose site is ambiguous is refused before anything reads it.
+        routing::check_host(&req).map_err(Rejection::BadHost)?;
+
         // The login path is answered before routing: it issues tokens, so it can never be
         // shadowed by (or forwarded to) a route.
         if let Some(login) = &self.login {

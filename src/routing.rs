@@ -121,6 +121,39 @@ pub fn check_path(path: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Refuses a request whose host is ambiguous (RFC 9112 §3.2 asks for 400 in each case):
+/// more than one `Host`, none on HTTP/1.1, one that is not a plain `host[:port]`, or one
+/// that differs from an absolute-form target's authority. Otherwise the gateway and the
+/// backend could each pick a different site for the same request.
+pub fn check_host<B>(req: &http::Request<B>) -> Result<(), &'static str> {
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("The request has more than one Host header");
+    }
+    let Some(host) = host else {
+        return match req.version() {
+            http::Version::HTTP_11 => Err("The request has no Host header"),
+            // HTTP/1.0 may omit it; HTTP/2 carries it in :authority.
+            _ => Ok(()),
+        };
+    };
+    let plain = !host.is_empty()
+        && host
+            .as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(b));
+    if !plain {
+        return Err("The Host header is not a valid host");
+    }
+    match req.uri().authority() {
+        Some(a) if !a.as_str().as_bytes().eq_ignore_ascii_case(host.as_bytes()) => {
+            Err("The Host header differs from the request target's authority")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Every escape must be `%` and two hex digits; it must not spell a character that needs
 /// no escaping, nor `;` (a decoding backend reads `/%61pi` as `/api`); and the decoded path
 /// must be UTF-8 (overlong forms such as `%c0%ae` are how broken decoders read a `.`).
@@ -231,5 +264,47 @@ mod tests {
         }
         let only = RouteTable::new([("/api".to_string(), false)]);
         assert_eq!(only.find_strict("/API", |r: &bool| *r), None);
+    }
+
+    #[test]
+    fn ambiguous_hosts_are_refused() {
+        let req = |target: &str, hosts: &[&str], version| {
+            let mut b = http::Request::builder().uri(target).version(version);
+            for h in hosts {
+                b = b.header(http::header::HOST, *h);
+            }
+            b.body(()).unwrap()
+        };
+        use http::Version;
+        const HTTP_10: Version = Version::HTTP_10;
+        const HTTP_11: Version = Version::HTTP_11;
+        const HTTP_2: Version = Version::HTTP_2;
+        for (target, hosts, version) in [
+            ("/", &["a", "b"][..], HTTP_11),
+            ("/", &["a", "a"][..], HTTP_11),
+            ("/", &[][..], HTTP_11),
+            ("/", &[""][..], HTTP_11),
+            ("/", &["a, b"][..], HTTP_11),
+            ("/", &["user@a"][..], HTTP_11),
+            ("/", &["a/b"][..], HTTP_11),
+            ("http://evil/", &["good"][..], HTTP_11),
+        ] {
+            assert!(
+                check_host(&req(target, hosts, version)).is_err(),
+                "{target} {hosts:?}"
+            );
+        }
+        for (target, hosts, version) in [
+            ("/", &["gw.example:8080"][..], HTTP_11),
+            ("/", &["[::1]:80"][..], HTTP_11),
+            ("/", &[][..], HTTP_10),
+            ("http://gw/", &[][..], HTTP_2),
+            ("http://GW/", &["gw"][..], HTTP_11),
+        ] {
+            assert!(
+                check_host(&req(target, hosts, version)).is_ok(),
+                "{target} {hosts:?}"
+            );
+        }
     }
 }

@@ -191,13 +191,59 @@ async fn odd_targets_and_methods_never_reach_a_required_route_unauthenticated() 
 #[tokio::test]
 async fn absolute_form_targets_reach_the_upstream_in_origin_form() {
     let t = target().await;
-    let req =
-        "GET http://admin.internal/public/x?q=1 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n";
+    let req = "GET http://gw/public/x?q=1 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n";
     let ex = exchange(t.gw.addr, req.as_bytes(), 1).await;
     assert_eq!(ex.statuses(), [200], "{ex:?}");
     let seen = t.up.last();
     assert_eq!(seen.target, "/public/x?q=1");
     assert_eq!(seen.headers.get_all("host").iter().count(), 1);
+}
+
+/// Regression: on a public route, two `Host` headers were both forwarded (with
+/// `X-Forwarded-Host` from the first), a missing one was filled with the upstream's, and
+/// an absolute-form target could name another host than `Host`: the gateway and the
+/// backend could disagree on the site. RFC 9112 §3.2: 400.
+#[tokio::test]
+async fn ambiguous_hosts_are_refused_not_forwarded() {
+    let t = target().await;
+    let cases = [
+        (
+            "duplicate Host",
+            "GET /public/x HTTP/1.1\r\nHost: gw\r\nHost: admin.internal\r\n\r\n",
+        ),
+        (
+            "duplicate equal Host",
+            "GET /public/x HTTP/1.1\r\nHost: gw\r\nHost: gw\r\n\r\n",
+        ),
+        ("missing Host", "GET /public/x HTTP/1.1\r\n\r\n"),
+        ("empty Host", "GET /public/x HTTP/1.1\r\nHost:\r\n\r\n"),
+        (
+            "list in Host",
+            "GET /public/x HTTP/1.1\r\nHost: gw, admin.internal\r\n\r\n",
+        ),
+        (
+            "userinfo in Host",
+            "GET /public/x HTTP/1.1\r\nHost: gw@admin.internal\r\n\r\n",
+        ),
+        (
+            "absolute-form, other host",
+            "GET http://admin.internal/public/x HTTP/1.1\r\nHost: gw\r\n\r\n",
+        ),
+        (
+            "duplicate Host on login",
+            "POST /auth HTTP/1.1\r\nHost: gw\r\nHost: b\r\nContent-Length: 0\r\n\r\n",
+        ),
+    ];
+    for (case, bytes) in cases {
+        let ex = exchange(t.gw.addr, bytes.as_bytes(), 1).await;
+        assert_eq!(ex.statuses(), [400], "{case}: {ex:?}");
+        // Well-formed HTTP: the gateway itself answers, in its error shape.
+        assert_error_shape(&ex.responses[0].body, 400, case);
+    }
+    t.assert_nothing_forwarded("ambiguous hosts");
+    // HTTP/1.0 may omit Host.
+    let ex = exchange(t.gw.addr, b"GET /public/x HTTP/1.0\r\n\r\n", 1).await;
+    assert_eq!(ex.statuses(), [200], "{ex:?}");
 }
 
 #[tokio::test]
