@@ -5,7 +5,9 @@
 //!   takes the required route;
 //! - after strip-then-set, the identity header on the upstream request is exactly the
 //!   claim, once, whatever the client sent;
-//! - hop-by-hop stripping never leaves a header the client named in `Connection`.
+//! - hop-by-hop stripping never leaves a header the client named in `Connection`;
+//! - end to end, a required route forwards only for the exact valid token, never for an
+//!   edit of it.
 
 use http::header::{CONNECTION, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -235,4 +237,73 @@ proptest! {
         }
         prop_assert_eq!(h.get_all(HOST).iter().count(), host_before);
     }
+}
+
+/// An edit of a token: replace, insert or delete one character of the base64url alphabet.
+#[derive(Debug, Clone)]
+enum Edit {
+    Replace(usize, char),
+    Insert(usize, char),
+    Delete(usize),
+}
+
+fn edits() -> impl Strategy<Value = Vec<Edit>> {
+    let ch = prop::sample::select(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
+            .chars()
+            .collect::<Vec<_>>(),
+    );
+    let edit = prop_oneof![
+        (any::<usize>(), ch.clone()).prop_map(|(i, c)| Edit::Replace(i, c)),
+        (any::<usize>(), ch).prop_map(|(i, c)| Edit::Insert(i, c)),
+        any::<usize>().prop_map(Edit::Delete),
+    ];
+    prop::collection::vec(edit, 1..4)
+}
+
+fn apply(token: &str, edits: &[Edit]) -> String {
+    let mut chars: Vec<char> = token.chars().collect();
+    for e in edits {
+        match *e {
+            Edit::Replace(i, c) => {
+                let i = i % chars.len();
+                chars[i] = c;
+            }
+            Edit::Insert(i, c) => chars.insert(i % (chars.len() + 1), c),
+            Edit::Delete(i) => {
+                if chars.len() > 1 {
+                    chars.remove(i % chars.len());
+                }
+            }
+        }
+    }
+    chars.into_iter().collect()
+}
+
+/// End to end through a real gateway: a required route forwards a request only for the
+/// exact valid token; every edit of it (outside whitespace) is a 401 and forwards nothing.
+#[test]
+fn required_route_forwards_only_the_exact_valid_token() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = rt.block_on(crate::harness::target());
+    let valid = crate::support::token();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(300));
+    runner
+        .run(&edits(), |e| {
+            let edited = apply(&valid, &e);
+            let before = t.forwarded();
+            let r = rt.block_on(t.with_token(&edited));
+            if edited == valid {
+                prop_assert_eq!(r.status.as_u16(), 200);
+                prop_assert_eq!(t.forwarded(), before + 1);
+            } else {
+                prop_assert_eq!(r.status.as_u16(), 401, "{} forwarded", edited);
+                prop_assert_eq!(t.forwarded(), before);
+            }
+            Ok(())
+        })
+        .unwrap();
 }
