@@ -36,6 +36,11 @@ fn config_errors_never_echo_secret_values() {
             format!("[tokens]\nsecret_file = \"short\"\nsecret_file = \"{inline}\"\n"),
             inline,
         ),
+        // Regression: an incomplete hash was accepted (see the login test below).
+        (
+            "[tokens]\nsecret_file = \"short\"\nallow_short_secret = true\n[[users]]\nid = 1\nusername = \"u\"\npassword_hash = \"$argon2id$HASH-SENTINEL\"\n".to_string(),
+            "HASH-SENTINEL",
+        ),
     ];
     for (toml, needle) in &cases {
         let e = config_error(toml, dir.path());
@@ -82,4 +87,25 @@ fn check_warns_about_key_files_others_can_read() {
     let (code, stderr) = check();
     assert_eq!(code, Some(0));
     assert!(!stderr.contains("tokens.secret_file"), "{stderr}");
+}
+
+/// Regression: `$argon2id$...` without salt or hash output passed the config check. Such a
+/// user can never log in, and as the first user its hash is the dummy verified for unknown
+/// usernames: they were answered without any argon2 work, a timing oracle for user names.
+#[test]
+fn incomplete_password_hashes_are_refused_by_the_config_check() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), SECRET).unwrap();
+    for hash in [
+        "$argon2id$v=19$m=19456,t=2,p=1",
+        "$argon2id$v=19$m=19456,t=2,p=1$wSaoz+WjVyDsS0mngmCCZw",
+        "$argon2id$HASH-SENTINEL",
+    ] {
+        let toml = format!(
+            "[tokens]\nsecret_file = \"secret\"\n[[users]]\nid = 1\nusername = \"u\"\npassword_hash = \"{hash}\"\n"
+        );
+        let e = config_error(&toml, dir.path());
+        assert!(e.contains("users[0].password_hash"), "{hash}: {e}");
+        assert!(!e.contains(hash), "{e}");
+    }
 }
