@@ -344,3 +344,47 @@ async fn underscore_spellings_of_forwarded_headers_are_stripped() {
         assert!(!seen.headers.contains_key(name), "{name} crossed: {seen:?}");
     }
 }
+
+/// Chunked trailers are headers too for some backends (they merge them): an identity sent
+/// as a trailer must never reach the upstream, on a public or a required route.
+#[tokio::test]
+async fn identity_in_chunked_trailers_never_reaches_the_upstream() {
+    use http_body_util::BodyExt;
+    use std::sync::{Arc, Mutex};
+    let trailers: Arc<Mutex<Vec<Option<http::HeaderMap>>>> = Arc::default();
+    let seen = trailers.clone();
+    let up = Upstream::with(Arc::new(
+        move |req: http::Request<hyper::body::Incoming>| {
+            let seen = seen.clone();
+            Box::pin(async move {
+                let body = req.into_body().collect().await.unwrap();
+                seen.lock().unwrap().push(body.trailers().cloned());
+                http::Response::new(gateway::body::full("ok"))
+            })
+        },
+    ))
+    .await;
+    let gw = gateway()
+        .route("/public", &up.url(), "public")
+        .route("/api", &up.url(), "required")
+        .start()
+        .await;
+    let auth = format!("Authorization: JWT {}\r\n", token());
+    for (path, auth) in [("/public/x", ""), ("/api/x", auth.as_str())] {
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: gw\r\n{auth}Transfer-Encoding: chunked\r\nTrailer: X-Identity, X_Identity\r\nTE: trailers\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\nX-Identity: admin\r\nX_Identity: admin\r\n\r\n"
+        );
+        let ex = exchange(gw.addr, req.as_bytes(), 1).await;
+        assert_eq!(ex.statuses(), [200], "{path}: {ex:?}");
+    }
+    let seen = trailers.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    for t in seen.iter().flatten() {
+        for name in t.keys() {
+            assert_ne!(name.as_str().replace('_', "-"), "x-identity", "{t:?}");
+        }
+    }
+    let heads = up.requests();
+    assert!(!heads[0].headers.contains_key("x-identity"));
+    assert_eq!(heads[1].headers["x-identity"], "1");
+}
