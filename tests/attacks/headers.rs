@@ -388,3 +388,57 @@ async fn identity_in_chunked_trailers_never_reaches_the_upstream() {
     assert!(!heads[0].headers.contains_key("x-identity"));
     assert_eq!(heads[1].headers["x-identity"], "1");
 }
+
+/// The same rules over HTTP/2 (h2c prior knowledge): spoofed identities are stripped, a
+/// missing token is refused, and `:authority` must agree with `Host`.
+#[tokio::test]
+async fn http2_requests_are_held_to_the_same_rules() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    let t = target().await;
+    let h2: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    let send = |path: &str, headers: &[(&str, String)]| {
+        let mut b = http::Request::get(t.gw.url(path));
+        for (k, v) in headers {
+            b = b.header(*k, v.as_str());
+        }
+        let req = b.body(Full::new(Bytes::new())).unwrap();
+        let fut = h2.request(req);
+        async move {
+            let res = fut.await.unwrap();
+            let status = res.status().as_u16();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            (status, body)
+        }
+    };
+    let spoof = [
+        ("x-identity", "admin".to_string()),
+        ("x_identity", "admin".to_string()),
+    ];
+    let (status, body) = send("/api/secret", &spoof).await;
+    assert_eq!(status, 401);
+    assert_error_shape(&body, 401, "h2 without a token");
+    t.assert_nothing_forwarded("h2 without a token");
+    let mut with_token = spoof.to_vec();
+    with_token.push(("authorization", format!("JWT {}", token())));
+    let (status, _) = send("/api/secret", &with_token).await;
+    assert_eq!(status, 200);
+    let seen = t.up.last();
+    assert_eq!(
+        seen.headers
+            .get_all("x-identity")
+            .iter()
+            .collect::<Vec<_>>(),
+        ["1"]
+    );
+    assert!(!seen.headers.contains_key("x_identity"));
+    let (status, body) = send("/public/x", &[("host", "admin.internal".to_string())]).await;
+    assert_eq!(status, 400);
+    assert_error_shape(&body, 400, "h2 Host unlike :authority");
+    let (status, _) = send("/public/x", &spoof).await;
+    assert_eq!(status, 200);
+    assert!(!t.up.last().headers.contains_key("x-identity"));
+}
