@@ -58,6 +58,13 @@ impl Target {
     pub async fn refuses_token(&self, case: &str, token: &str, description: Option<&str>) {
         let r = self.with_token(token).await;
         assert_refused(&r, 401, case);
+        // The answer never reflects the token (nor a long piece of it).
+        if token.len() >= 16 {
+            assert!(!r.text().contains(token), "{case}: token echoed");
+            for part in token.split('.').filter(|p| p.len() >= 16) {
+                assert!(!r.text().contains(part), "{case}: token segment echoed");
+            }
+        }
         if let Some(d) = description {
             assert_eq!(r.json()["description"], d, "{case}");
         }
