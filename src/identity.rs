@@ -85,6 +85,11 @@ impl IdentityHeaders {
         mapping: &[(HeaderName, Arc<str>)],
     ) -> Result<(), TokenError> {
         let text = claims.identity.header_text();
+        // Parsers drop a field value's surrounding SP/HTAB (RFC 9110 §5.5): " admin" would
+        // reach the backend as "admin", another user's identity.
+        if text.starts_with([' ', '\t']) || text.ends_with([' ', '\t']) {
+            return Err(TokenError::IdentityNotHeaderSafe);
+        }
         let value = HeaderValue::from_bytes(text.as_bytes())
             .map_err(|_| TokenError::IdentityNotHeaderSafe)?;
         headers.insert(X_IDENTITY, value);
@@ -170,6 +175,13 @@ mod tests {
             ids.set(&mut h, &bad, &[]),
             Err(TokenError::IdentityNotHeaderSafe)
         );
+        for padded in [" admin", "admin ", "\tadmin", "admin\t"] {
+            let c = claims(UserId::Str(padded.into()), &[]);
+            assert_eq!(
+                ids.set(&mut h, &c, &[]),
+                Err(TokenError::IdentityNotHeaderSafe)
+            );
+        }
         assert!(h.is_empty());
         ids.set(&mut h, &claims(UserId::Int(7), &[]), &[]).unwrap();
         assert_eq!(h[X_IDENTITY], "7");

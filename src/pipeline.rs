@@ -340,6 +340,8 @@ impl Pipeline {
         outcome: &mut Outcome,
     ) -> Result<Response<Body>, Rejection> {
         let client = conn.peer;
+        // A request whose site is ambiguous is refused before anything reads it.
+        routing::check_host(&req).map_err(Rejection::BadHost)?;
         // Header size first: nothing below should parse an oversized head.
         let header_bytes: usize = req
             .headers()
@@ -388,7 +390,12 @@ impl Pipeline {
             .normalize(host.as_deref(), req.uri().path())
             .map_err(Rejection::BadPath)?
             .into_owned();
-        let route = match self.routes.find(host.as_deref(), &path, req.method()) {
+        // A lenient backend spelling of a required route's path takes that route.
+        let strict = |r: &Route| r.policy.auth == AuthMode::Required;
+        let route = match self
+            .routes
+            .find_strict(host.as_deref(), &path, req.method(), strict)
+        {
             Ok(r) => r,
             Err(Miss::NotFound) => return Err(Rejection::NoRoute),
             Err(Miss::Method(allowed)) => return Err(Rejection::MethodNotAllowed(allowed)),

@@ -24,6 +24,8 @@ pub enum Rejection {
     NoRoute,
     #[error("path refused: {0}")]
     BadPath(&'static str),
+    #[error("host refused: {0}")]
+    BadHost(&'static str),
     #[error("token refused: {0}")]
     Token(#[from] TokenError),
     #[error("login refused: {0}")]
@@ -77,6 +79,7 @@ impl Rejection {
         match self {
             Rejection::NoRoute => "no_route",
             Rejection::BadPath(_) => "bad_path",
+            Rejection::BadHost(_) => "bad_host",
             Rejection::Token(t) => t.reason(),
             Rejection::Login(l) => l.reason(),
             Rejection::BodyTooLarge => "body_too_large",
@@ -98,7 +101,9 @@ impl Rejection {
                 "Not Found",
                 "No route matches the requested URL",
             ),
-            Rejection::BadPath(why) => json(StatusCode::BAD_REQUEST, "Bad Request", why),
+            Rejection::BadPath(why) | Rejection::BadHost(why) => {
+                json(StatusCode::BAD_REQUEST, "Bad Request", why)
+            }
             Rejection::Token(t) => token_response(&t, ctx),
             Rejection::Login(l) => login_response(l),
             Rejection::BodyTooLarge => json(

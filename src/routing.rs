@@ -54,6 +54,23 @@ impl Matcher {
         }
     }
 
+    /// `path_matches` as a lenient backend sees it: `;params` dropped, ASCII case ignored.
+    fn loose_path_matches(&self, path: &str) -> bool {
+        if self.path == "/" {
+            return self.path_match == PathMatch::Prefix || path == "/";
+        }
+        let mut segments = path.split('/').skip(1);
+        let all = self.path.split('/').skip(1).all(|want| {
+            segments.next().is_some_and(|seg| {
+                seg.split(';')
+                    .next()
+                    .unwrap_or(seg)
+                    .eq_ignore_ascii_case(want)
+            })
+        });
+        all && (self.path_match == PathMatch::Prefix || segments.next().is_none())
+    }
+
     fn path_matches(&self, path: &str) -> bool {
         match self.path_match {
             PathMatch::Exact => self.path == path,
@@ -101,6 +118,34 @@ impl<T> RouteTable<T> {
             Err(Miss::NotFound)
         } else {
             Err(Miss::Method(allowed))
+        }
+    }
+
+    /// Like [`RouteTable::find`], but when a lenient backend could read `path` as belonging
+    /// to a route that `is_strict` (segments compared without their `;params` and without
+    /// ASCII case, as Tomcat, Spring or IIS do), that route wins over a less strict match.
+    /// So `/API/x` or `/api;x/y` never slip past a required `/api` through a public `/`.
+    pub fn find_strict(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        method: &Method,
+        is_strict: impl Fn(&T) -> bool,
+    ) -> Result<&T, Miss> {
+        let found = self.find(host, path, method);
+        if found.as_ref().is_ok_and(|t| is_strict(t)) {
+            return found;
+        }
+        let loose = self
+            .entries
+            .iter()
+            .find(|(m, _)| m.host_matches(host) && m.loose_path_matches(path));
+        match loose {
+            Some((m, t)) if is_strict(t) => match &m.methods {
+                Some(list) if !list.contains(method) => Err(Miss::Method(list.clone())),
+                _ => Ok(t),
+            },
+            _ => found,
         }
     }
 
@@ -183,6 +228,7 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, &'static str> {
             _ => {}
         }
     }
+    check_escapes(raw)?;
     if !needs_work {
         return Ok(Cow::Borrowed(raw));
     }
@@ -191,6 +237,11 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, &'static str> {
     let last = segments.len() - 1;
     let mut trailing_slash = false;
     for (i, seg) in segments.iter().enumerate() {
+        // Tomcat, Jetty and Spring drop a segment's `;params`: `..;x` is `..` to them.
+        let bare = decode_dots(seg.split(';').next().unwrap_or(seg));
+        if seg.contains(';') && (bare == "." || bare == "..") {
+            return Err("The path contains a dot segment with parameters");
+        }
         let decoded = decode_dots(seg);
         match decoded.as_ref() {
             "" => trailing_slash = i == last,
@@ -214,6 +265,73 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, &'static str> {
         path.push('/');
     }
     Ok(Cow::Owned(path))
+}
+
+/// Every escape must be `%` and two hex digits; it must not spell a character that needs no
+/// escaping (a decoding backend reads `/%61pi` as `/api`), except `.` which normalization
+/// resolves; and the decoded path must be UTF-8 (overlong forms such as `%c0%ae` are how
+/// broken decoders read a `.`).
+fn check_escapes(path: &str) -> Result<(), &'static str> {
+    if !path.contains('%') {
+        return Ok(());
+    }
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            decoded.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        let byte = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .ok_or("The path contains a malformed percent escape")?;
+        if byte.is_ascii_alphanumeric() || b"-_~;".contains(&byte) {
+            return Err("The path contains a needlessly encoded character");
+        }
+        decoded.push(byte);
+        i += 3;
+    }
+    std::str::from_utf8(&decoded)
+        .map(|_| ())
+        .map_err(|_| "The path is not UTF-8 once decoded")
+}
+
+/// Refuses a request whose host is ambiguous (RFC 9112 §3.2 asks for 400 in each case):
+/// more than one `Host`, none on HTTP/1.1, one that is not a plain `host[:port]`, or one
+/// that differs from an absolute-form target's authority. Otherwise the gateway and the
+/// backend could each pick a different site for the same request.
+pub fn check_host<B>(req: &http::Request<B>) -> Result<(), &'static str> {
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("The request has more than one Host header");
+    }
+    let Some(host) = host else {
+        return match req.version() {
+            http::Version::HTTP_11 => Err("The request has no Host header"),
+            // HTTP/1.0 may omit it; HTTP/2 carries it in :authority.
+            _ => Ok(()),
+        };
+    };
+    let plain = !host.is_empty()
+        && host
+            .as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(b));
+    if !plain {
+        return Err("The Host header is not a valid host");
+    }
+    match req.uri().authority() {
+        Some(a) if !a.as_str().as_bytes().eq_ignore_ascii_case(host.as_bytes()) => {
+            Err("The Host header differs from the request target's authority")
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `%2e` → `.` inside one segment; other escapes stay as they are.
@@ -324,8 +442,21 @@ mod tests {
         assert_eq!(n("/../../x"), Ok("/x".into()));
         assert_eq!(n("/a/.."), Ok("/".into()));
         assert_eq!(n("/a/..b/c"), Ok("/a/..b/c".into()));
-        assert_eq!(n("/%41"), Ok("/%41".into()));
+        assert_eq!(n("/a%20b"), Ok("/a%20b".into()));
+        assert_eq!(n("/%C3%A9/./x"), Ok("/%C3%A9/x".into()));
+        assert_eq!(n("/a;b/c"), Ok("/a;b/c".into()));
         for bad in [
+            "/a/..;/b",
+            "/a/.;x/b",
+            "/a/%2e%2e;x/b",
+            "/%41",
+            "/%61pi",
+            "/a%3bb",
+            "/a/%c0%ae%c0%ae/b",
+            "/a/%e0%80%ae",
+            "/a/%zz",
+            "/a/%+1",
+            "/a/%2",
             "/a%2fb",
             "/a\\b",
             "/a%5Cb",
@@ -367,5 +498,87 @@ mod tests {
             Some("[::1]")
         );
         assert_eq!(request_host(None, None), None);
+    }
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use super::*;
+
+    fn prefix(path: &str) -> Matcher {
+        Matcher {
+            host: None,
+            path: path.into(),
+            path_match: PathMatch::Prefix,
+            methods: None,
+        }
+    }
+
+    #[test]
+    fn lenient_spellings_of_a_strict_prefix_find_it() {
+        let t = RouteTable::new([
+            (prefix("/"), false),
+            (prefix("/api"), true),
+            (prefix("/Docs"), false),
+        ]);
+        let strict = |r: &bool| *r;
+        for path in ["/API/x", "/Api", "/api;x/y", "/API;", "/api/x"] {
+            assert_eq!(
+                t.find_strict(None, path, &Method::GET, strict),
+                Ok(&true),
+                "{path}"
+            );
+        }
+        for path in ["/apiary", "/ap", "/", "/docs/x", "/x/api"] {
+            assert_eq!(
+                t.find_strict(None, path, &Method::GET, strict),
+                Ok(&false),
+                "{path}"
+            );
+        }
+        let only = RouteTable::new([(prefix("/api"), false)]);
+        assert_eq!(
+            only.find_strict(None, "/API", &Method::GET, |r: &bool| *r),
+            Err(Miss::NotFound)
+        );
+    }
+
+    #[test]
+    fn ambiguous_hosts_are_refused() {
+        use http::Version;
+        let req = |target: &str, hosts: &[&str], version| {
+            let mut b = http::Request::builder().uri(target).version(version);
+            for h in hosts {
+                b = b.header(http::header::HOST, *h);
+            }
+            b.body(()).unwrap()
+        };
+        for (target, hosts, version) in [
+            ("/", &["a", "b"][..], Version::HTTP_11),
+            ("/", &["a", "a"][..], Version::HTTP_11),
+            ("/", &[][..], Version::HTTP_11),
+            ("/", &[""][..], Version::HTTP_11),
+            ("/", &["a, b"][..], Version::HTTP_11),
+            ("/", &["user@a"][..], Version::HTTP_11),
+            ("/", &["a/b"][..], Version::HTTP_11),
+            ("http://evil/", &["good"][..], Version::HTTP_11),
+        ] {
+            assert!(
+                check_host(&req(target, hosts, version)).is_err(),
+                "{target} {hosts:?}"
+            );
+        }
+        for (target, hosts, version) in [
+            ("/", &["gw.example:8080"][..], Version::HTTP_11),
+            ("/", &["[::1]:80"][..], Version::HTTP_11),
+            ("/", &[][..], Version::HTTP_10),
+            ("http://gw/", &[][..], Version::HTTP_2),
+            ("http://GW/", &["gw"][..], Version::HTTP_11),
+        ] {
+            assert!(
+                check_host(&req(target, hosts, version)).is_ok(),
+                "{target} {hosts:?}"
+            );
+        }
     }
 }

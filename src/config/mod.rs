@@ -5,6 +5,7 @@
 //! with the key path it concerns and a hint for the fix.
 
 pub mod file;
+pub mod key_files;
 mod keyring;
 mod listeners;
 mod routes;

@@ -47,7 +47,23 @@ pub(super) fn collect_users(r: &mut Report, prefix: &str, list: &[UserFile], out
         };
         let hash = match &u.password_hash {
             Some(h) => match argon2::PasswordHash::new(h) {
-                Ok(parsed) if parsed.algorithm.as_str() == "argon2id" => Some(h.clone()),
+                // A hash without salt or output never verifies, and as the first user's it
+                // would be the dummy hash: unknown users would be answered without any work.
+                Ok(parsed)
+                    if parsed.algorithm.as_str() == "argon2id"
+                        && parsed.salt.is_some()
+                        && parsed.hash.is_some() =>
+                {
+                    Some(h.clone())
+                }
+                Ok(parsed) if parsed.algorithm.as_str() == "argon2id" => {
+                    r.problem(
+                        format!("{at}.password_hash"),
+                        "incomplete argon2id hash (no salt or no hash output)",
+                        "produce one with `gateway hash-password`",
+                    );
+                    None
+                }
                 Ok(parsed) => {
                     r.problem(
                         format!("{at}.password_hash"),

@@ -450,6 +450,11 @@ fn secret(r: &mut Report, t: &TokensFile, base: &Path) -> Option<Secret> {
             let full = resolve(base, path);
             match std::fs::read(&full) {
                 Ok(mut bytes) => {
+                    if let Some(w) =
+                        super::key_files::readable_by_others("tokens.secret_file", &full)
+                    {
+                        r.warnings.push(w);
+                    }
                     // Files written by `echo` end with a newline that is not part of the key.
                     while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                         bytes.pop();

@@ -54,6 +54,7 @@ pub fn set_forwarded(
     proto: &'static str,
     trust: bool,
 ) {
+    strip_underscore_spellings(headers);
     let host = headers.get(HOST).cloned();
     let ip = client.ip().to_string();
     let chain = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -75,6 +76,31 @@ pub fn set_forwarded(
         if !(trust && headers.contains_key(X_FORWARDED_HOST)) {
             headers.insert(X_FORWARDED_HOST, host);
         }
+    }
+}
+
+/// Removes `X_Forwarded_For` and the like. WSGI/CGI/PHP backends read them as the dashed
+/// headers we set, and neither we nor a load balancer ever sends the underscore form, so
+/// it is removed even when `trust_forwarded` keeps the dashed ones.
+fn strip_underscore_spellings(headers: &mut HeaderMap) {
+    let owned = [
+        FORWARDED,
+        X_FORWARDED_FOR,
+        X_FORWARDED_PROTO,
+        X_FORWARDED_HOST,
+    ];
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().contains('_'))
+        .filter(|k| {
+            owned
+                .iter()
+                .any(|o| k.as_str().replace('_', "-") == o.as_str())
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(&name);
     }
 }
 
@@ -115,7 +141,10 @@ mod tests {
 
         let mut t = HeaderMap::new();
         t.insert(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
+        t.insert("x_forwarded_for", HeaderValue::from_static("6.6.6.6"));
+        t.insert("X_Forwarded-Host", HeaderValue::from_static("evil"));
         set_forwarded(&mut t, addr, "http", true);
         assert_eq!(t[X_FORWARDED_FOR], "10.0.0.1, 127.0.0.9");
+        assert!(!t.contains_key("x_forwarded_for") && !t.contains_key("x_forwarded-host"));
     }
 }

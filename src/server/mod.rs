@@ -4,7 +4,10 @@
 //! Requests read the pipeline through an [`ArcSwap`]: a reload swaps in a new one, and
 //! requests already running finish on the one they started with.
 
+mod first_bytes;
 pub mod reload;
+
+use first_bytes::FirstBytes;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -169,6 +172,7 @@ impl Server {
             .keep_alive_timeout(self.keep_alive_timeout);
         let shared = Arc::new(Shared {
             builder,
+            header_read_timeout: self.header_read_timeout,
             pipeline: self.pipeline.clone(),
             metrics: self.metrics.clone(),
             connections: self.connections.clone(),
@@ -210,6 +214,7 @@ impl Server {
 /// What every connection task needs.
 struct Shared {
     builder: auto::Builder<TokioExecutor>,
+    header_read_timeout: Duration,
     pipeline: SharedPipeline,
     metrics: Arc<Metrics>,
     connections: Arc<Semaphore>,
@@ -252,7 +257,9 @@ async fn accept_loop(
                         tls: false,
                         client_subject: None,
                     };
-                    serve_connection(TokioIo::new(stream), conn, None, redirect, &shared, watcher)
+                    // The h1/h2 detection has no deadline of its own; see first_bytes.rs.
+                    let io = FirstBytes::new(stream, shared.header_read_timeout);
+                    serve_connection(TokioIo::new(io), conn, None, redirect, &shared, watcher)
                         .await;
                 }
                 Some(tls) => {
@@ -284,8 +291,9 @@ async fn accept_loop(
                         tls: true,
                         client_subject,
                     };
+                    let io = FirstBytes::new(stream, shared.header_read_timeout);
                     serve_connection(
-                        TokioIo::new(stream),
+                        TokioIo::new(io),
                         conn,
                         tls.hsts.clone(),
                         None,

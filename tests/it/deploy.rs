@@ -94,6 +94,13 @@ fn load_with_secret(rel: &str, secret: &[u8]) -> Result<gateway::config::Loaded,
     assert_eq!(text.matches(line).count(), 1);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hmac"), secret).unwrap();
+    // As mounted secrets are: readable by the owner only.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.path().join("hmac"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     let text = text.replace(line, "secret_file = \"hmac\"");
     gateway::config::from_str(&text, dir.path()).map_err(|e| e.to_string())
 }

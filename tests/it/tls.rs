@@ -91,6 +91,10 @@ async fn send(
 ) -> (Version, StatusCode, http::HeaderMap, Bytes) {
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let mut req = Request::get(format!("https://localhost{path}"));
+    if !h2 {
+        // hyper's connection-level client adds no Host; HTTP/2 carries :authority instead.
+        req = req.header("host", "localhost");
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

@@ -1,0 +1,158 @@
+#![allow(clippy::unwrap_used)]
+
+//! Log hygiene: during logins, good and bad tokens, a failing upstream and an HTTP/2
+//! request, every event at every level (TRACE, human and JSON formats) is captured, and no
+//! token, signature, password, signing secret, query string or cookie may appear in it.
+//! Part of the hostile-input suite (see SECURITY.md); its own binary for the global
+//! subscriber.
+
+#[path = "it/support/mod.rs"]
+mod support;
+
+#[allow(dead_code)]
+#[path = "attacks/harness.rs"]
+mod harness;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+use tracing_subscriber::layer::SubscriberExt;
+
+use harness::*;
+use support::*;
+
+/// A log sink shared by the subscriber and the test.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+// The only test in this binary, so a global subscriber sees every thread: scoped
+// subscribers (`set_default`) miss events whose callsite interest another thread cached.
+#[tokio::test]
+async fn no_token_password_or_secret_reaches_the_logs_at_trace() {
+    let human = Capture::default();
+    let json_logs = Capture::default();
+    let (h, j) = (human.clone(), json_logs.clone());
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::TRACE)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(move || h.clone()),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(move || j.clone()),
+        );
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let down = closed_port().await;
+    let t = target_with(gateway().route("/down", &format!("http://{down}"), "required")).await;
+    let wrong_password = "wrong-password-SENTINEL-7f3a";
+    let query_secret = "QUERY-SENTINEL-91bc";
+    let cookie_secret = "COOKIE-SENTINEL-55de";
+
+    let good = t.gw.login("user1", PASSWORD).await;
+    let r = post_json(
+        &t.gw.url("/auth"),
+        &json!({"username": "user1", "password": wrong_password}).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let r = post_json(
+        &t.gw.url("/auth"),
+        &json!({"username": "nobody", "password": wrong_password}).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(t.with_token(&good).await.status, 200);
+    let (input, sig) = good.rsplit_once('.').unwrap();
+    let tampered = format!("{input}.{}", sig.chars().rev().collect::<String>());
+    assert_eq!(t.with_token(&tampered).await.status, 401);
+    let expired =
+        mint(json!({"exp": now() - 999, "iat": now() - 9999, "nbf": now() - 9999, "identity": 1}));
+    assert_eq!(t.with_token(&expired).await.status, 401);
+    let foreign = sign_with(
+        jsonwebtoken::Algorithm::HS256,
+        r#"{"alg":"HS256"}"#,
+        &claims(json!(1)).to_string(),
+        b"someone-elses-secret-000000000000000",
+    );
+    assert_eq!(t.with_token(&foreign).await.status, 401);
+    let r = get(
+        &t.gw.url(&format!("/api/x?access_token={query_secret}")),
+        &[
+            ("authorization", &format!("JWT {good}")),
+            ("cookie", &format!("session={cookie_secret}")),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    // 502: the upstream error is logged at warn, with the token in the request.
+    let r = get(
+        &t.gw.url("/down/x"),
+        &[("authorization", &format!("JWT {good}"))],
+    )
+    .await;
+    assert_eq!(r.status, 502);
+    // The same over HTTP/2 (h2c prior knowledge), whose codec logs at TRACE.
+    let h2: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let req = http::Request::get(t.gw.url("/api/h2"))
+        .header("authorization", format!("JWT {good}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = h2.request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let _ = res.into_body().collect().await;
+    drop(h2);
+    let Target { gw, up } = t;
+    assert_eq!(gw.stop().await, gateway::server::Drained::Clean);
+    drop(up);
+
+    let logs = format!("{}\n{}", human.text(), json_logs.text());
+    // The capture works: the access log and the 502 warning are there.
+    assert!(logs.contains("access"), "no access log captured:\n{logs}");
+    assert!(logs.contains("status=401"), "{logs}");
+    assert!(logs.contains("upstream"), "{logs}");
+    // TRACE events (the h2 codec's) were captured too, not just the access log.
+    assert!(logs.contains("TRACE"), "{logs}");
+    let secret = String::from_utf8_lossy(SECRET).into_owned();
+    let forbidden = [
+        ("a token", good.as_str()),
+        ("a signature", sig),
+        ("a tampered token", tampered.as_str()),
+        ("an expired token", expired.as_str()),
+        ("a foreign token", foreign.as_str()),
+        ("the password", PASSWORD),
+        ("a wrong password", wrong_password),
+        ("the signing secret", secret.as_str()),
+        ("a query secret", query_secret),
+        ("a cookie", cookie_secret),
+    ];
+    for (what, needle) in forbidden {
+        assert!(!logs.contains(needle), "{what} is in the logs:\n{logs}");
+    }
+}
