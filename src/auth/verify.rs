@@ -258,7 +258,15 @@ impl Verifier {
             }
         }
         let identity = match raw.identity {
-            None | Some(Value::Null) => return Err(TokenError::MissingClaim("identity")),
+            // Name the configured claim (`sub` for most issuers) in the message.
+            None | Some(Value::Null) if self.identity_claim == "identity" => {
+                return Err(TokenError::MissingClaim("identity"))
+            }
+            None | Some(Value::Null) => {
+                return Err(TokenError::MissingRequiredClaim(
+                    self.identity_claim.as_str().into(),
+                ))
+            }
             Some(Value::Number(n)) => UserId::Int(n.as_i64().ok_or(TokenError::BadIdentity)?),
             Some(Value::String(s)) if !s.is_empty() => UserId::Str(s),
             Some(_) => return Err(TokenError::BadIdentity),

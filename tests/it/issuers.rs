@@ -282,7 +282,7 @@ async fn issuer_claim_rules_apply_to_its_tokens() {
         ),
         (
             json!({"tenant": "t1"}),
-            "Token is missing the \"identity\" claim",
+            "Token is missing the \"email\" claim",
         ),
         (
             json!({"email": "a@x", "tenant": "t1", "exp": t + 7200}),
