@@ -7,6 +7,8 @@
 //! when the route requires a token. Families:
 //! - `token_format`: alg games, algorithm confusion, signature and encoding tampering,
 //!   segment counts, duplicate members, `crit`, `jku`/`x5u`/`jwk`/`kid`, oversized tokens.
+//! - `keyring`: algorithm confusion with real RSA/EC public keys (PEM, DER, JWK), degenerate
+//!   ECDSA/RSA signatures, `kid`/`jku`/`x5u`/`jwk` hints never followed.
 //! - `claims`: time claims and the identity claim of every wrong type and size.
 //! - `headers`: Authorization shapes, identity spoofing, hop-by-hop abuse, `X-Forwarded-*`.
 //! - `framing`: request smuggling and odd request lines, on raw sockets.
@@ -29,6 +31,7 @@ mod availability;
 mod claims;
 mod framing;
 mod headers;
+mod keyring;
 mod login;
 mod paths;
 mod properties;
