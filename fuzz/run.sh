@@ -25,7 +25,7 @@ export CARGO_BUILD_JOBS="${FUZZ_BUILD_JOBS:-2}"
 if [ "$#" -gt 0 ]; then
     targets=("$@")
 else
-    targets=(bearer routing verify config)
+    targets=(bearer routing verify config claim_headers)
 fi
 
 for target in "${targets[@]}"; do
