@@ -483,31 +483,24 @@ impl Pipeline {
         let retryable = is_idempotent(req.method()) && http_body::Body::is_end_stream(req.body());
         let timeout = route.timeout;
 
-        if let Some(protocol) = upgrade {
+        // An upgrade keeps the client's connection for the tunnel; it is never retried.
+        let on_client = upgrade.map(|protocol| {
             upgrade::restore(req.headers_mut(), protocol);
-            let on_client = hyper::upgrade::on(&mut req);
-            let (parts, body) = req.into_parts();
-            let out = Outbound {
-                method: parts.method,
-                path_and_query,
-                headers: parts.headers,
-                body: limit_body(body, route.max_body),
-                retryable: false,
-                timeout,
-            };
-            let res = pool.send_upgrade(out).await?;
-            return Ok(upgrade::splice(on_client, res).map(|b| b.map_err(Into::into).boxed()));
-        }
-
+            hyper::upgrade::on(&mut req)
+        });
         let (parts, body) = req.into_parts();
         let out = Outbound {
             method: parts.method,
             path_and_query,
             headers: parts.headers,
             body: limit_body(body, route.max_body),
-            retryable,
+            retryable: retryable && on_client.is_none(),
             timeout,
         };
+        if let Some(on_client) = on_client {
+            let res = pool.send_upgrade(out).await?;
+            return Ok(upgrade::splice(on_client, res).map(|b| b.map_err(Into::into).boxed()));
+        }
         let asked = Instant::now();
         let sent = pool.send(out).await;
         self.metrics

@@ -3,11 +3,8 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
-use http::Response;
 use serde_json::{json, Value};
-use tokio::sync::Notify;
 
 use crate::support::*;
 
@@ -186,16 +183,7 @@ async fn readiness_fails_when_an_upstream_has_no_server() {
 
 #[tokio::test]
 async fn readiness_fails_while_draining() {
-    let release = Arc::new(Notify::new());
-    let r = release.clone();
-    let slow = Upstream::with(Arc::new(move |_req| {
-        let r = r.clone();
-        Box::pin(async move {
-            r.notified().await;
-            Response::new(gateway::body::full("done"))
-        })
-    }))
-    .await;
+    let (slow, release) = Upstream::held("done").await;
     let mut gw = gateway()
         .raw("[admin]\nlisten = \"127.0.0.1:0\"")
         .route("/p", &slow.url(), "public")

@@ -5,9 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use http::Response;
 use serde_json::Value;
-use tokio::sync::Notify;
 
 use crate::support::*;
 
@@ -209,16 +207,7 @@ async fn sighup_reloads_the_binary() {
 
 #[tokio::test]
 async fn sigterm_drains_an_in_flight_request() {
-    let release = Arc::new(Notify::new());
-    let r = release.clone();
-    let slow = Upstream::with(Arc::new(move |_req| {
-        let r = r.clone();
-        Box::pin(async move {
-            r.notified().await;
-            Response::new(gateway::body::full("finished"))
-        })
-    }))
-    .await;
+    let (slow, release) = Upstream::held("finished").await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("secret"), SECRET).unwrap();
     let path = dir.path().join("gateway.toml");

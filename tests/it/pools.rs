@@ -141,16 +141,7 @@ struct Holding {
 }
 
 async fn holding() -> Holding {
-    let release = Arc::new(Notify::new());
-    let r = release.clone();
-    let up = Upstream::with(Arc::new(move |_req| {
-        let r = r.clone();
-        Box::pin(async move {
-            r.notified().await;
-            Response::new(gateway::body::full("held"))
-        })
-    }))
-    .await;
+    let (up, release) = Upstream::held("held").await;
     Holding { up, release }
 }
 

@@ -17,21 +17,17 @@ use tokio_rustls::client::TlsStream;
 use crate::support::pki::{Leaf, Pki};
 use crate::support::*;
 
-/// A client config trusting `ca`, optionally presenting `client`, offering `alpn`.
+/// A client config trusting `ca`, optionally presenting `client`, offering `alpn` over the
+/// given protocol versions.
 fn client_config(
     ca: &Pki,
     client: Option<&Leaf>,
     alpn: &[&[u8]],
-    tls13_only: bool,
+    versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der()).unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
-        &[&rustls::version::TLS13]
-    } else {
-        &[&rustls::version::TLS12]
-    };
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .unwrap()
@@ -47,23 +43,9 @@ fn client_config(
     Arc::new(config)
 }
 
+/// TLS 1.3 and 1.2, as ordinary clients offer.
 fn modern(ca: &Pki, client: Option<&Leaf>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.der()).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut config = match client {
-        Some(leaf) => {
-            let (certs, key) = leaf.chain();
-            builder.with_client_auth_cert(certs, key).unwrap()
-        }
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Arc::new(config)
+    client_config(ca, client, alpn, rustls::DEFAULT_VERSIONS)
 }
 
 async fn connect(
@@ -363,7 +345,7 @@ async fn tls13_only_and_hsts() {
         connect(
             gw.addr,
             "localhost",
-            client_config(&t.ca, None, &[b"http/1.1"], false)
+            client_config(&t.ca, None, &[b"http/1.1"], &[&rustls::version::TLS12])
         )
         .await
         .is_err(),
@@ -372,7 +354,7 @@ async fn tls13_only_and_hsts() {
     let s = connect(
         gw.addr,
         "localhost",
-        client_config(&t.ca, None, &[b"http/1.1"], true),
+        client_config(&t.ca, None, &[b"http/1.1"], &[&rustls::version::TLS13]),
     )
     .await
     .unwrap();

@@ -122,6 +122,22 @@ impl Upstream {
         .await
     }
 
+    /// Holds each request until `release` is notified (once per request), then answers
+    /// 200 with `body`.
+    pub async fn held(body: &'static str) -> (Upstream, Arc<tokio::sync::Notify>) {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let r = release.clone();
+        let up = Self::with(Arc::new(move |_req| {
+            let r = r.clone();
+            Box::pin(async move {
+                r.notified().await;
+                Response::new(full(body))
+            })
+        }))
+        .await;
+        (up, release)
+    }
+
     /// Accepts requests and never answers them.
     pub async fn hanging() -> Upstream {
         Self::with(Arc::new(|_req| Box::pin(std::future::pending()))).await
