@@ -2,30 +2,34 @@
 //! request, and forwards it to an upstream with `X-Identity` set from the verified claims.
 //!
 //! ```text
-//! client ─▶ server (TCP, HTTP/1.1 + h2c)
+//! client ─▶ server (TCP or TLS listeners, HTTP/1.1 + HTTP/2)
 //!             └─▶ Pipeline::handle
 //!                   login     POST /auth → argon2id check → signed token
 //!                   jwks      GET /.well-known/jwks.json → our public keys
-//!                   ① routing   match path segments to a Route           no route     → 404
-//!                   ② policy    public | required
-//!                   ③ verify    token → Claims                            bad token    → 401
+//!                   ① routing   host + normalized path + method → Route  no route     → 404
+//!                   ② policy    public | required (+ claim requirements)   unmet        → 403
+//!                   ③ verify    token → Claims (keyring or an issuer)     bad token    → 401
 //!                   ④ identity  strip every inbound identity header, set ours
-//!                   ⑤ forward   pooled client → upstream, bodies stream   down → 502, slow → 504
+//!                   ⑤ forward   upstream pool → server, bodies stream     down → 502/503, slow → 504
 //! client ◀─ upstream response, or Rejection::into_response (JSON body, one mapping)
 //! ```
 //!
 //! Modules, in flow order:
 //! - [`config`] — `gateway.toml` → typed, cross-checked [`config::Config`].
-//! - [`server`] — accept loop, per-connection HTTP, graceful drain.
+//! - [`server`] — listeners, TLS handshakes, per-connection HTTP, reload, graceful drain.
+//! - [`tls`] — rustls server configs: certificates by SNI, client certificates.
 //! - [`pipeline`] — builds the runtime pieces; the only code that knows the step order.
 //! - [`routing`] — ① route table, host/path/method matching, path normalization.
 //! - [`policy`] — ② route requirements over claims.
-//! - [`auth`] — ③ token extraction, verification, issuing, users.
+//! - [`auth`] — ③ token extraction, the keyring and external issuers, verification, the
+//!   verified-token cache, issuing, the published JWKS, users.
 //! - [`identity`] — ④ strip-then-set of identity headers.
 //! - [`proxy`] — ⑤ hop-by-hop rules, `X-Forwarded-*`, upstream pools, upgrades.
 //! - [`rejection`] — every early end of a request and its response.
 //! - [`body`] — the body type shared by all responses.
 //! - [`telemetry`] — logging.
+//! - [`metrics`] — the Prometheus registry.
+//! - [`admin`] — the operator listener: health, readiness, metrics, fingerprints.
 
 pub mod admin;
 pub mod auth;
