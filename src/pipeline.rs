@@ -2,7 +2,7 @@
 //!
 //! [`Pipeline::build`] turns a [`Config`] into every runtime piece once (route table, keys,
 //! verifier, upstream pools, header names), so the per-request path only reads; a reload
-//! builds a new pipeline and swaps it in whole. [`Pipeline::try_handle`] runs
+//! builds a new pipeline and swaps it in whole. `Pipeline::try_handle` runs
 //! ① routing → ② policy → ③ verify → ④ identity → ⑤ forward.
 
 use std::collections::HashMap;
