@@ -12,8 +12,6 @@
 #
 # A crash leaves its input in fuzz/artifacts/<target>/; turn it into a regression test in
 # the test suite before fixing it.
-#
-# Pending: the claim-to-header encoder target arrives with the configured claim headers.
 set -euo pipefail
 cd "$(dirname "$0")"
 
