@@ -74,7 +74,7 @@ pub struct ServerConfig {
     pub trust_forwarded: bool,
     /// Total size of request header names and values; more gets 431.
     pub max_header_bytes: usize,
-    /// Open client connections at once; more are answered 503 and closed.
+    /// Open client connections at once, per listener; more are answered 503 and closed.
     pub max_connections: usize,
     pub request_id: RequestIdMode,
     /// How often the config file is checked for changes; `None` disables watching.

@@ -39,6 +39,8 @@ const OVER_LIMIT: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: ap
 /// A bound listener and what it serves.
 struct Bound {
     listener: TcpListener,
+    /// This listener's open connections, up to `server.max_connections`.
+    connections: Arc<Semaphore>,
     tls: Option<TlsListener>,
     redirect_https_port: Option<u16>,
 }
@@ -70,7 +72,6 @@ pub struct Server {
     keep_alive_timeout: Duration,
     shutdown_grace: Duration,
     max_header_bytes: usize,
-    connections: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     draining: Arc<AtomicBool>,
 }
@@ -112,6 +113,7 @@ impl Server {
                 .map_err(|e| format!("cannot bind {}: {e}", l.addr))?;
             listeners.push(Bound {
                 listener,
+                connections: Arc::new(Semaphore::new(cfg.max_connections)),
                 tls,
                 redirect_https_port: l.redirect_https_port,
             });
@@ -123,7 +125,6 @@ impl Server {
             keep_alive_timeout: cfg.keep_alive_timeout,
             shutdown_grace: cfg.shutdown_grace,
             max_header_bytes: cfg.max_header_bytes,
-            connections: Arc::new(Semaphore::new(cfg.max_connections)),
             metrics,
             draining,
         })
@@ -175,7 +176,6 @@ impl Server {
             header_read_timeout: self.header_read_timeout,
             pipeline: self.pipeline.clone(),
             metrics: self.metrics.clone(),
-            connections: self.connections.clone(),
         });
         let graceful = Arc::new(GracefulShutdown::new());
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -217,7 +217,6 @@ struct Shared {
     header_read_timeout: Duration,
     pipeline: SharedPipeline,
     metrics: Arc<Metrics>,
-    connections: Arc<Semaphore>,
 }
 
 async fn accept_loop(
@@ -238,7 +237,7 @@ async fn accept_loop(
             },
             _ = stopped.changed() => return,
         };
-        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+        let Ok(permit) = bound.connections.clone().try_acquire_owned() else {
             tokio::spawn(refuse(stream));
             continue;
         };
