@@ -72,6 +72,7 @@ pub struct Pipeline {
     max_header_bytes: usize,
     request_id: RequestIdMode,
     log_query: bool,
+    access_log: bool,
     metrics: Arc<Metrics>,
     config_sha256: Option<String>,
     keys_sha256: String,
@@ -228,6 +229,7 @@ impl Pipeline {
             max_header_bytes: config.server.max_header_bytes,
             request_id: config.server.request_id,
             log_query: config.logging.query,
+            access_log: config.logging.access,
             metrics,
             config_sha256: config.source_sha256.clone(),
             keys_sha256: keys_fingerprint(config),
@@ -300,6 +302,9 @@ impl Pipeline {
                     reason: reason.to_string(),
                 })
                 .inc();
+        }
+        if !self.access_log {
+            return response;
         }
         let bytes = http_body::Body::size_hint(response.body()).exact();
         // The path is logged without its query string: queries often carry secrets.
