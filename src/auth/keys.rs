@@ -55,9 +55,36 @@ impl Prepared {
         ))))
     }
 
+    /// An RSA public key parsed once, from our own PEM: a public key (SPKI or PKCS#1) as
+    /// it is, a private key (PKCS#8 or PKCS#1) through its key pair. The same verification
+    /// algorithms jsonwebtoken uses.
+    fn rsa(alg: Algorithm, pem: &[u8], private: bool) -> Option<Prepared> {
+        use aws_lc_rs::signature::{self as sig, KeyPair, ParsedPublicKey, RsaKeyPair};
+        let verification: &'static sig::RsaParameters = match alg {
+            Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+            Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+            Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+            Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+            Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+            Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+            _ => return None,
+        };
+        let der = pem::parse(pem).ok()?;
+        let parsed = match private {
+            false => ParsedPublicKey::new(verification, der.contents()),
+            true => {
+                let pair = RsaKeyPair::from_pkcs8(der.contents())
+                    .or_else(|_| RsaKeyPair::from_der(der.contents()))
+                    .ok()?;
+                ParsedPublicKey::new(verification, pair.public_key().as_ref())
+            }
+        };
+        parsed.ok().map(Prepared::Public)
+    }
+
     /// The public key of a JWK we built from our own PEM, for the algorithms whose public
     /// key is a point (EC: uncompressed `04 || x || y`; Ed25519: `x`). The same
-    /// verification algorithms jsonwebtoken uses. RSA keys stay with jsonwebtoken.
+    /// verification algorithms jsonwebtoken uses.
     fn public(alg: Algorithm, jwk: &Jwk) -> Option<Prepared> {
         use aws_lc_rs::signature::{
             ParsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519,
@@ -149,11 +176,13 @@ impl Key {
                 }
                 // The prepared key must agree with jsonwebtoken on the self-test, or it is
                 // not used.
-                let prepared = Prepared::public(alg, &jwk).filter(|p| {
-                    URL_SAFE_NO_PAD
-                        .decode(&sig)
-                        .is_ok_and(|raw| p.verify(b"self-test", &raw))
-                });
+                let prepared = Prepared::public(alg, &jwk)
+                    .or_else(|| Prepared::rsa(alg, pem, true))
+                    .filter(|p| {
+                        URL_SAFE_NO_PAD
+                            .decode(&sig)
+                            .is_ok_and(|raw| p.verify(b"self-test", &raw))
+                    });
                 (Some(e), d, Some(jwk), prepared)
             }
             KeyMaterial::Pem(Pem::Public(pem)) => {
@@ -164,7 +193,9 @@ impl Key {
                 }
                 .map_err(|e| pem_err(alg, e))?;
                 let jwk = Jwk::from_decoding_key(&d, Some(alg)).map_err(|e| pem_err(alg, e))?;
-                let prepared = Prepared::public(alg, &jwk);
+                // The same key bytes jsonwebtoken just parsed (no self-test: nothing signs).
+                let prepared =
+                    Prepared::public(alg, &jwk).or_else(|| Prepared::rsa(alg, pem, false));
                 (None, d, Some(jwk), prepared)
             }
         };
