@@ -15,6 +15,11 @@ use gateway::config::UserId;
 use gateway::telemetry::{self, LogFormat};
 use serde_json::Value;
 
+// The request path makes many small, short-lived allocations (hyper, http, serde_json);
+// mimalloc serves them in far fewer instructions than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "gateway",

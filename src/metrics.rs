@@ -3,6 +3,8 @@
 //! Label values are bounded: routes come from the config, methods are folded to the
 //! standard ones, reasons and outcomes are fixed words.
 
+use std::sync::RwLock;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -153,6 +155,57 @@ impl Metrics {
     }
 }
 
+/// The request counters of one route (or of the login path, the JWKS path, or requests
+/// that matched no route), remembered by method and status: the label set is allocated
+/// and hashed once per combination, not on every request.
+pub struct RouteCounters {
+    route: String,
+    seen: RwLock<Vec<(&'static str, u16, Counter)>>,
+}
+
+/// Combinations remembered per route; beyond this (never in practice: methods are folded
+/// to 8 words) a request falls back to the family lookup.
+const MAX_REMEMBERED: usize = 64;
+
+impl RouteCounters {
+    pub fn new(route: impl Into<String>) -> RouteCounters {
+        RouteCounters {
+            route: route.into(),
+            seen: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// The `route` label (and access-log field).
+    pub fn name(&self) -> &str {
+        &self.route
+    }
+
+    /// Counts one request in `family` under this route, `method` and `status`.
+    pub fn inc(&self, family: &Family<RequestLabels, Counter>, method: &'static str, status: u16) {
+        if let Ok(seen) = self.seen.read() {
+            if let Some((_, _, c)) = seen.iter().find(|(m, s, _)| *m == method && *s == status) {
+                c.inc();
+                return;
+            }
+        }
+        let counter = family
+            .get_or_create(&RequestLabels {
+                route: self.route.clone(),
+                method: method.to_string(),
+                status,
+            })
+            .clone();
+        counter.inc();
+        if let Ok(mut seen) = self.seen.write() {
+            if seen.len() < MAX_REMEMBERED
+                && !seen.iter().any(|(m, s, _)| *m == method && *s == status)
+            {
+                seen.push((method, status, counter));
+            }
+        }
+    }
+}
+
 /// Folds a method into a bounded label value.
 pub fn method_label(m: &http::Method) -> &'static str {
     match *m {
@@ -164,5 +217,30 @@ pub fn method_label(m: &http::Method) -> &'static str {
         http::Method::DELETE => "DELETE",
         http::Method::OPTIONS => "OPTIONS",
         _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_counters_count_into_the_family_by_label() {
+        let m = Metrics::new();
+        let api = RouteCounters::new("api");
+        for _ in 0..3 {
+            api.inc(&m.requests, "GET", 200);
+        }
+        api.inc(&m.requests, "POST", 401);
+        RouteCounters::new("api").inc(&m.requests, "GET", 200);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"gateway_requests_total{route="api",method="GET",status="200"} 4"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"gateway_requests_total{route="api",method="POST",status="401"} 1"#),
+            "{text}"
+        );
     }
 }

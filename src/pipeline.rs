@@ -23,7 +23,7 @@ use crate::auth::{bearer, Claims, TokenError};
 use crate::body::{full, Body};
 use crate::config::{AuthMode, Config, PathMatch, RequestIdMode, Responder, Target};
 use crate::identity::{ClaimHeaders, IdentityHeaders};
-use crate::metrics::{method_label, Metrics, OutcomeLabels, ReasonLabels, RequestLabels};
+use crate::metrics::{method_label, Metrics, OutcomeLabels, ReasonLabels, RouteCounters};
 use crate::policy::Policy;
 use crate::proxy::{forward, upgrade, Outbound, Pool};
 use crate::rejection::{ErrorContext, Rejection};
@@ -36,6 +36,8 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// A route with its runtime pieces.
 pub struct Route {
     pub name: String,
+    /// Its request counters (and its name for the access log).
+    counters: RouteCounters,
     policy: Policy,
     claim_headers: ClaimHeaders,
     target: RouteTarget,
@@ -72,15 +74,21 @@ pub struct Pipeline {
     max_header_bytes: usize,
     request_id: RequestIdMode,
     log_query: bool,
+    access_log: bool,
     metrics: Arc<Metrics>,
+    /// Request counters of the login path, the JWKS path and of requests with no route.
+    login_counters: RouteCounters,
+    jwks_counters: RouteCounters,
+    unrouted: RouteCounters,
     config_sha256: Option<String>,
     keys_sha256: String,
 }
 
-/// What the access log records about one request.
+/// What the metrics and the access log record about one request. The identity and
+/// server are only filled in when the access log is on.
 #[derive(Default)]
-struct Outcome {
-    route: Option<String>,
+struct Outcome<'p> {
+    route: Option<&'p RouteCounters>,
     identity: Option<String>,
     server: Option<String>,
     /// The login outcome, for requests to the login path.
@@ -173,6 +181,7 @@ impl Pipeline {
                 matcher,
                 Route {
                     name: r.name.clone(),
+                    counters: RouteCounters::new(r.name.as_str()),
                     policy,
                     claim_headers: if r.auth == AuthMode::Required {
                         claim_headers
@@ -228,7 +237,13 @@ impl Pipeline {
             max_header_bytes: config.server.max_header_bytes,
             request_id: config.server.request_id,
             log_query: config.logging.query,
+            access_log: config.logging.access,
             metrics,
+            login_counters: RouteCounters::new(
+                config.login.as_ref().map_or("-", |l| l.path.as_str()),
+            ),
+            jwks_counters: RouteCounters::new(config.jwks.path.as_str()),
+            unrouted: RouteCounters::new("-"),
             config_sha256: config.source_sha256.clone(),
             keys_sha256: keys_fingerprint(config),
         })
@@ -256,9 +271,12 @@ impl Pipeline {
         let id = self.request_id(req.headers().get(X_REQUEST_ID));
         req.headers_mut().insert(X_REQUEST_ID, id.clone());
         let method = req.method().clone();
-        let path = match (self.log_query, req.uri().query()) {
-            (true, Some(q)) => format!("{}?{q}", req.uri().path()),
-            _ => req.uri().path().to_string(),
+        // Cheap: the URI's parts are reference-counted slices of the request head. The
+        // logged path is only formatted when something is logged.
+        let uri = req.uri().clone();
+        let path = || match (self.log_query, uri.query()) {
+            (true, Some(q)) => format!("{}?{q}", uri.path()),
+            _ => uri.path().to_string(),
         };
         let mut outcome = Outcome::default();
         let (mut response, reason) = match self.try_handle(req, conn, &mut outcome).await {
@@ -268,23 +286,17 @@ impl Pipeline {
                 outcome.token_refused =
                     matches!(rejection, Rejection::Token(_) | Rejection::Forbidden(_));
                 if let Rejection::UpstreamUnavailable(why) | Rejection::Internal(why) = &rejection {
-                    tracing::warn!(%path, error = %why, "request failed");
+                    tracing::warn!(path = %path(), error = %why, "request failed");
                 }
                 (rejection.into_response(&self.errors), Some(reason))
             }
         };
         response.headers_mut().insert(X_REQUEST_ID, id.clone());
         let status = response.status().as_u16();
-        let route = outcome.route.as_deref().unwrap_or("-");
+        let counters = outcome.route.unwrap_or(&self.unrouted);
+        let route = counters.name();
         let elapsed = started.elapsed();
-        self.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                route: route.to_string(),
-                method: method_label(&method).to_string(),
-                status,
-            })
-            .inc();
+        counters.inc(&self.metrics.requests, method_label(&method), status);
         self.metrics.duration.observe(elapsed.as_secs_f64());
         if let Some(outcome) = outcome.login {
             self.metrics
@@ -301,6 +313,9 @@ impl Pipeline {
                 })
                 .inc();
         }
+        if !self.access_log {
+            return response;
+        }
         let bytes = http_body::Body::size_hint(response.body()).exact();
         // The path is logged without its query string: queries often carry secrets.
         tracing::info!(
@@ -308,7 +323,7 @@ impl Pipeline {
             request_id = id.to_str().unwrap_or("-"),
             client = %client,
             method = %method,
-            path = %path,
+            path = %path(),
             route,
             upstream = outcome.server.as_deref().unwrap_or("-"),
             status,
@@ -328,16 +343,22 @@ impl Pipeline {
                 return v.clone();
             }
         }
+        // 32 lowercase hex digits, written without the formatting machinery.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let id: u128 = rand::random();
-        HeaderValue::from_str(&format!("{id:032x}")).unwrap_or(HeaderValue::from_static("0"))
+        let mut text = [0u8; 32];
+        for (i, b) in text.iter_mut().enumerate() {
+            *b = HEX[((id >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0"))
     }
 
     /// ①..⑤ in order. Each `?` ends the request with the step's rejection.
-    async fn try_handle(
-        &self,
+    async fn try_handle<'p>(
+        &'p self,
         mut req: Request<Incoming>,
         conn: &Conn,
-        outcome: &mut Outcome,
+        outcome: &mut Outcome<'p>,
     ) -> Result<Response<Body>, Rejection> {
         let client = conn.peer;
         // A request whose site is ambiguous is refused before anything reads it.
@@ -356,7 +377,7 @@ impl Pipeline {
         // shadowed by (or forwarded to) a route.
         if let Some(login) = &self.login {
             if req.uri().path() == login.path {
-                outcome.route = Some(login.path.clone());
+                outcome.route = Some(&self.login_counters);
                 let attempt = req.method() == Method::POST;
                 let result = login.handle(req, client.ip(), unix_now).await;
                 outcome.login = match &result {
@@ -373,7 +394,7 @@ impl Pipeline {
         if let Some(jwks) = &self.jwks {
             if req.uri().path() == jwks.path {
                 if let Some(res) = jwks.response(req.method()) {
-                    outcome.route = Some(jwks.path.clone());
+                    outcome.route = Some(&self.jwks_counters);
                     return Ok(res);
                 }
             }
@@ -400,7 +421,7 @@ impl Pipeline {
             Err(Miss::NotFound) => return Err(Rejection::NoRoute),
             Err(Miss::Method(allowed)) => return Err(Rejection::MethodNotAllowed(allowed)),
         };
-        outcome.route = Some(route.name.clone());
+        outcome.route = Some(&route.counters);
 
         // Hop-by-hop headers go before anything else reads or sets headers: a name listed
         // in `Connection` must only ever remove what the client itself sent. An upgrade
@@ -422,7 +443,9 @@ impl Pipeline {
             AuthMode::Public => None,
             AuthMode::Required => {
                 let claims = self.authenticate(&req, &route.issuers).await?;
-                outcome.identity = Some(claims.identity.header_text().into_owned());
+                if self.access_log {
+                    outcome.identity = Some(claims.identity.header_text().into_owned());
+                }
                 route.policy.authorize(&claims)?;
                 Some(claims)
             }
@@ -507,7 +530,9 @@ impl Pipeline {
             .upstream_duration
             .observe(asked.elapsed().as_secs_f64());
         let (mut res, server) = sent?;
-        outcome.server = Some(server.to_string());
+        if self.access_log {
+            outcome.server = Some(server.to_string());
+        }
         forward::strip_hop_by_hop(res.headers_mut());
         Ok(res)
     }

@@ -27,6 +27,93 @@ pub const MIN_RSA_BITS: usize = 2048;
 #[error("{0}")]
 pub struct KeyError(pub String);
 
+/// A verification key ready for aws-lc-rs: the same primitives jsonwebtoken calls, with
+/// the per-key set-up done once.
+pub enum Prepared {
+    Hmac(Box<aws_lc_rs::hmac::Key>),
+    Public(aws_lc_rs::signature::ParsedPublicKey),
+}
+
+impl Prepared {
+    /// Whether `signature` (decoded) is valid for `message`.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match self {
+            Prepared::Hmac(key) => aws_lc_rs::hmac::verify(key, message, signature).is_ok(),
+            Prepared::Public(key) => key.verify_sig(message, signature).is_ok(),
+        }
+    }
+
+    fn hmac(alg: Algorithm, secret: &[u8]) -> Option<Prepared> {
+        let mac = match alg {
+            Algorithm::HS256 => aws_lc_rs::hmac::HMAC_SHA256,
+            Algorithm::HS384 => aws_lc_rs::hmac::HMAC_SHA384,
+            Algorithm::HS512 => aws_lc_rs::hmac::HMAC_SHA512,
+            _ => return None,
+        };
+        Some(Prepared::Hmac(Box::new(aws_lc_rs::hmac::Key::new(
+            mac, secret,
+        ))))
+    }
+
+    /// An RSA public key parsed once, from our own PEM: a public key (SPKI or PKCS#1) as
+    /// it is, a private key (PKCS#8 or PKCS#1) through its key pair. The same verification
+    /// algorithms jsonwebtoken uses.
+    fn rsa(alg: Algorithm, pem: &[u8], private: bool) -> Option<Prepared> {
+        use aws_lc_rs::signature::{self as sig, KeyPair, ParsedPublicKey, RsaKeyPair};
+        let verification: &'static sig::RsaParameters = match alg {
+            Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+            Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+            Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+            Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+            Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+            Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+            _ => return None,
+        };
+        let der = pem::parse(pem).ok()?;
+        let parsed = match private {
+            false => ParsedPublicKey::new(verification, der.contents()),
+            true => {
+                let pair = RsaKeyPair::from_pkcs8(der.contents())
+                    .or_else(|_| RsaKeyPair::from_der(der.contents()))
+                    .ok()?;
+                ParsedPublicKey::new(verification, pair.public_key().as_ref())
+            }
+        };
+        parsed.ok().map(Prepared::Public)
+    }
+
+    /// The public key of a JWK we built from our own PEM, for the algorithms whose public
+    /// key is a point (EC: uncompressed `04 || x || y`; Ed25519: `x`). The same
+    /// verification algorithms jsonwebtoken uses.
+    fn public(alg: Algorithm, jwk: &Jwk) -> Option<Prepared> {
+        use aws_lc_rs::signature::{
+            ParsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519,
+        };
+        let (verification, bytes): (&'static dyn aws_lc_rs::signature::VerificationAlgorithm, _) =
+            match (&jwk.algorithm, alg) {
+                (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256 | Algorithm::ES384) => {
+                    let mut point = vec![4u8];
+                    point.extend(URL_SAFE_NO_PAD.decode(&p.x).ok()?);
+                    point.extend(URL_SAFE_NO_PAD.decode(&p.y).ok()?);
+                    let v: &'static dyn aws_lc_rs::signature::VerificationAlgorithm =
+                        if alg == Algorithm::ES256 {
+                            &ECDSA_P256_SHA256_FIXED
+                        } else {
+                            &ECDSA_P384_SHA384_FIXED
+                        };
+                    (v, point)
+                }
+                (AlgorithmParameters::OctetKeyPair(p), Algorithm::EdDSA) => {
+                    (&ED25519, URL_SAFE_NO_PAD.decode(&p.x).ok()?)
+                }
+                _ => return None,
+            };
+        ParsedPublicKey::new(verification, bytes)
+            .ok()
+            .map(Prepared::Public)
+    }
+}
+
 /// One key with its pinned algorithm.
 pub struct Key {
     /// The `kid`; `None` only for the legacy `[tokens]` secret.
@@ -37,6 +124,10 @@ pub struct Key {
     /// Present when this key can sign (a secret or a private key).
     pub encoding: Option<EncodingKey>,
     pub decoding: DecodingKey,
+    /// The same verification key, set up once for aws-lc-rs (the HMAC key schedule, the
+    /// parsed public key) so a request does not redo it; `None`: use `decoding` through
+    /// jsonwebtoken.
+    pub prepared: Option<Prepared>,
     /// The public JWK (`kid`, `alg`, `use` set); `None` for HMAC keys, which are never
     /// published.
     pub jwk: Option<Jwk>,
@@ -46,7 +137,7 @@ impl Key {
     /// Builds a configured key, checking that its material fits its algorithm.
     pub fn build(k: &KeyConfig) -> Result<Key, KeyError> {
         let alg = k.algorithm;
-        let (encoding, decoding, jwk) = match &k.material {
+        let (encoding, decoding, jwk, prepared) = match &k.material {
             KeyMaterial::Secret(s) => {
                 if !is_hmac(alg) {
                     return Err(KeyError(format!(
@@ -56,7 +147,7 @@ impl Key {
                 }
                 let e = EncodingKey::from_secret(&s.bytes).map_err(err)?;
                 let d = DecodingKey::from_secret(&s.bytes).map_err(err)?;
-                (Some(e), d, None)
+                (Some(e), d, None, Prepared::hmac(alg, &s.bytes))
             }
             KeyMaterial::Pem(_) if is_hmac(alg) => {
                 return Err(KeyError(format!(
@@ -83,7 +174,16 @@ impl Key {
                         alg_name(alg)
                     )));
                 }
-                (Some(e), d, Some(jwk))
+                // The prepared key must agree with jsonwebtoken on the self-test, or it is
+                // not used.
+                let prepared = Prepared::public(alg, &jwk)
+                    .or_else(|| Prepared::rsa(alg, pem, true))
+                    .filter(|p| {
+                        URL_SAFE_NO_PAD
+                            .decode(&sig)
+                            .is_ok_and(|raw| p.verify(b"self-test", &raw))
+                    });
+                (Some(e), d, Some(jwk), prepared)
             }
             KeyMaterial::Pem(Pem::Public(pem)) => {
                 let d = match alg {
@@ -93,7 +193,10 @@ impl Key {
                 }
                 .map_err(|e| pem_err(alg, e))?;
                 let jwk = Jwk::from_decoding_key(&d, Some(alg)).map_err(|e| pem_err(alg, e))?;
-                (None, d, Some(jwk))
+                // The same key bytes jsonwebtoken just parsed (no self-test: nothing signs).
+                let prepared =
+                    Prepared::public(alg, &jwk).or_else(|| Prepared::rsa(alg, pem, false));
+                (None, d, Some(jwk), prepared)
             }
         };
         let jwk = jwk.map(|j| tag_jwk(j, k.id.as_deref(), alg));
@@ -106,6 +209,7 @@ impl Key {
             alg_name: alg_name(alg),
             encoding,
             decoding,
+            prepared,
             jwk,
         })
     }
@@ -137,6 +241,7 @@ impl Key {
             alg_name: alg_name(alg),
             encoding: None,
             decoding: DecodingKey::from_jwk(jwk).map_err(err)?,
+            prepared: Prepared::public(alg, jwk),
             jwk: None,
         })
     }
@@ -372,4 +477,28 @@ pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
     ]
     .into_iter()
     .find(|a| alg_name(*a) == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepared_hmac_agrees_with_jsonwebtoken() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            let prepared = Prepared::hmac(alg, secret).unwrap();
+            let sig = jsonwebtoken::crypto::sign(
+                b"header.payload",
+                &EncodingKey::from_secret(secret).unwrap(),
+                alg,
+            )
+            .unwrap();
+            let raw = URL_SAFE_NO_PAD.decode(&sig).unwrap();
+            assert!(prepared.verify(b"header.payload", &raw));
+            assert!(!prepared.verify(b"header.payloaD", &raw));
+            assert!(!prepared.verify(b"header.payload", &raw[1..]));
+        }
+        assert!(Prepared::hmac(Algorithm::RS256, secret).is_none());
+    }
 }

@@ -92,6 +92,7 @@ pub struct AdminFile {
 pub struct LoggingFile {
     pub format: Option<String>,
     pub query: Option<bool>,
+    pub access: Option<bool>,
 }
 
 /// `[server]`: the listener and connection limits.

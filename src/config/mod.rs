@@ -58,6 +58,8 @@ pub struct LoggingConfig {
     pub format: LogFormat,
     /// Log query strings in the access log (off by default: they often carry secrets).
     pub query: bool,
+    /// One access-log event per request (off: metrics still count every request).
+    pub access: bool,
 }
 
 #[derive(Debug, Clone)]

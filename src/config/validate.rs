@@ -622,5 +622,6 @@ fn logging(r: &mut Report, l: &LoggingFile) -> LoggingConfig {
     LoggingConfig {
         format,
         query: l.query.unwrap_or(false),
+        access: l.access.unwrap_or(true),
     }
 }

@@ -19,6 +19,11 @@ const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// fixed hop-by-hop set. Call it on the inbound message *before* setting any header of ours,
 /// so a listed name can only ever remove what the client itself sent.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: one pass over the names (standard names compare
+    // as enum tags) instead of seven hashed removals.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -43,6 +48,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
+}
+
+/// The fixed hop-by-hop set (a name listed in `Connection` needs `Connection` itself).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == TE
+        || name == TRAILER
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
 }
 
 /// Sets `X-Forwarded-For/-Proto/-Host`. Untrusted inbound values (and `Forwarded`) are

@@ -44,9 +44,11 @@ pub struct Server {
 }
 
 impl Server {
-    fn uri(&self, path_and_query: &str) -> Result<Uri, http::Error> {
+    /// The request target on this server. Takes the path by value: without a base path it
+    /// becomes the URI as it is.
+    fn uri(&self, path_and_query: String) -> Result<Uri, http::Error> {
         let target = if self.base_path.is_empty() {
-            path_and_query.to_string()
+            path_and_query
         } else {
             format!("{}{path_and_query}", self.base_path)
         };
@@ -214,27 +216,33 @@ impl Pool {
     /// Sends the request to a server of this pool. Returns the response (its body keeps the
     /// server's outstanding count until it ends) and the server's label.
     pub async fn send(&self, out: Outbound) -> Result<(Response<Body>, &str), Rejection> {
+        // A retry goes to a server not tried yet, so a pool never makes more attempts than
+        // it has servers (one server: one attempt, and nothing needs copying for a retry).
         let attempts = if out.retryable {
-            1 + self.retries as usize
+            (1 + self.retries as usize).min(self.servers.len())
         } else {
             1
         };
         let timeout = out.timeout.unwrap_or(self.response_timeout);
         let mut body = Some(out.body);
-        let mut tried = Vec::with_capacity(attempts);
-        let mut last = Rejection::NoHealthyUpstream(self.name.clone());
-        for _ in 0..attempts {
+        let mut headers = Some(out.headers);
+        let mut path_and_query = Some(out.path_and_query);
+        // Servers whose connection failed; allocated only when there is a retry.
+        let mut tried = Vec::new();
+        let mut last = None;
+        for attempt in 0..attempts {
             let Some(idx) = self.pick(&tried) else { break };
-            tried.push(idx);
             let server = &self.servers[idx];
+            // The last attempt takes the request's parts; earlier ones send copies.
+            let last_attempt = attempt + 1 == attempts;
             let uri = server
-                .uri(&out.path_and_query)
+                .uri(take_or_copy(&mut path_and_query, last_attempt).unwrap_or_default())
                 .map_err(|e| Rejection::Internal(e.to_string()))?;
             let mut req = Request::new(body.take().unwrap_or_else(empty));
             *req.method_mut() = out.method.clone();
             *req.uri_mut() = uri;
             *req.version_mut() = self.version;
-            *req.headers_mut() = out.headers.clone();
+            *req.headers_mut() = take_or_copy(&mut headers, last_attempt).unwrap_or_default();
             let guard = Outstanding::new(server);
             match tokio::time::timeout(timeout, self.client.request(req)).await {
                 Ok(Ok(res)) => {
@@ -252,6 +260,7 @@ impl Pool {
                     return Err(Rejection::UpstreamTimeout);
                 }
                 Ok(Err(e)) if e.is_connect() => {
+                    tried.push(idx);
                     let timed_out = client::timed_out(&e);
                     self.eject(
                         server,
@@ -261,11 +270,11 @@ impl Pool {
                             "connect failed"
                         },
                     );
-                    last = if timed_out {
+                    last = Some(if timed_out {
                         Rejection::UpstreamTimeout
                     } else {
                         Rejection::UpstreamUnavailable(client::describe(&e))
-                    };
+                    });
                 }
                 Ok(Err(e)) if client::caused_by::<http_body_util::LengthLimitError>(&e) => {
                     return Err(Rejection::BodyTooLarge)
@@ -273,7 +282,7 @@ impl Pool {
                 Ok(Err(e)) => return Err(Rejection::UpstreamUnavailable(client::describe(&e))),
             }
         }
-        Err(last)
+        Err(last.unwrap_or_else(|| Rejection::NoHealthyUpstream(self.name.clone())))
     }
 
     /// Opens a request whose response may switch protocols (Upgrade): no retries, HTTP/1.1.
@@ -285,7 +294,7 @@ impl Pool {
         let mut req = Request::new(out.body);
         *req.method_mut() = out.method;
         *req.uri_mut() = server
-            .uri(&out.path_and_query)
+            .uri(out.path_and_query)
             .map_err(|e| Rejection::Internal(e.to_string()))?;
         *req.headers_mut() = out.headers;
         let timeout = out.timeout.unwrap_or(self.response_timeout);
@@ -299,6 +308,15 @@ impl Pool {
                 Err(Rejection::UpstreamUnavailable(client::describe(&e)))
             }
         }
+    }
+}
+
+/// The part itself for the last use, a copy before that.
+fn take_or_copy<T: Clone>(part: &mut Option<T>, last: bool) -> Option<T> {
+    if last {
+        part.take()
+    } else {
+        part.clone()
     }
 }
 
@@ -351,7 +369,7 @@ async fn check_health(pool: String, servers: Arc<[Server]>, client: HttpClient, 
     loop {
         tick.tick().await;
         for server in servers.iter() {
-            let ok = match server.uri(&cfg.path) {
+            let ok = match server.uri(cfg.path.clone()) {
                 Ok(uri) => {
                     let mut req = Request::new(empty());
                     *req.uri_mut() = uri;
