@@ -12,21 +12,23 @@ fn https_pool(up: &Upstream, tls: &str, extra: &str) -> String {
     )
 }
 
+/// A gateway routing `/s` (public) to `up` over https, with `tls` lines for the pool's
+/// `[upstreams.secure.tls]` and `extra` lines for the pool itself.
+async fn secure(up: &Upstream, tls: &str, extra: &str) -> Gateway {
+    gateway()
+        .route("/s", "secure", "public")
+        .raw(&https_pool(up, tls, extra))
+        .start()
+        .await
+}
+
 #[tokio::test]
 async fn verified_against_the_configured_ca() {
     let ca = Pki::new("test upstream CA");
     let up = Upstream::tls(ca.leaf(&["127.0.0.1"]).server_config(None)).await;
     let dir = tempfile::tempdir().unwrap();
     let ca_file = ca.write_ca(dir.path(), "ca.pem");
-    let gw = gateway()
-        .route("/s", "secure", "public")
-        .raw(&https_pool(
-            &up,
-            &format!("ca_file = \"{}\"", ca_file.display()),
-            "",
-        ))
-        .start()
-        .await;
+    let gw = secure(&up, &format!("ca_file = \"{}\"", ca_file.display()), "").await;
     let r = get(&gw.url("/s"), &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(up.last().version, Version::HTTP_11);
@@ -39,15 +41,7 @@ async fn a_certificate_from_another_ca_is_refused() {
     let up = Upstream::tls(theirs.leaf(&["127.0.0.1"]).server_config(None)).await;
     let dir = tempfile::tempdir().unwrap();
     let ca_file = ours.write_ca(dir.path(), "ca.pem");
-    let gw = gateway()
-        .route("/s", "secure", "public")
-        .raw(&https_pool(
-            &up,
-            &format!("ca_file = \"{}\"", ca_file.display()),
-            "",
-        ))
-        .start()
-        .await;
+    let gw = secure(&up, &format!("ca_file = \"{}\"", ca_file.display()), "").await;
     get(&gw.url("/s"), &[]).await.assert_error(
         502,
         "Bad Gateway",
@@ -63,25 +57,18 @@ async fn the_name_is_verified_and_can_be_set() {
     let dir = tempfile::tempdir().unwrap();
     let ca_file = ca.write_ca(dir.path(), "ca.pem");
     let tls = format!("ca_file = \"{}\"", ca_file.display());
-    let gw = gateway()
-        .route("/s", "secure", "public")
-        .raw(&https_pool(&up, &tls, ""))
-        .start()
-        .await;
+    let gw = secure(&up, &tls, "").await;
     assert_eq!(
         get(&gw.url("/s"), &[]).await.status,
         502,
         "a certificate for another name was accepted"
     );
-    let gw = gateway()
-        .route("/s", "secure", "public")
-        .raw(&https_pool(
-            &up,
-            &format!("{tls}\nserver_name = \"backend.internal\""),
-            "",
-        ))
-        .start()
-        .await;
+    let gw = secure(
+        &up,
+        &format!("{tls}\nserver_name = \"backend.internal\""),
+        "",
+    )
+    .await;
     assert_eq!(get(&gw.url("/s"), &[]).await.status, 200);
 }
 
@@ -98,11 +85,7 @@ async fn client_certificates_for_mtls_backends() {
     let dir = tempfile::tempdir().unwrap();
     let ca_file = server_ca.write_ca(dir.path(), "ca.pem");
     let tls = format!("ca_file = \"{}\"", ca_file.display());
-    let without = gateway()
-        .route("/s", "secure", "public")
-        .raw(&https_pool(&up, &tls, ""))
-        .start()
-        .await;
+    let without = secure(&up, &tls, "").await;
     assert_eq!(get(&without.url("/s"), &[]).await.status, 502);
     let (cert, key) = client_ca.leaf(&["gateway"]).write(dir.path(), "client");
     let with_cert = format!(
@@ -110,11 +93,7 @@ async fn client_certificates_for_mtls_backends() {
         cert.display(),
         key.display()
     );
-    let gw = gateway()
-        .route("/s", "secure", "public")
-        .raw(&https_pool(&up, &with_cert, ""))
-        .start()
-        .await;
+    let gw = secure(&up, &with_cert, "").await;
     assert_eq!(get(&gw.url("/s"), &[]).await.status, 200);
     assert_eq!(up.requests().len(), 1);
 }
@@ -125,15 +104,12 @@ async fn h2_is_negotiated_by_alpn() {
     let up = Upstream::tls(ca.leaf(&["127.0.0.1"]).server_config(None)).await;
     let dir = tempfile::tempdir().unwrap();
     let ca_file = ca.write_ca(dir.path(), "ca.pem");
-    let gw = gateway()
-        .route("/s", "secure", "public")
-        .raw(&https_pool(
-            &up,
-            &format!("ca_file = \"{}\"", ca_file.display()),
-            "protocol = \"h2\"",
-        ))
-        .start()
-        .await;
+    let gw = secure(
+        &up,
+        &format!("ca_file = \"{}\"", ca_file.display()),
+        "protocol = \"h2\"",
+    )
+    .await;
     assert_eq!(get(&gw.url("/s"), &[]).await.status, 200);
     assert_eq!(up.last().version, Version::HTTP_2);
 }
