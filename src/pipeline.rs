@@ -317,7 +317,7 @@ impl Pipeline {
             return response;
         }
         let bytes = http_body::Body::size_hint(response.body()).exact();
-        // The path is logged without its query string: queries often carry secrets.
+        // `path()` leaves out the query unless `[logging] query`: queries often carry secrets.
         tracing::info!(
             target: "access",
             request_id = id.to_str().unwrap_or("-"),

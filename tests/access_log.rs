@@ -7,25 +7,10 @@
 #[path = "it/support/mod.rs"]
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use tracing_subscriber::layer::SubscriberExt;
 
+use support::capture::Capture;
 use support::*;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 // The only test in this binary, so the global subscriber sees every thread.
 #[tokio::test]
@@ -69,7 +54,7 @@ async fn access_log_is_on_by_default_and_off_with_access_false() {
     on.stop().await;
     off.stop().await;
 
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let text = logs.text();
     let access: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("\"target\":\"access\""))

@@ -13,9 +13,6 @@ mod support;
 #[path = "attacks/harness.rs"]
 mod harness;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -24,27 +21,8 @@ use serde_json::json;
 use tracing_subscriber::layer::SubscriberExt;
 
 use harness::*;
+use support::capture::Capture;
 use support::*;
-
-/// A log sink shared by the subscriber and the test.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 // The only test in this binary, so a global subscriber sees every thread: scoped
 // subscribers (`set_default`) miss events whose callsite interest another thread cached.

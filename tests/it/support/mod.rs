@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 
 use gateway::body::{full, Body};
 
+pub mod capture;
 pub mod pki;
 
 /// The HMAC secret every test gateway uses (written to a secret_file).
