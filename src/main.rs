@@ -167,11 +167,12 @@ fn run(path: &Path, log_format: Option<LogFormat>) -> ExitCode {
         tracing::warn!("{w}");
     }
     let cfg = loaded.config;
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = cfg.server.workers {
-        rt.worker_threads(n);
-    }
-    let rt = match rt.enable_all().build() {
+    // Requests run on the server's worker threads (one runtime each); this runtime only
+    // drives start-up, signals, reloads, the admin listener and background refreshes.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

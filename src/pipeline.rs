@@ -118,8 +118,12 @@ impl Pipeline {
             config.login.as_ref().map_or(1, |l| l.max_concurrent_hashes),
         ));
         let mut pools = HashMap::new();
+        let workers = crate::server::workers::count(config.server.workers);
         for u in &config.upstreams {
-            pools.insert(u.name.clone(), Arc::new(Pool::new(u, metrics.clone())?));
+            pools.insert(
+                u.name.clone(),
+                Arc::new(Pool::new(u, metrics.clone(), workers)?),
+            );
         }
         let global: ClaimHeaders = config
             .identity

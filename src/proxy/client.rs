@@ -44,8 +44,10 @@ pub fn connector(
     })
 }
 
-/// Builds the pool's client. Fails on unreadable TLS material.
-pub fn build(cfg: &UpstreamConfig) -> Result<HttpClient, String> {
+/// Builds `n` clients for the pool over one connector (TLS material is read once). Each has
+/// its own keep-alive pool: one per worker thread, so a worker reuses only the upstream
+/// connections it drives itself. Fails on unreadable TLS material.
+pub fn build(cfg: &UpstreamConfig, n: usize) -> Result<Vec<HttpClient>, String> {
     let connector = connector(&cfg.tls, cfg.connect_timeout, cfg.protocol)
         .map_err(|e| format!("upstreams.{}.tls: {e}", cfg.name))?;
     let mut client = Client::builder(TokioExecutor::new());
@@ -56,7 +58,9 @@ pub fn build(cfg: &UpstreamConfig) -> Result<HttpClient, String> {
     if cfg.protocol == UpstreamProtocol::H2 {
         client.http2_only(true);
     }
-    Ok(client.build(connector))
+    Ok((0..n.max(1))
+        .map(|_| client.build(connector.clone()))
+        .collect())
 }
 
 /// Resolves every upstream to one configured server name (SNI + verification).

@@ -25,6 +25,7 @@ use super::client::{self, HttpClient};
 use crate::body::{empty, Body};
 use crate::config::{Balance, HealthConfig, UpstreamConfig, UpstreamProtocol};
 use crate::rejection::Rejection;
+use crate::server::workers;
 
 /// One server of a pool.
 pub struct Server {
@@ -76,7 +77,8 @@ impl Drop for AbortOnDrop {
 pub struct Pool {
     pub name: String,
     servers: Arc<[Server]>,
-    client: HttpClient,
+    /// One client per worker thread, picked by [`workers::index`].
+    clients: Box<[HttpClient]>,
     balance: Balance,
     version: Version,
     next: AtomicUsize,
@@ -101,12 +103,16 @@ pub struct Outbound {
 }
 
 impl Pool {
-    /// Builds the pool and, with health checks configured inside a runtime, starts them.
+    /// Builds the pool with a client for each of `workers` worker threads and, with health
+    /// checks configured inside a runtime, starts them (on that runtime, with a client of
+    /// their own).
     pub fn new(
         cfg: &UpstreamConfig,
         metrics: Arc<crate::metrics::Metrics>,
+        workers: usize,
     ) -> Result<Pool, String> {
-        let client = client::build(cfg)?;
+        let mut clients = client::build(cfg, workers + 1)?;
+        let health_client = clients.pop().expect("at least two clients");
         let servers: Vec<Server> = cfg
             .servers
             .iter()
@@ -135,7 +141,7 @@ impl Pool {
                 rt.spawn(check_health(
                     cfg.name.clone(),
                     servers.clone(),
-                    client.clone(),
+                    health_client,
                     h.clone(),
                 ))
                 .abort_handle(),
@@ -145,7 +151,7 @@ impl Pool {
         Ok(Pool {
             name: cfg.name.clone(),
             servers,
-            client,
+            clients: clients.into(),
             balance: cfg.balance,
             version: if cfg.protocol == UpstreamProtocol::H2 {
                 Version::HTTP_2
@@ -160,6 +166,11 @@ impl Pool {
             metrics,
             _health: health,
         })
+    }
+
+    /// The calling worker thread's client.
+    fn client(&self) -> &HttpClient {
+        &self.clients[workers::index() % self.clients.len()]
     }
 
     fn now_ms(&self) -> u64 {
@@ -244,7 +255,7 @@ impl Pool {
             *req.version_mut() = self.version;
             *req.headers_mut() = take_or_copy(&mut headers, last_attempt).unwrap_or_default();
             let guard = Outstanding::new(server);
-            match tokio::time::timeout(timeout, self.client.request(req)).await {
+            match tokio::time::timeout(timeout, self.client().request(req)).await {
                 Ok(Ok(res)) => {
                     let res = res.map(|b| {
                         http_body_util::BodyExt::boxed(Counted {
@@ -298,7 +309,7 @@ impl Pool {
             .map_err(|e| Rejection::Internal(e.to_string()))?;
         *req.headers_mut() = out.headers;
         let timeout = out.timeout.unwrap_or(self.response_timeout);
-        match tokio::time::timeout(timeout, self.client.request(req)).await {
+        match tokio::time::timeout(timeout, self.client().request(req)).await {
             Ok(Ok(res)) => Ok(res),
             Err(_) => Err(Rejection::UpstreamTimeout),
             Ok(Err(e)) => {

@@ -1,11 +1,13 @@
-//! The listener: accept loop, one hyper-util auto (HTTP/1.1 + h2c) connection per client,
-//! a connection limit, and graceful shutdown that drains in-flight requests up to a deadline.
+//! The listeners: per worker thread an accept loop on each listener's socket (see
+//! [`workers`]), one hyper-util auto (HTTP/1.1 + h2c) connection per client, a connection
+//! limit, and graceful shutdown that drains in-flight requests up to a deadline.
 //!
 //! Requests read the pipeline through an [`ArcSwap`]: a reload swaps in a new one, and
 //! requests already running finish on the one they started with.
 
 mod first_bytes;
 pub mod reload;
+pub mod workers;
 
 use first_bytes::FirstBytes;
 
@@ -29,6 +31,7 @@ use tokio::sync::Semaphore;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
+use workers::Workers;
 
 /// The pipeline every request reads, swapped whole on reload.
 pub type SharedPipeline = Arc<ArcSwap<Pipeline>>;
@@ -36,10 +39,16 @@ pub type SharedPipeline = Arc<ArcSwap<Pipeline>>;
 /// What a client over the connection limit gets before the connection is closed.
 const OVER_LIMIT: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{\"description\":\"Too many connections; retry later\",\"error\":\"Service Unavailable\",\"status_code\":503}\n";
 
-/// A bound listener and what it serves.
+/// A bound listener: one socket per worker, and what it serves.
 struct Bound {
-    listener: TcpListener,
-    /// This listener's open connections, up to `server.max_connections`.
+    sockets: Vec<std::net::TcpListener>,
+    serves: Serves,
+}
+
+/// What a listener serves, shared by its accept loops.
+#[derive(Clone)]
+struct Serves {
+    /// This listener's open connections (all workers), up to `server.max_connections`.
     connections: Arc<Semaphore>,
     tls: Option<TlsListener>,
     redirect_https_port: Option<u16>,
@@ -67,6 +76,7 @@ pub struct Conn {
 /// The listeners with the pipeline they serve.
 pub struct Server {
     listeners: Vec<Bound>,
+    workers: Workers,
     pipeline: SharedPipeline,
     header_read_timeout: Duration,
     keep_alive_timeout: Duration,
@@ -89,14 +99,16 @@ pub enum Drained {
 pub type TlsHandle = (SocketAddr, Arc<ArcSwap<rustls::ServerConfig>>);
 
 impl Server {
-    /// Binds every configured listener (port 0 picks a free port; see [`Server::local_addrs`]).
-    /// `draining` is set when shutdown begins (readiness reads it).
+    /// Starts the worker threads and binds every configured listener, one socket per worker
+    /// (port 0 picks a free port; see [`Server::local_addrs`]). `draining` is set when
+    /// shutdown begins (readiness reads it).
     pub async fn bind(
         cfg: &ServerConfig,
         pipeline: SharedPipeline,
         metrics: Arc<Metrics>,
         draining: Arc<AtomicBool>,
     ) -> Result<Server, String> {
+        let n = workers::count(cfg.workers);
         let mut listeners = Vec::new();
         for l in &cfg.listeners {
             let tls = match &l.tls {
@@ -108,18 +120,22 @@ impl Server {
                 }),
                 None => None,
             };
-            let listener = TcpListener::bind(l.addr)
-                .await
+            let sockets = workers::bind_shared(l.addr, n)
                 .map_err(|e| format!("cannot bind {}: {e}", l.addr))?;
             listeners.push(Bound {
-                listener,
-                connections: Arc::new(Semaphore::new(cfg.max_connections)),
-                tls,
-                redirect_https_port: l.redirect_https_port,
+                sockets,
+                serves: Serves {
+                    connections: Arc::new(Semaphore::new(cfg.max_connections)),
+                    tls,
+                    redirect_https_port: l.redirect_https_port,
+                },
             });
         }
+        let workers =
+            Workers::start(n).map_err(|e| format!("cannot start {n} worker threads: {e}"))?;
         Ok(Server {
             listeners,
+            workers,
             pipeline,
             header_read_timeout: cfg.header_read_timeout,
             keep_alive_timeout: cfg.keep_alive_timeout,
@@ -134,13 +150,13 @@ impl Server {
     pub fn local_addrs(&self) -> std::io::Result<Vec<SocketAddr>> {
         self.listeners
             .iter()
-            .map(|b| b.listener.local_addr())
+            .map(|b| b.sockets[0].local_addr())
             .collect()
     }
 
     /// The first listener's address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listeners[0].listener.local_addr()
+        self.listeners[0].sockets[0].local_addr()
     }
 
     /// The live TLS configs by configured address, for reloads.
@@ -148,7 +164,7 @@ impl Server {
         cfg.listeners
             .iter()
             .zip(&self.listeners)
-            .filter_map(|(c, b)| b.tls.as_ref().map(|t| (c.addr, t.config.clone())))
+            .filter_map(|(c, b)| b.serves.tls.as_ref().map(|t| (c.addr, t.config.clone())))
             .collect()
     }
 
@@ -181,12 +197,15 @@ impl Server {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut accepting = Vec::new();
         for bound in self.listeners {
-            accepting.push(tokio::spawn(accept_loop(
-                bound,
-                shared.clone(),
-                graceful.clone(),
-                stopped.clone(),
-            )));
+            for (socket, worker) in bound.sockets.into_iter().zip(self.workers.handles()) {
+                accepting.push(worker.spawn(accept_loop(
+                    socket,
+                    bound.serves.clone(),
+                    shared.clone(),
+                    graceful.clone(),
+                    stopped.clone(),
+                )));
+            }
         }
         shutdown.await;
         self.draining.store(true, Ordering::Relaxed);
@@ -198,7 +217,7 @@ impl Server {
         let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
         let open = graceful.count();
         tracing::info!(open, grace = ?self.shutdown_grace, "shutting down: draining connections");
-        tokio::select! {
+        let drained = tokio::select! {
             () = graceful.shutdown() => {
                 tracing::info!("drained cleanly");
                 Drained::Clean
@@ -207,7 +226,10 @@ impl Server {
                 tracing::warn!("grace period over; closing remaining connections");
                 Drained::TimedOut(open)
             }
-        }
+        };
+        // Connections still open after the grace period end with their worker.
+        self.workers.stop().await;
+        drained
     }
 }
 
@@ -219,15 +241,25 @@ struct Shared {
     metrics: Arc<Metrics>,
 }
 
+/// Accepts on one worker's socket of a listener until `stopped` changes; runs on that
+/// worker, so the connection tasks it spawns do too.
 async fn accept_loop(
-    bound: Bound,
+    socket: std::net::TcpListener,
+    bound: Serves,
     shared: Arc<Shared>,
     graceful: Arc<GracefulShutdown>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
+    let listener = match TcpListener::from_std(socket) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register a listening socket");
+            return;
+        }
+    };
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = bound.listener.accept() => match accepted {
+            accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
                     // EMFILE and friends: keep serving the connections we have.

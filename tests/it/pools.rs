@@ -232,3 +232,56 @@ async fn active_health_checks_take_a_server_out_and_back() {
         "a recovered server got no traffic"
     );
 }
+
+/// Distinct gateway-side connections the upstream saw.
+fn upstream_connections(up: &Upstream) -> usize {
+    let peers: std::collections::HashSet<_> = up.requests().iter().map(|s| s.peer).collect();
+    peers.len()
+}
+
+#[tokio::test]
+async fn one_worker_reuses_one_upstream_connection() {
+    let up = Upstream::start().await;
+    let gw = gateway()
+        .server("workers = 1")
+        .route("/p", &up.url(), "public")
+        .start()
+        .await;
+    // Each get() is a new client connection; the upstream connection stays the same.
+    for _ in 0..20 {
+        assert_eq!(get(&gw.url("/p"), &[]).await.status, 200);
+    }
+    assert_eq!(up.requests().len(), 20);
+    assert_eq!(upstream_connections(&up), 1);
+}
+
+#[tokio::test]
+async fn workers_share_the_clients_and_keep_their_own_upstream_connections() {
+    let up = Upstream::start().await;
+    let gw = gateway()
+        .server("workers = 4")
+        .route("/p", &up.url(), "required")
+        .start()
+        .await;
+    let token = token();
+    let auth = format!("JWT {token}");
+    // 40 client connections, one request each, one after another: the kernel spreads the
+    // connections over the 4 workers' sockets, and each worker keeps one upstream
+    // connection of its own. All 40 on one worker has odds of 4^-39.
+    for _ in 0..40 {
+        let r = get(
+            &gw.url("/p"),
+            &[("authorization", &auth), ("x-identity", "admin")],
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    let seen = up.requests();
+    assert_eq!(seen.len(), 40);
+    assert!(seen.iter().all(|s| s.headers["x-identity"] == "1"));
+    let n = upstream_connections(&up);
+    assert!(
+        (2..=4).contains(&n),
+        "{n} upstream connections for 4 workers"
+    );
+}

@@ -97,6 +97,8 @@ pub struct Seen {
     pub target: String,
     pub headers: HeaderMap,
     pub body_len: usize,
+    /// The connection it came on (the gateway's side of it).
+    pub peer: SocketAddr,
 }
 
 pub type Handler = Arc<
@@ -170,7 +172,7 @@ impl Upstream {
         let record = seen.clone();
         tokio::spawn(async move {
             loop {
-                let (stream, _) = tokio::select! {
+                let (stream, peer) = tokio::select! {
                     a = listener.accept() => a.unwrap(),
                     _ = &mut stopped => return,
                 };
@@ -196,6 +198,7 @@ impl Upstream {
                                 target: req.uri().to_string(),
                                 headers: req.headers().clone(),
                                 body_len: len,
+                                peer,
                             });
                             let n = record.lock().unwrap().len();
                             count_tx.send_replace(n);
