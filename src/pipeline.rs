@@ -232,11 +232,7 @@ impl Pipeline {
             identity: IdentityHeaders::new(owned.iter(), config.identity.arrays),
             token_header: t.header.clone(),
             prefix: t.prefix.clone(),
-            errors: ErrorContext {
-                style: t.errors,
-                realm: t.realm.clone(),
-                prefix: t.prefix.clone(),
-            },
+            errors: ErrorContext::new(t.errors, t.realm.clone(), t.prefix.clone()),
             trust_forwarded: config.server.trust_forwarded,
             max_header_bytes: config.server.max_header_bytes,
             request_id: config.server.request_id,

@@ -7,6 +7,9 @@
 //! told little; the log gets the precise reason (`Rejection::reason`).
 
 use std::borrow::Cow;
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use http::header::{ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
@@ -54,6 +57,46 @@ pub struct ErrorContext {
     pub style: ErrorStyle,
     pub realm: String,
     pub prefix: String,
+    /// Token rejections rendered once (see [`ErrorContext::new`]).
+    rendered: Arc<[(TokenError, Rendered)]>,
+}
+
+/// A token rejection's response, rendered: cloning it copies no bytes.
+#[derive(Debug)]
+struct Rendered {
+    status: StatusCode,
+    body: Bytes,
+    challenge: Option<HeaderValue>,
+}
+
+/// The token failures that come in floods (forged, stale or absent tokens): their answers
+/// are rendered once per configuration, since nothing in them depends on the request.
+const PRERENDERED: [TokenError; 5] = [
+    TokenError::Missing,
+    TokenError::BadSignature,
+    TokenError::Expired,
+    TokenError::UnknownKey,
+    TokenError::NotEnoughSegments,
+];
+
+impl ErrorContext {
+    pub fn new(style: ErrorStyle, realm: String, prefix: String) -> ErrorContext {
+        let mut ctx = ErrorContext {
+            style,
+            realm,
+            prefix,
+            rendered: Arc::new([]),
+        };
+        let rendered: Vec<_> = PRERENDERED
+            .into_iter()
+            .map(|t| {
+                let r = render_token(&t, &ctx);
+                (t, r)
+            })
+            .collect();
+        ctx.rendered = rendered.into();
+        ctx
+    }
 }
 
 #[derive(Serialize)]
@@ -301,18 +344,33 @@ impl TokenError {
 }
 
 fn token_response(t: &TokenError, ctx: &ErrorContext) -> Response<Body> {
+    let rendered;
+    let r = match ctx.rendered.iter().find(|(k, _)| k == t) {
+        Some((_, r)) => r,
+        None => {
+            rendered = render_token(t, ctx);
+            &rendered
+        }
+    };
+    let mut res = respond(r.status, r.body.clone());
+    if let Some(c) = &r.challenge {
+        res.headers_mut().insert(WWW_AUTHENTICATE, c.clone());
+    }
+    res
+}
+
+fn render_token(t: &TokenError, ctx: &ErrorContext) -> Rendered {
     let (error, description) = t.compat();
     match ctx.style {
         ErrorStyle::FlaskJwt => {
-            let mut res = json(StatusCode::UNAUTHORIZED, error, &description);
             // Flask-JWT sends the challenge only when no token was presented at all.
-            if *t == TokenError::Missing {
-                let challenge = format!("{} realm=\"{}\"", ctx.prefix, quoted(&ctx.realm));
-                if let Ok(v) = HeaderValue::from_str(&challenge) {
-                    res.headers_mut().insert(WWW_AUTHENTICATE, v);
-                }
+            let challenge = (*t == TokenError::Missing)
+                .then(|| format!("{} realm=\"{}\"", ctx.prefix, quoted(&ctx.realm)));
+            Rendered {
+                status: StatusCode::UNAUTHORIZED,
+                body: json_body(StatusCode::UNAUTHORIZED, error, &description),
+                challenge: challenge.and_then(|c| HeaderValue::from_str(&c).ok()),
             }
-            res
         }
         ErrorStyle::Rfc6750 => {
             let realm = quoted(&ctx.realm);
@@ -327,11 +385,11 @@ fn token_response(t: &TokenError, ctx: &ErrorContext) -> Response<Body> {
                     format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"", quoted(&description)),
                 ),
             };
-            let mut res = json(status, error, &description);
-            if let Ok(v) = HeaderValue::from_str(&challenge) {
-                res.headers_mut().insert(WWW_AUTHENTICATE, v);
+            Rendered {
+                status,
+                body: json_body(status, error, &description),
+                challenge: HeaderValue::from_str(&challenge).ok(),
             }
-            res
         }
     }
 }
@@ -401,6 +459,11 @@ fn login_response(l: LoginError) -> Response<Body> {
 
 /// A JSON error response in the one shape every gateway error uses.
 pub fn json(status: StatusCode, error: &str, description: &str) -> Response<Body> {
+    respond(status, json_body(status, error, description))
+}
+
+/// The JSON error body (with its trailing newline).
+fn json_body(status: StatusCode, error: &str, description: &str) -> Bytes {
     let body = ErrorBody {
         description,
         error,
@@ -408,9 +471,52 @@ pub fn json(status: StatusCode, error: &str, description: &str) -> Response<Body
     };
     let mut text = serde_json::to_vec(&body).unwrap_or_default();
     text.push(b'\n');
-    let mut res = Response::new(full(text));
+    text.into()
+}
+
+/// A response with a JSON body.
+fn respond(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut res = Response::new(full(body));
     *res.status_mut() = status;
     res.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pre-rendered answers are byte for byte what rendering on demand gives.
+    #[test]
+    fn prerendered_token_answers_match_fresh_ones() {
+        for style in [ErrorStyle::FlaskJwt, ErrorStyle::Rfc6750] {
+            let ctx = ErrorContext::new(style, "Login \"Required\"".into(), "JWT".into());
+            assert_eq!(ctx.rendered.len(), PRERENDERED.len());
+            for (t, r) in ctx.rendered.iter() {
+                let fresh = render_token(t, &ctx);
+                assert_eq!(r.status, fresh.status, "{t:?}");
+                assert_eq!(r.body, fresh.body, "{t:?}");
+                assert_eq!(r.challenge, fresh.challenge, "{t:?}");
+                let res = token_response(t, &ctx);
+                assert_eq!(res.status(), fresh.status);
+                assert_eq!(
+                    res.headers().get(WWW_AUTHENTICATE),
+                    fresh.challenge.as_ref()
+                );
+                assert_eq!(res.headers()[CONTENT_TYPE], "application/json");
+            }
+        }
+        let ctx = ErrorContext::new(ErrorStyle::Rfc6750, "r".into(), "Bearer".into());
+        let expired = &ctx.rendered[2];
+        assert_eq!(expired.0, TokenError::Expired);
+        assert_eq!(
+            expired.1.challenge.as_ref().unwrap(),
+            "Bearer realm=\"r\", error=\"invalid_token\", error_description=\"Signature has expired\""
+        );
+        assert_eq!(
+            &expired.1.body[..],
+            b"{\"description\":\"Signature has expired\",\"error\":\"Invalid token\",\"status_code\":401}\n"
+        );
+    }
 }

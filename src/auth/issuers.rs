@@ -78,6 +78,7 @@ impl ExternalIssuer {
             &i.jwks_tls,
             i.fetch_timeout,
             crate::config::UpstreamProtocol::Http1,
+            matches!(&i.jwks, JwksSource::Url(u) if u.scheme() == Some(&http::uri::Scheme::HTTPS)),
         )
         .map_err(|e| KeyError(format!("issuer {}: {e}", i.issuer)))?;
         let this = ExternalIssuer {

@@ -20,11 +20,14 @@ use crate::config::{UpstreamConfig, UpstreamProtocol, UpstreamTls};
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// A connector for http:// and https:// origins: TCP with `connect_timeout`, rustls verified
-/// against `tls` (system roots unless a CA file is given). Fails on unreadable TLS material.
+/// against `tls` (system roots unless a CA file is given). `https` says whether any origin
+/// it serves is https: the system roots are loaded only then (parsing them costs start-up
+/// time and resident memory). Fails on unreadable TLS material.
 pub fn connector(
     tls: &UpstreamTls,
     connect_timeout: Duration,
     protocol: UpstreamProtocol,
+    https: bool,
 ) -> Result<HttpsConnector<HttpConnector>, String> {
     let mut tcp = HttpConnector::new();
     tcp.set_connect_timeout(Some(connect_timeout));
@@ -32,7 +35,7 @@ pub fn connector(
     // The https connector checks the scheme itself; allow plain TCP for http:// origins.
     tcp.enforce_http(false);
     let builder = HttpsConnectorBuilder::new()
-        .with_tls_config(tls_config(tls)?)
+        .with_tls_config(tls_config(tls, https)?)
         .https_or_http();
     let builder = match &tls.server_name {
         Some(name) => builder.with_server_name_resolver(FixedName(name.clone())),
@@ -48,7 +51,11 @@ pub fn connector(
 /// its own keep-alive pool: one per worker thread, so a worker reuses only the upstream
 /// connections it drives itself. Fails on unreadable TLS material.
 pub fn build(cfg: &UpstreamConfig, n: usize) -> Result<Vec<HttpClient>, String> {
-    let connector = connector(&cfg.tls, cfg.connect_timeout, cfg.protocol)
+    let https = cfg
+        .servers
+        .iter()
+        .any(|u| u.scheme() == Some(&http::uri::Scheme::HTTPS));
+    let connector = connector(&cfg.tls, cfg.connect_timeout, cfg.protocol, https)
         .map_err(|e| format!("upstreams.{}.tls: {e}", cfg.name))?;
     let mut client = Client::builder(TokioExecutor::new());
     client
@@ -76,7 +83,7 @@ impl hyper_rustls::ResolveServerName for FixedName {
     }
 }
 
-fn tls_config(t: &UpstreamTls) -> Result<ClientConfig, String> {
+fn tls_config(t: &UpstreamTls, https: bool) -> Result<ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     match &t.ca_file {
         Some(path) => {
@@ -86,6 +93,9 @@ fn tls_config(t: &UpstreamTls) -> Result<ClientConfig, String> {
                     .map_err(|e| format!("{}: {e}", path.display()))?;
             }
         }
+        // Plain-http origins only: an empty trust store (an https URL could not be verified
+        // and fails, but none is configured).
+        None if !https => {}
         None => {
             // Unreadable system certificates are skipped; the rest still verify.
             for cert in rustls_native_certs::load_native_certs().certs {

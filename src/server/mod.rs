@@ -360,7 +360,9 @@ async fn serve_connection<I>(
             if let Some(port) = redirect {
                 return Ok::<_, Infallible>(redirect_to_https(&req, port));
             }
-            let mut res = pipeline.handle(req, &conn).await;
+            // Boxed: the pipeline's future is a few KB, and hyper moves the service's
+            // future several times per request; a pointer is cheaper to move.
+            let mut res = Box::pin(pipeline.handle(req, &conn)).await;
             if let Some(h) = hsts {
                 res.headers_mut()
                     .insert(http::header::STRICT_TRANSPORT_SECURITY, h);
