@@ -47,16 +47,24 @@ pub fn connector(
     })
 }
 
-/// Builds `n` clients for the pool over one connector (TLS material is read once). Each has
-/// its own keep-alive pool: one per worker thread, so a worker reuses only the upstream
-/// connections it drives itself. Fails on unreadable TLS material.
-pub fn build(cfg: &UpstreamConfig, n: usize) -> Result<Vec<HttpClient>, String> {
+/// The connector of an upstream pool: TLS material read once, system roots only when a
+/// server is https. Fails on unreadable TLS material.
+pub fn pool_connector(cfg: &UpstreamConfig) -> Result<HttpsConnector<HttpConnector>, String> {
     let https = cfg
         .servers
         .iter()
         .any(|u| u.scheme() == Some(&http::uri::Scheme::HTTPS));
-    let connector = connector(&cfg.tls, cfg.connect_timeout, cfg.protocol, https)
-        .map_err(|e| format!("upstreams.{}.tls: {e}", cfg.name))?;
+    connector(&cfg.tls, cfg.connect_timeout, cfg.protocol, https)
+        .map_err(|e| format!("upstreams.{}.tls: {e}", cfg.name))
+}
+
+/// `n` clients over `connector`, each with its own keep-alive pool: one per worker thread,
+/// so a worker reuses only the upstream connections it drives itself.
+pub fn build(
+    cfg: &UpstreamConfig,
+    connector: &HttpsConnector<HttpConnector>,
+    n: usize,
+) -> Vec<HttpClient> {
     let mut client = Client::builder(TokioExecutor::new());
     client
         .pool_timer(TokioTimer::new())
@@ -65,9 +73,9 @@ pub fn build(cfg: &UpstreamConfig, n: usize) -> Result<Vec<HttpClient>, String> 
     if cfg.protocol == UpstreamProtocol::H2 {
         client.http2_only(true);
     }
-    Ok((0..n.max(1))
+    (0..n.max(1))
         .map(|_| client.build(connector.clone()))
-        .collect())
+        .collect()
 }
 
 /// Resolves every upstream to one configured server name (SNI + verification).
@@ -161,8 +169,7 @@ pub fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// The error and its first cause, for logs.
-pub fn describe(e: &hyper_util::client::legacy::Error) -> String {
-    use std::error::Error as _;
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     match e.source() {
         Some(s) => format!("{e}: {s}"),
         None => e.to_string(),

@@ -2,6 +2,7 @@
 //! protocol upgrades (WebSocket) after authentication.
 
 pub mod client;
+pub mod conns;
 pub mod forward;
 pub mod pool;
 pub mod upgrade;

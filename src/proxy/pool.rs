@@ -22,7 +22,8 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::client::{self, HttpClient};
-use crate::body::{empty, Body};
+use super::conns::{Conns, SendError};
+use crate::body::{empty, Body, BoxError};
 use crate::config::{Balance, HealthConfig, UpstreamConfig, UpstreamProtocol};
 use crate::rejection::Rejection;
 use crate::server::workers;
@@ -31,6 +32,10 @@ use crate::server::workers;
 pub struct Server {
     scheme: Scheme,
     authority: Authority,
+    /// `scheme://authority/`, what the connector dials.
+    origin: Uri,
+    /// The `Host` an HTTP/1.1 request gets when the client sent none (HTTP/2 clients).
+    host: http::HeaderValue,
     /// Prepended to every forwarded path; empty or `/base`.
     base_path: String,
     /// `scheme://authority`, for logs.
@@ -60,6 +65,17 @@ impl Server {
             .build()
     }
 
+    /// The origin-form request target on this server (`/base/path?query`).
+    fn target(&self, path_and_query: String) -> Result<Uri, http::Error> {
+        if self.base_path.is_empty() {
+            Uri::builder().path_and_query(path_and_query).build()
+        } else {
+            Uri::builder()
+                .path_and_query(format!("{}{path_and_query}", self.base_path))
+                .build()
+        }
+    }
+
     fn available(&self, now_ms: u64) -> bool {
         self.healthy.load(Ordering::Relaxed) && self.ejected_until.load(Ordering::Relaxed) <= now_ms
     }
@@ -77,7 +93,11 @@ impl Drop for AbortOnDrop {
 pub struct Pool {
     pub name: String,
     servers: Arc<[Server]>,
-    /// One client per worker thread, picked by [`workers::index`].
+    /// HTTP/1.1 pools: idle connections per worker and server (requests other than
+    /// upgrades go through these).
+    conns: Option<Arc<Conns>>,
+    /// One client per worker thread, picked by [`workers::index`]: every request of an
+    /// HTTP/2 pool, upgrades of an HTTP/1.1 pool.
     clients: Box<[HttpClient]>,
     balance: Balance,
     version: Version,
@@ -88,6 +108,7 @@ pub struct Pool {
     epoch: Instant,
     metrics: Arc<crate::metrics::Metrics>,
     _health: Option<AbortOnDrop>,
+    _reaper: Option<AbortOnDrop>,
 }
 
 /// What one forwarded request needs from the pipeline.
@@ -111,28 +132,41 @@ impl Pool {
         metrics: Arc<crate::metrics::Metrics>,
         workers: usize,
     ) -> Result<Pool, String> {
-        let mut clients = client::build(cfg, workers + 1)?;
+        let connector = client::pool_connector(cfg)?;
+        let mut clients = client::build(cfg, &connector, workers + 1);
         let health_client = clients.pop().expect("at least two clients");
         let servers: Vec<Server> = cfg
             .servers
             .iter()
-            .map(|uri| Server {
-                scheme: uri.scheme().cloned().unwrap_or(Scheme::HTTP),
-                authority: uri
+            .map(|uri| {
+                let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
+                let authority = uri
                     .authority()
                     .cloned()
-                    .unwrap_or_else(|| Authority::from_static("localhost")),
-                base_path: uri.path().trim_end_matches('/').to_string(),
-                label: format!(
-                    "{}://{}",
-                    uri.scheme_str().unwrap_or("http"),
-                    uri.authority().map_or("", Authority::as_str)
-                ),
-                outstanding: Arc::new(AtomicUsize::new(0)),
-                ejected_until: AtomicU64::new(0),
-                healthy: AtomicBool::new(true),
-                successes: AtomicU32::new(0),
-                failures: AtomicU32::new(0),
+                    .unwrap_or_else(|| Authority::from_static("localhost"));
+                Server {
+                    origin: Uri::builder()
+                        .scheme(scheme.clone())
+                        .authority(authority.clone())
+                        .path_and_query("/")
+                        .build()
+                        .unwrap_or_default(),
+                    host: http::HeaderValue::from_str(authority.as_str())
+                        .unwrap_or_else(|_| http::HeaderValue::from_static("localhost")),
+                    scheme,
+                    authority,
+                    base_path: uri.path().trim_end_matches('/').to_string(),
+                    label: format!(
+                        "{}://{}",
+                        uri.scheme_str().unwrap_or("http"),
+                        uri.authority().map_or("", Authority::as_str)
+                    ),
+                    outstanding: Arc::new(AtomicUsize::new(0)),
+                    ejected_until: AtomicU64::new(0),
+                    healthy: AtomicBool::new(true),
+                    successes: AtomicU32::new(0),
+                    failures: AtomicU32::new(0),
+                }
             })
             .collect();
         let servers: Arc<[Server]> = servers.into();
@@ -148,9 +182,41 @@ impl Pool {
             )),
             _ => None,
         };
+        let conns = (cfg.protocol == UpstreamProtocol::Http1).then(|| {
+            Arc::new(Conns::new(
+                connector,
+                workers,
+                servers.len(),
+                cfg.idle_timeout,
+            ))
+        });
+        // Idle connections of quiet servers are closed by this task, not left to the server.
+        let reaper = match (&conns, tokio::runtime::Handle::try_current()) {
+            (Some(c), Ok(rt)) => {
+                let c = Arc::downgrade(c);
+                let every = cfg
+                    .idle_timeout
+                    .clamp(Duration::from_secs(1), Duration::from_secs(30));
+                Some(AbortOnDrop(
+                    rt.spawn(async move {
+                        let mut tick = tokio::time::interval(every);
+                        loop {
+                            tick.tick().await;
+                            match c.upgrade() {
+                                Some(c) => c.reap(),
+                                None => return,
+                            }
+                        }
+                    })
+                    .abort_handle(),
+                ))
+            }
+            _ => None,
+        };
         Ok(Pool {
             name: cfg.name.clone(),
             servers,
+            conns,
             clients: clients.into(),
             balance: cfg.balance,
             version: if cfg.protocol == UpstreamProtocol::H2 {
@@ -165,6 +231,7 @@ impl Pool {
             epoch: Instant::now(),
             metrics,
             _health: health,
+            _reaper: reaper,
         })
     }
 
@@ -246,33 +313,52 @@ impl Pool {
             let server = &self.servers[idx];
             // The last attempt takes the request's parts; earlier ones send copies.
             let last_attempt = attempt + 1 == attempts;
-            let uri = server
-                .uri(take_or_copy(&mut path_and_query, last_attempt).unwrap_or_default())
-                .map_err(|e| Rejection::Internal(e.to_string()))?;
+            let pq = take_or_copy(&mut path_and_query, last_attempt).unwrap_or_default();
             let mut req = Request::new(body.take().unwrap_or_else(empty));
             *req.method_mut() = out.method.clone();
-            *req.uri_mut() = uri;
             *req.version_mut() = self.version;
             *req.headers_mut() = take_or_copy(&mut headers, last_attempt).unwrap_or_default();
             let guard = Outstanding::new(server);
-            match tokio::time::timeout(timeout, self.client().request(req)).await {
-                Ok(Ok(res)) => {
-                    let res = res.map(|b| {
-                        http_body_util::BodyExt::boxed(Counted {
-                            inner: b,
-                            _guard: guard,
-                        })
-                    });
-                    return Ok((res, &server.label));
+            let sent = match &self.conns {
+                Some(conns) => {
+                    *req.uri_mut() = server
+                        .target(pq)
+                        .map_err(|e| Rejection::Internal(e.to_string()))?;
+                    // HTTP/1.1 needs a Host; HTTP/2 clients send :authority instead.
+                    if !req.headers().contains_key(http::header::HOST) {
+                        req.headers_mut()
+                            .insert(http::header::HOST, server.host.clone());
+                    }
+                    match tokio::time::timeout(timeout, conns.send(idx, &server.origin, req)).await
+                    {
+                        Ok(Ok(res)) => Ok(Ok(res.map(|b| counted(b, guard)))),
+                        Ok(Err(SendError::Connect(e))) => Ok(Err(Failed::Connect(e))),
+                        Ok(Err(SendError::Exchange(e))) => Ok(Err(Failed::Exchange(e.into()))),
+                        Err(elapsed) => Err(elapsed),
+                    }
                 }
+                None => {
+                    *req.uri_mut() = server
+                        .uri(pq)
+                        .map_err(|e| Rejection::Internal(e.to_string()))?;
+                    match tokio::time::timeout(timeout, self.client().request(req)).await {
+                        Ok(Ok(res)) => Ok(Ok(res.map(|b| counted(b, guard)))),
+                        Ok(Err(e)) if e.is_connect() => Ok(Err(Failed::Connect(e.into()))),
+                        Ok(Err(e)) => Ok(Err(Failed::Exchange(e.into()))),
+                        Err(elapsed) => Err(elapsed),
+                    }
+                }
+            };
+            match sent {
+                Ok(Ok(res)) => return Ok((res, &server.label)),
                 // The request may have been sent: never retried.
                 Err(_) => {
                     self.eject(server, "response timeout");
                     return Err(Rejection::UpstreamTimeout);
                 }
-                Ok(Err(e)) if e.is_connect() => {
+                Ok(Err(Failed::Connect(e))) => {
                     tried.push(idx);
-                    let timed_out = client::timed_out(&e);
+                    let timed_out = client::timed_out(&*e);
                     self.eject(
                         server,
                         if timed_out {
@@ -284,13 +370,15 @@ impl Pool {
                     last = Some(if timed_out {
                         Rejection::UpstreamTimeout
                     } else {
-                        Rejection::UpstreamUnavailable(client::describe(&e))
+                        Rejection::UpstreamUnavailable(client::describe(&*e))
                     });
                 }
-                Ok(Err(e)) if client::caused_by::<http_body_util::LengthLimitError>(&e) => {
-                    return Err(Rejection::BodyTooLarge)
+                Ok(Err(Failed::Exchange(e))) => {
+                    if client::caused_by::<http_body_util::LengthLimitError>(&*e) {
+                        return Err(Rejection::BodyTooLarge);
+                    }
+                    return Err(Rejection::UpstreamUnavailable(client::describe(&*e)));
                 }
-                Ok(Err(e)) => return Err(Rejection::UpstreamUnavailable(client::describe(&e))),
             }
         }
         Err(last.unwrap_or_else(|| Rejection::NoHealthyUpstream(self.name.clone())))
@@ -331,6 +419,26 @@ fn take_or_copy<T: Clone>(part: &mut Option<T>, last: bool) -> Option<T> {
     }
 }
 
+/// How an attempt failed.
+enum Failed {
+    /// No connection: nothing was sent, another server may take the request.
+    Connect(BoxError),
+    /// On an open connection: the request may have been sent.
+    Exchange(BoxError),
+}
+
+/// The response body, boxed, holding the server's outstanding count until it ends.
+fn counted<B>(inner: B, guard: Outstanding) -> Body
+where
+    B: HttpBody<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    http_body_util::BodyExt::boxed(Counted {
+        inner,
+        _guard: guard,
+    })
+}
+
 /// Counts a request against its server until the response body ends or is dropped.
 struct Outstanding(Arc<AtomicUsize>);
 
@@ -348,14 +456,18 @@ impl Drop for Outstanding {
 }
 
 /// An upstream response body that holds its server's outstanding count.
-struct Counted {
-    inner: Incoming,
+struct Counted<B> {
+    inner: B,
     _guard: Outstanding,
 }
 
-impl HttpBody for Counted {
+impl<B> HttpBody for Counted<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
-    type Error = crate::body::BoxError;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,

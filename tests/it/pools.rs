@@ -5,6 +5,8 @@ use std::sync::{Arc, Mutex};
 use http::Response;
 use tokio::sync::Notify;
 
+use gateway::body::full;
+
 use crate::support::*;
 
 fn pool(name: &str, servers: &[String], extra: &str) -> String {
@@ -284,4 +286,139 @@ async fn workers_share_the_clients_and_keep_their_own_upstream_connections() {
         (2..=4).contains(&n),
         "{n} upstream connections for 4 workers"
     );
+}
+
+/// A raw HTTP/1.1 server that answers each connection's first request with `ok`, without
+/// `Connection: close`, and then closes the connection. Returns its URL and a counter of
+/// the connections it accepted.
+async fn one_shot_upstream() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // Closed with no warning, as a server whose keep-alive timer fired.
+            });
+        }
+    });
+    (url, accepted)
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closed_is_not_reused() {
+    let (url, accepted) = one_shot_upstream().await;
+    let gw = gateway()
+        .server("workers = 1")
+        .route("/p", &url, "public")
+        .start()
+        .await;
+    for _ in 0..5 {
+        let r = get(&gw.url("/p"), &[]).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "ok");
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn idle_connections_past_idle_timeout_are_not_reused() {
+    let up = Upstream::start().await;
+    let gw = gateway()
+        .server("workers = 1")
+        .route("/p", "app", "public")
+        .raw(&pool("app", &[up.url()], "idle_timeout = \"0s\""))
+        .start()
+        .await;
+    for _ in 0..4 {
+        assert_eq!(get(&gw.url("/p"), &[]).await.status, 200);
+    }
+    assert_eq!(upstream_connections(&up), 4);
+}
+
+#[tokio::test]
+async fn a_response_abandoned_midway_closes_its_connection() {
+    // /endless streams a body that never ends; everything else answers "small".
+    let up = Upstream::with(Arc::new(|req: http::Request<hyper::body::Incoming>| {
+        Box::pin(async move {
+            if req.uri().path() == "/p/endless" {
+                let chunks = futures_util::stream::repeat_with(|| {
+                    Ok::<_, gateway::body::BoxError>(hyper::body::Frame::data(
+                        bytes::Bytes::from_static(&[b'x'; 16384]),
+                    ))
+                });
+                Response::new(http_body_util::BodyExt::boxed(
+                    http_body_util::StreamBody::new(chunks),
+                ))
+            } else {
+                Response::new(full("small"))
+            }
+        })
+    }))
+    .await;
+    let gw = gateway()
+        .server("workers = 1")
+        .route("/p", &up.url(), "public")
+        .start()
+        .await;
+    // Read the head and a little of the body, then hang up.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(b"GET /p/endless HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    }
+    // What is left of the endless body must not be read as the next response.
+    for _ in 0..3 {
+        let r = get(&gw.url("/p/small"), &[]).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "small");
+    }
+    up.wait_requests(4).await;
+    assert_eq!(upstream_connections(&up), 2);
+}
+
+#[tokio::test]
+async fn bodiless_responses_return_their_connection() {
+    let up = Upstream::with(Arc::new(|req: http::Request<hyper::body::Incoming>| {
+        Box::pin(async move {
+            let mut res = Response::new(full(""));
+            if req.method() != http::Method::HEAD {
+                *res.status_mut() = http::StatusCode::NO_CONTENT;
+            }
+            res
+        })
+    }))
+    .await;
+    let gw = gateway()
+        .server("workers = 1")
+        .route("/p", &up.url(), "public")
+        .start()
+        .await;
+    for i in 0..6 {
+        let method = if i % 2 == 0 { "HEAD" } else { "GET" };
+        let r = request(method, &gw.url("/p"), &[], bytes::Bytes::new()).await;
+        assert!(r.status == 200 || r.status == 204, "{}", r.status);
+    }
+    assert_eq!(up.requests().len(), 6);
+    assert_eq!(upstream_connections(&up), 1);
 }
