@@ -567,7 +567,10 @@ fn login(r: &mut Report, l: &LoginFile) -> LoginConfig {
             "use \"username\" and \"password\"",
         );
     }
-    let max_concurrent_hashes = l.max_concurrent_hashes.unwrap_or(8);
+    // Half the cores: a login storm keeps the other half for proxied requests.
+    let max_concurrent_hashes = l.max_concurrent_hashes.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    });
     if max_concurrent_hashes == 0 {
         r.problem(
             "login.max_concurrent_hashes",

@@ -205,3 +205,32 @@ async fn attempts_are_rate_limited_per_client() {
         200
     );
 }
+
+/// The nice value of each thread of this process.
+fn thread_nice_values() -> Vec<i64> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the command name (which may hold spaces) start at field 3;
+            // nice is field 19.
+            let rest = &stat[stat.rfind(')')? + 1..];
+            rest.split_whitespace().nth(19 - 3)?.parse().ok()
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn password_hashing_runs_below_request_priority() {
+    let gw = seed().await;
+    gw.login("user1", PASSWORD).await;
+    // The hash ran on a blocking-pool thread, which lowered its own priority.
+    assert!(
+        thread_nice_values().contains(&10),
+        "no thread at nice 10: {:?}",
+        thread_nice_values()
+    );
+    // Request handling threads keep the normal priority.
+    assert!(thread_nice_values().contains(&0));
+}
