@@ -484,7 +484,12 @@ impl Pipeline {
             }
         }
         let proto = if conn.tls { "https" } else { "http" };
-        forward::set_forwarded(req.headers_mut(), client, proto, self.trust_forwarded);
+        forward::set_forwarded(
+            req.headers_mut(),
+            &conn.peer_ip,
+            proto,
+            self.trust_forwarded,
+        );
         if !req.headers().contains_key(HOST) {
             // HTTP/2 carries the host in the :authority pseudo-header.
             if let Some(v) = req

@@ -52,13 +52,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// The fixed hop-by-hop set (a name listed in `Connection` needs `Connection` itself).
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == CONNECTION
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
-        || name == TE
-        || name == TRAILER
-        || name == TRANSFER_ENCODING
-        || name == UPGRADE
+    // A match on the text compiles to a length switch, cheaper than seven comparisons.
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
 }
 
 /// Sets `X-Forwarded-For/-Proto/-Host`. Untrusted inbound values (and `Forwarded`) are
@@ -66,23 +70,32 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// chain is kept and extended, for a gateway behind a load balancer we control.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
-    client: SocketAddr,
+    client_ip: &HeaderValue,
     proto: &'static str,
     trust: bool,
 ) {
-    strip_underscore_spellings(headers);
+    // One pass over the names finds whether the client sent any forwarding header, in any
+    // spelling; most requests carry none, and then there is nothing to remove or extend.
+    let sent = headers.keys().any(|k| {
+        let k = k.as_str();
+        k.contains('_') || k == "forwarded" || k.starts_with("x-forwarded-")
+    });
+    if sent {
+        strip_underscore_spellings(headers);
+    }
     let host = headers.get(HOST).cloned();
-    let ip = client.ip().to_string();
     let chain = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if trust => format!("{prior}, {ip}"),
-        _ => ip,
+        Some(prior) if trust => {
+            HeaderValue::from_str(&format!("{prior}, {}", client_ip.to_str().unwrap_or(""))).ok()
+        }
+        _ => Some(client_ip.clone()),
     };
-    if !trust {
+    if sent && !trust {
         headers.remove(FORWARDED);
         headers.remove(X_FORWARDED_HOST);
         headers.remove(X_FORWARDED_PROTO);
     }
-    if let Ok(v) = HeaderValue::from_str(&chain) {
+    if let Some(v) = chain {
         headers.insert(X_FORWARDED_FOR, v);
     }
     if !(trust && headers.contains_key(X_FORWARDED_PROTO)) {
@@ -93,6 +106,11 @@ pub fn set_forwarded(
             headers.insert(X_FORWARDED_HOST, host);
         }
     }
+}
+
+/// A client address as an `X-Forwarded-For` element; made once per connection.
+pub fn client_ip(peer: SocketAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.ip().to_string()).expect("an IP address is a valid header value")
 }
 
 /// Removes `X_Forwarded_For` and the like. WSGI/CGI/PHP backends read them as the dashed
@@ -149,7 +167,7 @@ mod tests {
         h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
         h.insert(HOST, HeaderValue::from_static("gw.example"));
         h.insert(FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
-        set_forwarded(&mut h, addr, "http", false);
+        set_forwarded(&mut h, &client_ip(addr), "http", false);
         assert_eq!(h[X_FORWARDED_FOR], "127.0.0.9");
         assert_eq!(h[X_FORWARDED_PROTO], "http");
         assert_eq!(h[X_FORWARDED_HOST], "gw.example");
@@ -159,7 +177,7 @@ mod tests {
         t.insert(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
         t.insert("x_forwarded_for", HeaderValue::from_static("6.6.6.6"));
         t.insert("X_Forwarded-Host", HeaderValue::from_static("evil"));
-        set_forwarded(&mut t, addr, "http", true);
+        set_forwarded(&mut t, &client_ip(addr), "http", true);
         assert_eq!(t[X_FORWARDED_FOR], "10.0.0.1, 127.0.0.9");
         assert!(!t.contains_key("x_forwarded_for") && !t.contains_key("x_forwarded-host"));
     }

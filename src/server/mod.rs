@@ -68,6 +68,8 @@ struct TlsListener {
 #[derive(Debug, Clone)]
 pub struct Conn {
     pub peer: SocketAddr,
+    /// The peer's IP as an `X-Forwarded-For` element.
+    pub peer_ip: HeaderValue,
     pub tls: bool,
     /// The verified client certificate's subject, as the header the listener sets.
     pub client_subject: Option<(HeaderName, HeaderValue)>,
@@ -285,6 +287,7 @@ async fn accept_loop(
                 None => {
                     let conn = Conn {
                         peer,
+                        peer_ip: crate::proxy::forward::client_ip(peer),
                         tls: false,
                         client_subject: None,
                     };
@@ -319,6 +322,7 @@ async fn accept_loop(
                     });
                     let conn = Conn {
                         peer,
+                        peer_ip: crate::proxy::forward::client_ip(peer),
                         tls: true,
                         client_subject,
                     };
