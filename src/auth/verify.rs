@@ -77,8 +77,7 @@ impl Verifier {
     /// `wanted` names the claims beyond the registered ones that callers will read.
     pub fn new(t: &TokensConfig, keys: impl Into<Arc<Keyring>>, wanted: Vec<Arc<str>>) -> Verifier {
         let keys = keys.into();
-        let cache =
-            (t.cache_size > 0 && keys.has_asymmetric()).then(|| TokenCache::new(t.cache_size));
+        let cache = (t.cache_size > 0).then(|| TokenCache::new(t.cache_size));
         Verifier {
             keys,
             leeway: t.leeway.as_secs_f64(),
@@ -138,7 +137,7 @@ impl Verifier {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
-        let cache = self.cache.as_ref().filter(|_| keys.has_asymmetric());
+        let cache = self.cache.as_ref();
         if let Some(hit) =
             cache.and_then(|c| c.get(token, keys.generation(), now as f64, self.leeway))
         {

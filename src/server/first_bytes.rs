@@ -5,6 +5,13 @@
 //! connects and sends nothing (or a prefix of the preface) would hold its socket and task
 //! forever. [`FirstBytes`] fails the read with `TimedOut` when those bytes have not arrived
 //! by the deadline; after them it is a plain pass-through and hyper's own timers apply.
+//!
+//! It also lingers on close, as nginx does: when hyper shuts a connection down while the
+//! client is still sending (a body refused with 413 before it was read), closing at once
+//! would make the kernel answer the client's next bytes with a reset, which destroys the
+//! response the client has not read yet. After shutting down its write side the connection
+//! keeps reading and discarding, for [`LINGER_TIME`] or [`LINGER_BYTES`] at most, until the
+//! client closes.
 
 use std::future::Future;
 use std::io;
@@ -18,12 +25,25 @@ use tokio::time::Sleep;
 /// Bytes the protocol detection reads before hyper takes over (the HTTP/2 preface length).
 const DETECTION_BYTES: usize = 24;
 
-/// An I/O object whose first [`DETECTION_BYTES`] must arrive within a deadline.
+/// How long a closing connection keeps draining what its client still sends.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+/// How much a closing connection drains at most.
+const LINGER_BYTES: usize = 1 << 20;
+
+/// An I/O object whose first [`DETECTION_BYTES`] must arrive within a deadline, and which
+/// lingers on shutdown.
 pub struct FirstBytes<I> {
     io: I,
     /// `None` once the first bytes are in.
     deadline: Option<Pin<Box<Sleep>>>,
     read: usize,
+    /// Set once the write side is shut: draining until the client closes.
+    linger: Option<Linger>,
+}
+
+struct Linger {
+    until: Pin<Box<Sleep>>,
+    drained: usize,
 }
 
 impl<I> FirstBytes<I> {
@@ -32,6 +52,7 @@ impl<I> FirstBytes<I> {
             io,
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
             read: 0,
+            linger: None,
         }
     }
 }
@@ -70,7 +91,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for FirstBytes<I> {
     }
 }
 
-impl<I: AsyncWrite + Unpin> AsyncWrite for FirstBytes<I> {
+impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for FirstBytes<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -96,7 +117,38 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for FirstBytes<I> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        let this = &mut *self;
+        if this.linger.is_none() {
+            std::task::ready!(Pin::new(&mut this.io).poll_shutdown(cx))?;
+            this.linger = Some(Linger {
+                until: Box::pin(tokio::time::sleep(LINGER_TIME)),
+                drained: 0,
+            });
+        }
+        let Some(linger) = &mut this.linger else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut scratch = [0u8; 4096];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.io).poll_read(cx, &mut buf) {
+                // The client closed, or the connection failed: nothing left to protect.
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => {
+                    linger.drained += buf.filled().len();
+                    if linger.drained >= LINGER_BYTES {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Poll::Pending => {
+                    return match linger.until.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Ok(())),
+                        Poll::Pending => Poll::Pending,
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -121,5 +173,28 @@ mod tests {
         io.read_exact(&mut buf).await.unwrap();
         // Past the first bytes, silence is hyper's business, not ours.
         assert!(io.deadline.is_none(), "the deadline still applies");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_drains_until_the_client_closes_or_the_linger_time_ends() {
+        // A client still sending when the server closes: drained until it hangs up.
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let mut io = FirstBytes::new(server, Duration::from_secs(60));
+        client.write_all(&[b'x'; 10_000]).await.unwrap();
+        let shut = tokio::spawn(async move { io.shutdown().await });
+        client.write_all(&[b'y'; 10_000]).await.unwrap();
+        // Our side is shut for writing: the client reads end of stream.
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        drop(client);
+        shut.await.unwrap().unwrap();
+
+        // A client that never closes is let go after the linger time.
+        let (_client, server) = tokio::io::duplex(64);
+        let mut io = FirstBytes::new(server, Duration::from_secs(60));
+        let started = tokio::time::Instant::now();
+        io.shutdown().await.unwrap();
+        assert!(started.elapsed() >= LINGER_TIME);
     }
 }
