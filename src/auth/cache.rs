@@ -1,8 +1,11 @@
 //! The verified-token cache: a repeated token costs a hash and a lookup instead of decoding,
 //! claim parsing and a signature check (for HMAC keys, the parsing is most of what it saves).
 //!
-//! An entry is keyed by the SHA-256 of the whole token and remembers the generation of the
-//! keyring that verified it, so a keyring change (reload, JWKS rotation) makes every older
+//! An entry is found by the token's signature segment and used only when the whole stored
+//! token equals the presented one, byte for byte: hashing the short signature is cheaper
+//! than hashing the token (every request, forged ones too, pays for the lookup), and the
+//! full comparison means no other token, however crafted, can hit it. Only verified tokens
+//! are inserted. An entry remembers the generation of the keyring that verified it, so a keyring change (reload, JWKS rotation) makes every older
 //! entry miss. It is used only until the token's own `exp` (plus the same leeway the
 //! verifier allows): after that the token goes through full verification and fails there.
 //! Time only moves forward, so `nbf` and `iat`, which passed once, keep passing.
@@ -10,47 +13,63 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use aws_lc_rs::digest::{digest, SHA256};
-
 use super::Claims;
 
 struct Entry {
+    /// The whole token; a lookup must match it exactly.
+    token: Box<str>,
     generation: u64,
     claims: Claims,
 }
 
-/// A bounded map from token hash to the claims its verification produced.
+/// Signature segment → entry.
+type Shard = Mutex<HashMap<Box<str>, Entry>>;
+
+/// A bounded map from token hash to the claims its verification produced, split into
+/// shards by the hash so worker threads rarely wait on each other's lock.
 pub struct TokenCache {
-    capacity: usize,
-    entries: Mutex<HashMap<[u8; 32], Entry>>,
+    /// Entries per shard; the shards together hold at most the configured capacity.
+    per_shard: usize,
+    shards: Box<[Shard]>,
 }
 
-fn key(token: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
-    out
+/// Shards at most (fewer for a smaller capacity, so the bound holds exactly).
+const SHARDS: usize = 16;
+
+/// The signature segment (what follows the last dot; the whole token if it has none).
+fn signature(token: &str) -> &str {
+    token.rsplit_once('.').map_or(token, |(_, sig)| sig)
 }
 
 impl TokenCache {
     /// A cache of at most `capacity` tokens (at least 1).
     pub fn new(capacity: usize) -> TokenCache {
+        let capacity = capacity.max(1);
+        let shards = capacity.min(SHARDS);
         TokenCache {
-            capacity: capacity.max(1),
-            entries: Mutex::new(HashMap::new()),
+            per_shard: capacity / shards,
+            shards: (0..shards).map(|_| Mutex::default()).collect(),
         }
+    }
+
+    fn shard(&self, sig: &str) -> &Shard {
+        let first = sig.as_bytes().first().copied().unwrap_or(0);
+        &self.shards[first as usize % self.shards.len()]
     }
 
     /// The claims of `token` if it was verified by the keyring `generation` and is not
     /// expired at `now` (with `leeway` seconds, as the verifier counts).
     pub fn get(&self, token: &str, generation: u64, now: f64, leeway: f64) -> Option<Claims> {
-        let k = key(token);
-        let mut map = self.entries.lock().ok()?;
-        match map.get(&k) {
+        let sig = signature(token);
+        let mut map = self.shard(sig).lock().ok()?;
+        match map.get(sig) {
+            // Another token with the same signature text: not ours to answer.
+            Some(e) if *e.token != *token => None,
             Some(e) if e.generation == generation && e.claims.exp >= now - leeway => {
                 Some(e.claims.clone())
             }
             Some(_) => {
-                map.remove(&k);
+                map.remove(sig);
                 None
             }
             None => None,
@@ -59,20 +78,22 @@ impl TokenCache {
 
     /// Remembers a successful verification.
     pub fn insert(&self, token: &str, generation: u64, claims: &Claims, now: f64, leeway: f64) {
-        let Ok(mut map) = self.entries.lock() else {
+        let sig = signature(token);
+        let Ok(mut map) = self.shard(sig).lock() else {
             return;
         };
-        if map.len() >= self.capacity {
-            // Drop what can no longer be used; if the cache is full of live tokens, start
-            // over rather than pay for an LRU on every hit.
+        if map.len() >= self.per_shard {
+            // Drop what can no longer be used; if the shard is full of live tokens, start
+            // it over rather than pay for an LRU on every hit.
             map.retain(|_, e| e.generation == generation && e.claims.exp >= now - leeway);
-            if map.len() >= self.capacity {
+            if map.len() >= self.per_shard {
                 map.clear();
             }
         }
         map.insert(
-            key(token),
+            sig.into(),
             Entry {
+                token: token.into(),
                 generation,
                 claims: claims.clone(),
             },
@@ -80,7 +101,10 @@ impl TokenCache {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().map_or(0, |m| m.len())
+        self.shards
+            .iter()
+            .map(|s| s.lock().map_or(0, |m| m.len()))
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -117,12 +141,27 @@ mod tests {
     }
 
     #[test]
+    fn only_the_exact_token_hits() {
+        let c = TokenCache::new(10);
+        c.insert("h.p.sig", 1, &claims(100.0), 0.0, 0.0);
+        assert!(c.get("h.p.sig", 1, 0.0, 0.0).is_some());
+        // Same signature text, other header or payload: a miss, and the entry survives.
+        assert_eq!(c.get("h.evil.sig", 1, 0.0, 0.0), None);
+        assert_eq!(c.get("evil.p.sig", 1, 0.0, 0.0), None);
+        assert_eq!(c.get("h.p.sig.", 1, 0.0, 0.0), None);
+        assert!(c.get("h.p.sig", 1, 0.0, 0.0).is_some());
+    }
+
+    #[test]
     fn stays_bounded() {
-        let c = TokenCache::new(3);
-        for i in 0..10 {
-            c.insert(&format!("t{i}"), 1, &claims(1000.0), 0.0, 0.0);
-            assert!(c.len() <= 3);
+        for capacity in [1, 3, 16, 100] {
+            let c = TokenCache::new(capacity);
+            for i in 0..10 * capacity {
+                c.insert(&format!("t{i}"), 1, &claims(1000.0), 0.0, 0.0);
+                assert!(c.len() <= capacity, "{} > {capacity}", c.len());
+                // The newest entry is always kept.
+                assert!(c.get(&format!("t{i}"), 1, 0.0, 0.0).is_some());
+            }
         }
-        assert!(c.get("t9", 1, 0.0, 0.0).is_some());
     }
 }
