@@ -16,7 +16,8 @@
 //!
 //! Modules, in flow order:
 //! - [`config`] — `gateway.toml` → typed, cross-checked [`config::Config`].
-//! - [`server`] — listeners, TLS handshakes, per-connection HTTP, reload, graceful drain.
+//! - [`server`] — worker threads, listeners, TLS handshakes, per-connection HTTP, reload,
+//!   graceful drain.
 //! - [`tls`] — rustls server configs: certificates by SNI, client certificates.
 //! - [`pipeline`] — builds the runtime pieces; the only code that knows the step order.
 //! - [`routing`] — ① route table, host/path/method matching, path normalization.
@@ -24,7 +25,8 @@
 //! - [`auth`] — ③ token extraction, the keyring and external issuers, verification, the
 //!   verified-token cache, issuing, the published JWKS, users.
 //! - [`identity`] — ④ strip-then-set of identity headers.
-//! - [`proxy`] — ⑤ hop-by-hop rules, `X-Forwarded-*`, upstream pools, upgrades.
+//! - [`proxy`] — ⑤ hop-by-hop rules, `X-Forwarded-*`, upstream pools and their connections,
+//!   upgrades.
 //! - [`rejection`] — every early end of a request and its response.
 //! - [`body`] — the body type shared by all responses.
 //! - [`telemetry`] — logging.
