@@ -155,15 +155,6 @@ impl Conns {
             }
         }
     }
-
-    /// Idle connections held now, all workers and servers.
-    pub fn idle_count(&self) -> usize {
-        self.idle
-            .iter()
-            .flat_map(|w| w.iter())
-            .map(|s| s.lock().map_or(0, |l| l.len()))
-            .sum()
-    }
 }
 
 /// A connection in use; back on its stack when the response has been read.

@@ -241,14 +241,19 @@ fn upstream_connections(up: &Upstream) -> usize {
     peers.len()
 }
 
+/// A gateway with one worker, routing `/p` to `upstream` without authentication.
+async fn one_worker(upstream: &str) -> Gateway {
+    gateway()
+        .server("workers = 1")
+        .route("/p", upstream, "public")
+        .start()
+        .await
+}
+
 #[tokio::test]
 async fn one_worker_reuses_one_upstream_connection() {
     let up = Upstream::start().await;
-    let gw = gateway()
-        .server("workers = 1")
-        .route("/p", &up.url(), "public")
-        .start()
-        .await;
+    let gw = one_worker(&up.url()).await;
     // Each get() is a new client connection; the upstream connection stays the same.
     for _ in 0..20 {
         assert_eq!(get(&gw.url("/p"), &[]).await.status, 200);
@@ -323,11 +328,7 @@ async fn one_shot_upstream() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
 #[tokio::test]
 async fn a_connection_the_server_closed_is_not_reused() {
     let (url, accepted) = one_shot_upstream().await;
-    let gw = gateway()
-        .server("workers = 1")
-        .route("/p", &url, "public")
-        .start()
-        .await;
+    let gw = one_worker(&url).await;
     for _ in 0..5 {
         let r = get(&gw.url("/p"), &[]).await;
         assert_eq!(r.status, 200);
@@ -371,11 +372,7 @@ async fn a_response_abandoned_midway_closes_its_connection() {
         })
     }))
     .await;
-    let gw = gateway()
-        .server("workers = 1")
-        .route("/p", &up.url(), "public")
-        .start()
-        .await;
+    let gw = one_worker(&up.url()).await;
     // Read the head and a little of the body, then hang up.
     {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -409,11 +406,7 @@ async fn bodiless_responses_return_their_connection() {
         })
     }))
     .await;
-    let gw = gateway()
-        .server("workers = 1")
-        .route("/p", &up.url(), "public")
-        .start()
-        .await;
+    let gw = one_worker(&up.url()).await;
     for i in 0..6 {
         let method = if i % 2 == 0 { "HEAD" } else { "GET" };
         let r = request(method, &gw.url("/p"), &[], bytes::Bytes::new()).await;
