@@ -76,7 +76,7 @@ impl Conns {
     ) -> Result<Response<Returning>, SendError> {
         let worker = workers::index() % self.idle.len();
         loop {
-            let (mut sender, reused) = match self.take(worker, server).await {
+            let (mut sender, reused) = match self.take(worker, server) {
                 Some(s) => (s, true),
                 None => (self.connect(origin).await?, false),
             };
@@ -104,8 +104,9 @@ impl Conns {
         }
     }
 
-    /// The most recently used idle connection of this worker that is still open.
-    async fn take(&self, worker: usize, server: usize) -> Option<SendRequest<Body>> {
+    /// The most recently used idle connection of this worker that is ready for a request.
+    /// Never waits: one that is not ready (closed since) is dropped.
+    fn take(&self, worker: usize, server: usize) -> Option<SendRequest<Body>> {
         loop {
             let idle = self.idle[worker][server].lock().ok()?.pop()?;
             if idle.since.elapsed() >= self.idle_timeout {
@@ -113,11 +114,8 @@ impl Conns {
                 self.idle[worker][server].lock().ok()?.clear();
                 return None;
             }
-            let mut sender = idle.sender;
-            // Ready at once unless the connection is still finishing the previous
-            // exchange; an error means it closed.
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+            if idle.sender.is_ready() {
+                return Some(idle.sender);
             }
         }
     }
@@ -166,10 +164,30 @@ struct Lease {
 }
 
 impl Lease {
-    fn give_back(self) {
+    /// Puts the connection back on its stack once it can take a request.
+    fn give_back(mut self) {
         if self.sender.is_closed() {
             return;
         }
+        if self.sender.is_ready() {
+            self.push();
+            return;
+        }
+        // Still finishing the exchange: an upload the server answered before reading it
+        // all, or the connection's task has not yet seen the end of the response. Waiting
+        // happens off the request path, never longer than a connection may stay idle.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let limit = self.conns.idle_timeout;
+        rt.spawn(async move {
+            if let Ok(Ok(())) = tokio::time::timeout(limit, self.sender.ready()).await {
+                self.push();
+            }
+        });
+    }
+
+    fn push(self) {
         if let Ok(mut list) = self.conns.idle[self.worker][self.server].lock() {
             list.push(Idle {
                 sender: self.sender,

@@ -415,3 +415,60 @@ async fn bodiless_responses_return_their_connection() {
     assert_eq!(up.requests().len(), 6);
     assert_eq!(upstream_connections(&up), 1);
 }
+
+#[tokio::test]
+async fn a_connection_still_uploading_is_not_handed_to_the_next_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A raw upstream: /p/upload is answered 401 at once and its body never read (the
+    // connection stays open); anything else gets 200 "ok".
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                loop {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match s.read(&mut byte).await {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    if head.starts_with(b"POST /p/upload") {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                        std::future::pending::<()>().await;
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                }
+            });
+        }
+    });
+    let gw = gateway()
+        .server("workers = 1")
+        .route("/p", "app", "public")
+        .raw(&pool("app", &[url], "response_timeout = \"3s\""))
+        .start()
+        .await;
+    // The client declares 8 MiB, sends 64 KiB and waits: the gateway's upstream connection
+    // is left in the middle of the request body when the 401 comes back.
+    let mut client = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    client
+        .write_all(b"POST /p/upload HTTP/1.1\r\nhost: x\r\ncontent-length: 8388608\r\n\r\n")
+        .await
+        .unwrap();
+    client.write_all(&vec![b'x'; 64 * 1024]).await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = client.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 401"));
+    // The next request must not wait on that connection (it would time out with 504).
+    let r = get(&gw.url("/p/next"), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "ok");
+    drop(client);
+}
