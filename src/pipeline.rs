@@ -279,9 +279,16 @@ impl Pipeline {
             _ => uri.path().to_string(),
         };
         let mut outcome = Outcome::default();
+        let sent_body = !http_body::Body::is_end_stream(req.body());
         let (mut response, reason) = match self.try_handle(req, conn, &mut outcome).await {
             Ok(res) => (res, None),
             Err(rejection) => {
+                if sent_body {
+                    // Refused with the body perhaps unread: if hyper must close the
+                    // connection for it, the client still gets to read this answer.
+                    conn.linger_on_close
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 let reason = rejection.reason();
                 outcome.token_refused =
                     matches!(rejection, Rejection::Token(_) | Rejection::Forbidden(_));

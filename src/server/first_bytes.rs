@@ -6,16 +6,20 @@
 //! forever. [`FirstBytes`] fails the read with `TimedOut` when those bytes have not arrived
 //! by the deadline; after them it is a plain pass-through and hyper's own timers apply.
 //!
-//! It also lingers on close, as nginx does: when hyper shuts a connection down while the
-//! client is still sending (a body refused with 413 before it was read), closing at once
-//! would make the kernel answer the client's next bytes with a reset, which destroys the
-//! response the client has not read yet. After shutting down its write side the connection
-//! keeps reading and discarding, for [`LINGER_TIME`] or [`LINGER_BYTES`] at most, until the
-//! client closes.
+//! It also lingers on close, as nginx does, once the pipeline has refused a request whose
+//! body it may not have read (the shared `armed` flag): when hyper then shuts the
+//! connection down while the client is still sending (a body refused with 413), closing at
+//! once would make the kernel answer the client's next bytes with a reset, which destroys
+//! the response the client has not read yet. After shutting down its write side the
+//! connection keeps reading and discarding, for [`LINGER_TIME`] or [`LINGER_BYTES`] at most,
+//! until the client closes. Unarmed (every other close, upgraded connections included) it
+//! shuts down at once: draining there would swallow what a client sends after a half-close.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -37,6 +41,8 @@ pub struct FirstBytes<I> {
     /// `None` once the first bytes are in.
     deadline: Option<Pin<Box<Sleep>>>,
     read: usize,
+    /// Whether closing should linger; set by the pipeline (see the module doc).
+    armed: Arc<AtomicBool>,
     /// Set once the write side is shut: draining until the client closes.
     linger: Option<Linger>,
 }
@@ -47,11 +53,12 @@ struct Linger {
 }
 
 impl<I> FirstBytes<I> {
-    pub fn new(io: I, timeout: Duration) -> FirstBytes<I> {
+    pub fn new(io: I, timeout: Duration, armed: Arc<AtomicBool>) -> FirstBytes<I> {
         FirstBytes {
             io,
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
             read: 0,
+            armed,
             linger: None,
         }
     }
@@ -118,6 +125,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for FirstBytes<I> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if !this.armed.load(Ordering::Relaxed) {
+            return Pin::new(&mut this.io).poll_shutdown(cx);
+        }
         if this.linger.is_none() {
             std::task::ready!(Pin::new(&mut this.io).poll_shutdown(cx))?;
             this.linger = Some(Linger {
@@ -160,14 +170,14 @@ mod tests {
     #[tokio::test]
     async fn silent_peers_time_out_and_talkative_ones_do_not() {
         let (client, server) = tokio::io::duplex(64);
-        let mut io = FirstBytes::new(server, Duration::from_millis(50));
+        let mut io = FirstBytes::new(server, Duration::from_millis(50), Arc::default());
         let mut buf = [0u8; 8];
         let e = io.read(&mut buf).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         drop(client);
 
         let (mut client, server) = tokio::io::duplex(64);
-        let mut io = FirstBytes::new(server, Duration::from_secs(60));
+        let mut io = FirstBytes::new(server, Duration::from_secs(60), Arc::default());
         client.write_all(&[b'x'; DETECTION_BYTES]).await.unwrap();
         let mut buf = [0u8; DETECTION_BYTES];
         io.read_exact(&mut buf).await.unwrap();
@@ -177,9 +187,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_drains_until_the_client_closes_or_the_linger_time_ends() {
+        let armed = || Arc::new(AtomicBool::new(true));
         // A client still sending when the server closes: drained until it hangs up.
         let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let mut io = FirstBytes::new(server, Duration::from_secs(60));
+        let mut io = FirstBytes::new(server, Duration::from_secs(60), armed());
         client.write_all(&[b'x'; 10_000]).await.unwrap();
         let shut = tokio::spawn(async move { io.shutdown().await });
         client.write_all(&[b'y'; 10_000]).await.unwrap();
@@ -192,9 +203,24 @@ mod tests {
 
         // A client that never closes is let go after the linger time.
         let (_client, server) = tokio::io::duplex(64);
-        let mut io = FirstBytes::new(server, Duration::from_secs(60));
+        let mut io = FirstBytes::new(server, Duration::from_secs(60), armed());
         let started = tokio::time::Instant::now();
         io.shutdown().await.unwrap();
         assert!(started.elapsed() >= LINGER_TIME);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unarmed_shutdown_does_not_read() {
+        // An ordinary close (or an upgraded connection's half-close) reads nothing: bytes
+        // the client sends afterwards stay for whoever reads this connection next.
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut io = FirstBytes::new(server, Duration::from_secs(60), Arc::default());
+        client.write_all(b"after").await.unwrap();
+        let started = tokio::time::Instant::now();
+        io.shutdown().await.unwrap();
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        let mut buf = [0u8; 5];
+        io.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"after");
     }
 }

@@ -70,6 +70,8 @@ pub struct Conn {
     pub peer: SocketAddr,
     /// The peer's IP as an `X-Forwarded-For` element.
     pub peer_ip: HeaderValue,
+    /// Set when a request with a body was refused: closing then lingers (see first_bytes.rs).
+    pub linger_on_close: Arc<AtomicBool>,
     pub tls: bool,
     /// The verified client certificate's subject, as the header the listener sets.
     pub client_subject: Option<(HeaderName, HeaderValue)>,
@@ -285,14 +287,16 @@ async fn accept_loop(
             let _open = OpenConnection::new(&shared.metrics);
             match tls {
                 None => {
+                    let linger = Arc::new(AtomicBool::new(false));
                     let conn = Conn {
                         peer,
                         peer_ip: crate::proxy::forward::client_ip(peer),
+                        linger_on_close: linger.clone(),
                         tls: false,
                         client_subject: None,
                     };
                     // The h1/h2 detection has no deadline of its own; see first_bytes.rs.
-                    let io = FirstBytes::new(stream, shared.header_read_timeout);
+                    let io = FirstBytes::new(stream, shared.header_read_timeout, linger);
                     serve_connection(TokioIo::new(io), conn, None, redirect, &shared, watcher)
                         .await;
                 }
@@ -320,13 +324,15 @@ async fn accept_loop(
                         let value = HeaderValue::from_str(&crate::tls::subject(cert)?).ok()?;
                         Some((name.clone(), value))
                     });
+                    let linger = Arc::new(AtomicBool::new(false));
                     let conn = Conn {
                         peer,
                         peer_ip: crate::proxy::forward::client_ip(peer),
+                        linger_on_close: linger.clone(),
                         tls: true,
                         client_subject,
                     };
-                    let io = FirstBytes::new(stream, shared.header_read_timeout);
+                    let io = FirstBytes::new(stream, shared.header_read_timeout, linger);
                     serve_connection(
                         TokioIo::new(io),
                         conn,
