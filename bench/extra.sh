@@ -481,7 +481,7 @@ cmd_login() {
   expect "GET / bad signature" "$(code "$base/" -H "Authorization: Bearer $(tok hs256.badsig)")" 401
   local hashes workers_line
   hashes=$(awk -F'= *' '/^max_concurrent_hashes/{print $2}' "$RUN_DIR/gateway-login.toml")
-  # Not set: the gateway's default, half the cores (at least 1).
+  # Not set: the gateway's default, half the cores (1 to 8).
   [[ -n "$hashes" ]] || hashes="default ($(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 )))"
   workers_line="default (one per core: $NCPU)"
   wait_quiet

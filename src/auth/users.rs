@@ -74,19 +74,29 @@ impl Users {
         };
         let password = password.as_bytes().to_vec();
         let permit = self.hashing.clone().acquire_owned().await.ok()?;
-        let ok = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            yield_to_requests();
-            PasswordHash::new(&hash)
-                .map(|parsed| {
-                    Argon2::default()
-                        .verify_password(&password, &parsed)
-                        .is_ok()
-                })
-                .unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
+        // A thread of its own per hash (its start costs microseconds, the hash ~20 ms): its
+        // lowered priority cannot outlive it and slow other blocking work, such as the DNS
+        // lookups the upstream connector runs on the runtime's blocking pool.
+        let (done, result) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("gateway-hash".into())
+            .spawn(move || {
+                let _permit = permit;
+                yield_to_requests();
+                let ok = PasswordHash::new(&hash)
+                    .map(|parsed| {
+                        Argon2::default()
+                            .verify_password(&password, &parsed)
+                            .is_ok()
+                    })
+                    .unwrap_or(false);
+                let _ = done.send(ok);
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a password hashing thread");
+            return None;
+        }
+        let ok = result.await.unwrap_or(false);
         match user {
             Some((id, _)) if ok => Some(id.clone()),
             _ => None,
@@ -94,24 +104,16 @@ impl Users {
     }
 }
 
-/// Lowers the calling thread's CPU priority (nice 10), once per thread. Password hashes run
-/// on the blocking pool's threads; under a login storm they would otherwise take CPU time
+/// Lowers the calling thread's CPU priority (nice 10). Password hashes run on threads of
+/// their own; under a login storm they would otherwise take CPU time
 /// from the workers at equal weight and multiply proxied latency. At nice 10 a hashing
 /// thread gets about a tenth of a core that a busy worker wants, and all of a core nobody
 /// else wants. (Nice 19 measured no better on proxied p99 and halved logins/s.)
 fn yield_to_requests() {
-    thread_local! {
-        static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    }
-    LOWERED.with(|lowered| {
-        if !lowered.get() {
-            lowered.set(true);
-            // On Linux the nice value is per thread, and "the calling process" is the
-            // calling thread. Failure (a sandbox forbidding it) only loses the courtesy.
-            #[cfg(target_os = "linux")]
-            let _ = rustix::process::setpriority_process(None, 10);
-        }
-    });
+    // On Linux the nice value is per thread, and "the calling process" is the calling
+    // thread. Failure (a sandbox forbidding it) only loses the courtesy.
+    #[cfg(target_os = "linux")]
+    let _ = rustix::process::setpriority_process(None, 10);
 }
 
 /// Hashes a password as an argon2id PHC string with the crate's default (OWASP) parameters.

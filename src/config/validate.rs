@@ -567,9 +567,11 @@ fn login(r: &mut Report, l: &LoginFile) -> LoginConfig {
             "use \"username\" and \"password\"",
         );
     }
-    // Half the cores: a login storm keeps the other half for proxied requests.
+    // Half the cores: a login storm keeps the other half for proxied requests. At most 8:
+    // each check holds its hash's memory cost (19 MiB with the default parameters), and a
+    // container may see the host's cores without its memory.
     let max_concurrent_hashes = l.max_concurrent_hashes.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 8))
     });
     if max_concurrent_hashes == 0 {
         r.problem(
