@@ -44,26 +44,39 @@ struct Worker {
 }
 
 impl Workers {
-    /// Starts `n` worker threads, each with its own current-thread runtime.
+    /// Starts `n` worker threads, each with its own current-thread runtime. Waits (briefly,
+    /// blocking) until each runtime is built.
     pub fn start(n: usize) -> std::io::Result<Workers> {
         let mut running = Vec::with_capacity(n);
         for i in 0..n {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let handle = rt.handle().clone();
             let (stop, stop_rx) = oneshot::channel::<()>();
             let (stopped_tx, stopped) = oneshot::channel::<()>();
+            let (built_tx, built) = std::sync::mpsc::channel();
+            // The runtime is built on its own thread: it must never be dropped on the
+            // caller's, which runs inside another runtime.
             std::thread::Builder::new()
                 .name(format!("gateway-worker-{i}"))
                 .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = built_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = built_tx.send(Ok(rt.handle().clone()));
                     INDEX.with(|c| c.set(i));
                     let _ = rt.block_on(stop_rx);
-                    // Blocking tasks (password hashing) get a moment to finish; the
-                    // connections were drained before the stop.
+                    // Connections were drained before the stop; anything left is dropped.
                     rt.shutdown_timeout(Duration::from_secs(1));
                     let _ = stopped_tx.send(());
                 })?;
+            let handle = built
+                .recv()
+                .map_err(|_| std::io::Error::other("a worker thread ended while starting"))??;
             running.push(Worker {
                 handle,
                 stop,
@@ -93,27 +106,54 @@ impl Workers {
 
 /// Binds `n` listening sockets to `addr` that share its port through `SO_REUSEPORT` (the
 /// kernel spreads new connections over them). Port 0 picks one free port for all of them.
+/// An address another process listens on is refused, as a plain bind would: the port is
+/// first bound alone, without `SO_REUSEPORT`, then released and bound by the group.
+/// Elsewhere than Linux, where `SO_REUSEPORT` does not spread connections, the workers share
+/// one socket.
 pub fn bind_shared(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    if n <= 1 || cfg!(not(target_os = "linux")) {
+        let one = bind_one(addr, false)?;
+        return (0..n.max(1)).map(|_| one.try_clone()).collect();
+    }
+    let bind_to = bind_one(addr, false)?.local_addr()?;
     let mut sockets = Vec::with_capacity(n);
-    let mut bind_to = addr;
-    for _ in 0..n.max(1) {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(bind_to),
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )?;
-        // As tokio's own bind does: a restart does not wait for TIME_WAIT to clear.
-        socket.set_reuse_address(true)?;
-        if n > 1 {
-            #[cfg(unix)]
-            socket.set_reuse_port(true)?;
-        }
-        socket.set_nonblocking(true)?;
-        socket.bind(&bind_to.into())?;
-        socket.listen(1024)?;
-        let listener: std::net::TcpListener = socket.into();
-        bind_to = listener.local_addr()?;
-        sockets.push(listener);
+    for _ in 0..n {
+        sockets.push(bind_one(bind_to, true)?);
     }
     Ok(sockets)
+}
+
+fn bind_one(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    // As tokio's own bind does: a restart does not wait for TIME_WAIT to clear.
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_in_use_is_refused_and_the_group_shares_one_port() {
+        let group = bind_shared("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let addr = group[0].local_addr().unwrap();
+        assert!(group.iter().all(|s| s.local_addr().unwrap() == addr));
+        // A second gateway on the same address fails as with a plain bind.
+        for n in [1, 3] {
+            let e = bind_shared(addr, n).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{n} workers");
+        }
+    }
 }
