@@ -169,15 +169,8 @@ fn run(path: &Path, log_format: Option<LogFormat>) -> ExitCode {
     let cfg = loaded.config;
     // Requests run on the server's worker threads (one runtime each); this runtime only
     // drives start-up, signals, reloads, the admin listener and background refreshes.
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
     };
     let result: anyhow::Result<()> = rt.block_on(async {
         let started = gateway::start_file(path, &cfg, shutdown_signal())
@@ -193,6 +186,20 @@ fn run(path: &Path, log_format: Option<LogFormat>) -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A current-thread runtime, or `None` after saying why it could not start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            None
         }
     }
 }
@@ -326,15 +333,8 @@ fn verify(path: &Path, token: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
     };
     let verdict = rt.block_on(async {
         let authority = Authority::build(&cfg, Vec::new())?;
