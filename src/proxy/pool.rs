@@ -133,8 +133,7 @@ impl Pool {
         workers: usize,
     ) -> Result<Pool, String> {
         let connector = client::pool_connector(cfg)?;
-        let mut clients = client::build(cfg, &connector, workers + 1);
-        let health_client = clients.pop().expect("at least two clients");
+        let clients = client::build(cfg, &connector, workers);
         let servers: Vec<Server> = cfg
             .servers
             .iter()
@@ -175,7 +174,8 @@ impl Pool {
                 rt.spawn(check_health(
                     cfg.name.clone(),
                     servers.clone(),
-                    health_client,
+                    // Its own client: checks must not park connections in a worker's pool.
+                    client::build(cfg, &connector, 1).remove(0),
                     h.clone(),
                 ))
                 .abort_handle(),

@@ -77,6 +77,18 @@ pub struct Conn {
     pub client_subject: Option<(HeaderName, HeaderValue)>,
 }
 
+impl Conn {
+    fn new(peer: SocketAddr, tls: bool, client_subject: Option<(HeaderName, HeaderValue)>) -> Conn {
+        Conn {
+            peer,
+            peer_ip: crate::proxy::forward::client_ip(peer),
+            linger_on_close: Arc::default(),
+            tls,
+            client_subject,
+        }
+    }
+}
+
 /// The listeners with the pipeline they serve.
 pub struct Server {
     listeners: Vec<Bound>,
@@ -287,16 +299,13 @@ async fn accept_loop(
             let _open = OpenConnection::new(&shared.metrics);
             match tls {
                 None => {
-                    let linger = Arc::new(AtomicBool::new(false));
-                    let conn = Conn {
-                        peer,
-                        peer_ip: crate::proxy::forward::client_ip(peer),
-                        linger_on_close: linger.clone(),
-                        tls: false,
-                        client_subject: None,
-                    };
+                    let conn = Conn::new(peer, false, None);
                     // The h1/h2 detection has no deadline of its own; see first_bytes.rs.
-                    let io = FirstBytes::new(stream, shared.header_read_timeout, linger);
+                    let io = FirstBytes::new(
+                        stream,
+                        shared.header_read_timeout,
+                        conn.linger_on_close.clone(),
+                    );
                     serve_connection(TokioIo::new(io), conn, None, redirect, &shared, watcher)
                         .await;
                 }
@@ -324,15 +333,12 @@ async fn accept_loop(
                         let value = HeaderValue::from_str(&crate::tls::subject(cert)?).ok()?;
                         Some((name.clone(), value))
                     });
-                    let linger = Arc::new(AtomicBool::new(false));
-                    let conn = Conn {
-                        peer,
-                        peer_ip: crate::proxy::forward::client_ip(peer),
-                        linger_on_close: linger.clone(),
-                        tls: true,
-                        client_subject,
-                    };
-                    let io = FirstBytes::new(stream, shared.header_read_timeout, linger);
+                    let conn = Conn::new(peer, true, client_subject);
+                    let io = FirstBytes::new(
+                        stream,
+                        shared.header_read_timeout,
+                        conn.linger_on_close.clone(),
+                    );
                     serve_connection(
                         TokioIo::new(io),
                         conn,
