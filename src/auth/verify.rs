@@ -347,3 +347,40 @@ fn parse_payload(
         .map_err(|_| TokenError::BadPayload(PayloadProblem::NotJson))?;
     Ok(raw)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_tokens_are_cached_and_forged_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "an-hmac-secret-of-more-than-32-bytes!";
+        std::fs::write(dir.path().join("secret"), secret).unwrap();
+        let cfg = crate::config::from_str("[tokens]\nsecret_file = \"secret\"\n", dir.path())
+            .unwrap()
+            .config;
+        let keys = Arc::new(Keyring::from_config(&cfg.tokens).unwrap());
+        let v = Verifier::new(&cfg.tokens, keys, Vec::new());
+        let now = 1_700_000_000;
+        let claims = serde_json::json!({"exp": now + 60, "iat": now, "nbf": now, "identity": 1});
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        let cache = v.cache.as_ref().unwrap();
+        let first = v.verify(&token, now).unwrap();
+        assert_eq!(cache.len(), 1);
+        // The repeat is answered from the cache, with the same claims.
+        assert_eq!(v.verify(&token, now + 1).unwrap(), first);
+        assert_eq!(cache.len(), 1);
+        // A forged signature is refused and not remembered.
+        // Another last signature character (both canonical base64: low bits zero).
+        let other = if token.ends_with('A') { 'E' } else { 'A' };
+        let forged = format!("{}{other}", &token[..token.len() - 1]);
+        assert!(v.verify(&forged, now).is_err());
+        assert_eq!(cache.len(), 1);
+    }
+}
