@@ -39,19 +39,24 @@ async fn round_robin_spreads_the_load() {
     }
 }
 
-#[tokio::test]
-async fn a_refusing_server_is_skipped_and_ejected() {
-    let good = Upstream::start().await;
+/// A gateway whose pool lists a server that refuses connections before `good`.
+async fn dead_then_good(good: &Upstream, retries: u32) -> Gateway {
     let dead = format!("http://{}", closed_port().await);
-    let gw = gateway()
+    gateway()
         .route("/p", "app", "public")
         .raw(&pool(
             "app",
             &[dead, good.url()],
-            "eject_for = \"60s\"\nretries = 1",
+            &format!("eject_for = \"60s\"\nretries = {retries}"),
         ))
         .start()
-        .await;
+        .await
+}
+
+#[tokio::test]
+async fn a_refusing_server_is_skipped_and_ejected() {
+    let good = Upstream::start().await;
+    let gw = dead_then_good(&good, 1).await;
     // GETs without a body are retried on the other server when the connection fails.
     for _ in 0..6 {
         assert_eq!(get(&gw.url("/p"), &[]).await.status, 200);
@@ -62,16 +67,7 @@ async fn a_refusing_server_is_skipped_and_ejected() {
 #[tokio::test]
 async fn a_post_is_never_retried() {
     let good = Upstream::start().await;
-    let dead = format!("http://{}", closed_port().await);
-    let gw = gateway()
-        .route("/p", "app", "public")
-        .raw(&pool(
-            "app",
-            &[dead, good.url()],
-            "eject_for = \"60s\"\nretries = 3",
-        ))
-        .start()
-        .await;
+    let gw = dead_then_good(&good, 3).await;
     let mut statuses = Vec::new();
     for _ in 0..2 {
         statuses.push(
