@@ -130,6 +130,12 @@ impl Tls {
     }
 }
 
+/// A TLS listener on 127.0.0.1:0 with `cert` (its `cert` and `key` lines), then the
+/// `extra` lines (more `[listeners.tls]` keys, or further tables).
+fn tls_listener(cert: &str, extra: &str) -> String {
+    format!("[[listeners]]\naddr = \"127.0.0.1:0\"\n[listeners.tls]\n{cert}\n{extra}")
+}
+
 #[tokio::test]
 async fn h1_and_h2_over_tls_reach_an_authenticated_route() {
     let t = Tls::new();
@@ -137,9 +143,7 @@ async fn h1_and_h2_over_tls_reach_an_authenticated_route() {
     let up = Upstream::start().await;
     let gw = gateway()
         .route("/api", &up.url(), "required")
-        .raw(&format!(
-            "[[listeners]]\naddr = \"127.0.0.1:0\"\n[listeners.tls]\n{cert}"
-        ))
+        .raw(&tls_listener(&cert, ""))
         .start()
         .await;
     let auth = format!("JWT {}", token());
@@ -178,9 +182,7 @@ async fn curl_speaks_http2_to_the_gateway() {
     let up = Upstream::start().await;
     let gw = gateway()
         .route("/api", &up.url(), "required")
-        .raw(&format!(
-            "[[listeners]]\naddr = \"127.0.0.1:0\"\n[listeners.tls]\n{cert}"
-        ))
+        .raw(&tls_listener(&cert, ""))
         .start()
         .await;
     let ca = t.ca.write_ca(t.dir.path(), "ca.pem");
@@ -273,7 +275,7 @@ async fn client_certificates_are_required_and_forwarded() {
     let up = Upstream::start().await;
     let gw = gateway()
         .route("/api", &up.url(), "public")
-        .raw(&format!("[[listeners]]\naddr = \"127.0.0.1:0\"\n[listeners.tls]\n{cert}\nclient_ca = \"{}\"\nclient_auth = \"require\"\nclient_subject_header = \"X-Client-Subject\"", ca.display()))
+        .raw(&tls_listener(&cert, &format!("client_ca = \"{}\"\nclient_auth = \"require\"\nclient_subject_header = \"X-Client-Subject\"", ca.display())))
         .start()
         .await;
     let good = clients.leaf(&["client-1"]);
@@ -340,7 +342,14 @@ async fn client_certificates_are_required_and_forwarded() {
 async fn tls13_only_and_hsts() {
     let t = Tls::new();
     let (_, cert) = t.cert("server", &["localhost"]);
-    let gw = gateway().respond_identity("/p").raw(&format!("[[listeners]]\naddr = \"127.0.0.1:0\"\n[listeners.tls]\n{cert}\nmin_version = \"1.3\"\nhsts = \"max-age=63072000; includeSubDomains\"")).start().await;
+    let gw = gateway()
+        .respond_identity("/p")
+        .raw(&tls_listener(
+            &cert,
+            "min_version = \"1.3\"\nhsts = \"max-age=63072000; includeSubDomains\"",
+        ))
+        .start()
+        .await;
     assert!(
         connect(
             gw.addr,
@@ -372,7 +381,10 @@ async fn a_plain_listener_redirects_to_https() {
     let (_, cert) = t.cert("server", &["localhost"]);
     let gw = gateway()
         .respond_identity("/p")
-        .raw(&format!("[[listeners]]\naddr = \"127.0.0.1:0\"\n[listeners.tls]\n{cert}\n[[listeners]]\naddr = \"127.0.0.1:0\"\nredirect_https_port = 8443"))
+        .raw(&tls_listener(
+            &cert,
+            "[[listeners]]\naddr = \"127.0.0.1:0\"\nredirect_https_port = 8443",
+        ))
         .start()
         .await;
     let plain = gw.addrs[1];
@@ -396,7 +408,11 @@ async fn a_plain_listener_redirects_to_https() {
 async fn a_silent_client_is_cut_off_by_the_handshake_timeout() {
     let t = Tls::new();
     let (_, cert) = t.cert("server", &["localhost"]);
-    let gw = gateway().respond_identity("/p").raw(&format!("[[listeners]]\naddr = \"127.0.0.1:0\"\n[listeners.tls]\n{cert}\nhandshake_timeout = \"200ms\"")).start().await;
+    let gw = gateway()
+        .respond_identity("/p")
+        .raw(&tls_listener(&cert, "handshake_timeout = \"200ms\""))
+        .start()
+        .await;
     let mut silent = TcpStream::connect(gw.addr).await.unwrap();
     let mut buf = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut buf)).await;
