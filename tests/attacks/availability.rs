@@ -177,22 +177,25 @@ fn request_block() -> Vec<u8> {
     b
 }
 
+/// Reads one HTTP/2 frame; returns its 9-byte header (the payload is read and dropped).
+async fn read_frame(s: &mut TcpStream) -> std::io::Result<[u8; 9]> {
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).await?;
+    let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await?;
+    Ok(head)
+}
+
 /// Reads frames until a PING ACK (the server got through everything before it) or the
 /// connection ends. Returns whether a GOAWAY was seen and whether the connection ended.
 async fn until_ping_ack(s: &mut TcpStream) -> (bool, bool) {
     let mut goaway = false;
     let read = async {
         loop {
-            let mut head = [0u8; 9];
-            if s.read_exact(&mut head).await.is_err() {
+            let Ok(head) = read_frame(s).await else {
                 return true;
-            }
-            let len =
-                (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
-            let mut payload = vec![0u8; len];
-            if s.read_exact(&mut payload).await.is_err() {
-                return true;
-            }
+            };
             match (head[3], head[4]) {
                 (GOAWAY, _) => goaway = true,
                 (PING, 0x1) => return false,
@@ -213,12 +216,7 @@ async fn h2_round_trip(s: &mut TcpStream, stream: u32) {
     s.write_all(&req).await.unwrap();
     let read = async {
         loop {
-            let mut head = [0u8; 9];
-            s.read_exact(&mut head).await.unwrap();
-            let len =
-                (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
-            let mut payload = vec![0u8; len];
-            s.read_exact(&mut payload).await.unwrap();
+            let head = read_frame(s).await.unwrap();
             let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]);
             assert_ne!(head[3], GOAWAY, "the server refused the hand-made frames");
             if head[3] == HEADERS && id == stream {
@@ -300,20 +298,7 @@ async fn h2_continuation_flood_is_cut_off() {
     // that fails, or a close afterwards, both show it.
     let wrote_all = tokio::time::timeout(CAP, writer).await.unwrap_or(false);
     if wrote_all {
-        let mut buf = vec![0u8; 64 * 1024];
-        let closed = tokio::time::timeout(CAP, async {
-            loop {
-                match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
-        assert!(
-            closed.is_ok(),
-            "the server kept reading an endless header block"
-        );
+        closed_by_server(&mut s, "an endless header block").await;
     }
     served_promptly(&t, "after a CONTINUATION flood").await;
     assert_eq!(t.forwarded(), 1);
