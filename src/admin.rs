@@ -88,7 +88,7 @@ fn answer<B>(state: &AdminState, req: &Request<B>) -> Response<Body> {
         }
         "/metrics" => {
             let pipeline = state.pipeline.load();
-            for pool in pipeline.pools() {
+            for pool in pipeline.clusters() {
                 for (server, up) in pool.server_states() {
                     state
                         .metrics
@@ -129,7 +129,7 @@ fn not_ready(state: &AdminState) -> Vec<String> {
     if state.draining.load(Ordering::Relaxed) {
         reasons.push("draining".to_string());
     }
-    for pool in state.pipeline.load().pools() {
+    for pool in state.pipeline.load().clusters() {
         if !pool.has_available() {
             reasons.push(format!("upstream {} has no available server", pool.name));
         }

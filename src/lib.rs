@@ -14,30 +14,37 @@
 //! client ◀─ upstream response, or Rejection::into_response (JSON body, one mapping)
 //! ```
 //!
-//! Modules, in flow order:
-//! - [`config`] — `gateway.toml` → typed, cross-checked [`config::Config`].
-//! - [`server`] — worker threads, listeners, TLS handshakes, per-connection HTTP, reload,
-//!   graceful drain.
-//! - [`tls`] — rustls server configs: certificates by SNI, client certificates.
-//! - [`pipeline`] — builds the runtime pieces; the only code that knows the step order.
+//! Modules, in flow order (each imports only modules listed before it, and the leaves):
+//! - [`config`] — `gateway.toml` → typed, cross-checked [`config::Config`]; reads files,
+//!   parses no key or certificate.
+//! - [`tls`] — rustls configs from files: the listeners' (certificates by SNI, client
+//!   certificates) and the outbound connector's.
+//! - [`auth`] — ③ token extraction, the keyring and external issuers, verification, the
+//!   verified-token cache, the login endpoint, the published JWKS, users.
+//! - [`load`] — config checks, then the keyring and TLS configs built once per load.
 //! - [`routing`] — ① route table, host/path/method matching, path normalization.
 //! - [`policy`] — ② route requirements over claims.
-//! - [`auth`] — ③ token extraction, the keyring and external issuers, verification, the
-//!   verified-token cache, issuing, the published JWKS, users.
 //! - [`identity`] — ④ strip-then-set of identity headers.
-//! - [`proxy`] — ⑤ hop-by-hop rules, `X-Forwarded-*`, upstream pools and their connections,
-//!   upgrades.
-//! - [`rejection`] — every early end of a request and its response.
+//! - [`rejection`] — every early end of a request and its response (the one mapping).
+//! - [`proxy`] — ⑤ hop-by-hop rules, `X-Forwarded-*`, upstream clusters and their
+//!   connection pools, upgrades.
+//! - [`pipeline`] — builds the runtime pieces; the only code that knows the step order.
+//! - [`server`] — worker threads, listeners, TLS handshakes, per-connection HTTP, reload,
+//!   graceful drain.
+//! - [`admin`] — the operator listener: health, readiness, metrics, fingerprints.
+//!
+//! Leaves, used from anywhere:
 //! - [`body`] — the body type shared by all responses.
+//! - [`worker`] — which worker thread runs the current task.
 //! - [`telemetry`] — logging.
 //! - [`metrics`] — the Prometheus registry.
-//! - [`admin`] — the operator listener: health, readiness, metrics, fingerprints.
 
 pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod config;
 pub mod identity;
+pub mod load;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
@@ -47,6 +54,7 @@ pub mod routing;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
+pub mod worker;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -69,36 +77,39 @@ pub struct Started<F> {
     pub serving: F,
 }
 
-/// Builds the pipeline for `config`, binds its listeners and returns it ready to serve.
+/// Builds the pipeline for a loaded config (see [`load`]), binds its listeners and returns
+/// it ready to serve.
 pub async fn start(
-    config: &config::Config,
+    loaded: &load::Loaded,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Started<impl Future<Output = server::Drained>>, String> {
-    start_inner(None, config, shutdown).await
+    start_inner(None, loaded, shutdown).await
 }
 
 /// Like [`start`], from a config file that is watched for changes (every
 /// `server.reload_poll`) and reloaded on SIGHUP.
 pub async fn start_file(
     path: &Path,
-    config: &config::Config,
+    loaded: &load::Loaded,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Started<impl Future<Output = server::Drained>>, String> {
-    start_inner(Some(path), config, shutdown).await
+    start_inner(Some(path), loaded, shutdown).await
 }
 
 async fn start_inner(
     path: Option<&Path>,
-    config: &config::Config,
+    loaded: &load::Loaded,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Started<impl Future<Output = server::Drained>>, String> {
+    let config = &loaded.config;
     let metrics = Arc::new(metrics::Metrics::new());
     let pipeline: server::SharedPipeline = Arc::new(ArcSwap::from_pointee(
-        pipeline::Pipeline::build_with(config, metrics.clone())?,
+        pipeline::Pipeline::build_with(config, &loaded.built, metrics.clone())?,
     ));
     let draining = Arc::new(AtomicBool::new(false));
     let server = server::Server::bind(
         &config.server,
+        &loaded.built,
         pipeline.clone(),
         metrics.clone(),
         draining.clone(),

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use gateway::auth::{authority::Authority, inspect, issue::Issuer, keygen, keys, users::Users};
+use gateway::auth::{authority::Authority, inspect, keygen, login::Issuer, users::Users};
 use gateway::config;
 use gateway::config::UserId;
 use gateway::telemetry::{self, LogFormat};
@@ -131,7 +131,8 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 }
 
 fn check(path: &Path) -> ExitCode {
-    match config::load(path) {
+    // The same load as `run`: the config checks, then the keyring and TLS configs built.
+    match gateway::load::load(path) {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 eprintln!("warning: {w}");
@@ -154,7 +155,7 @@ fn check(path: &Path) -> ExitCode {
 }
 
 fn run(path: &Path, log_format: Option<LogFormat>) -> ExitCode {
-    let loaded = match config::load(path) {
+    let loaded = match gateway::load::load(path) {
         Ok(l) => l,
         Err(e) => {
             // Logging is not set up yet: its format comes from this very file.
@@ -166,17 +167,17 @@ fn run(path: &Path, log_format: Option<LogFormat>) -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    let cfg = loaded.config;
     // Requests run on the server's worker threads (one runtime each); this runtime only
     // drives start-up, signals, reloads, the admin listener and background refreshes.
     let Some(rt) = runtime() else {
         return ExitCode::FAILURE;
     };
     let result: anyhow::Result<()> = rt.block_on(async {
-        let started = gateway::start_file(path, &cfg, shutdown_signal())
+        let started = gateway::start_file(path, &loaded, shutdown_signal())
             .await
             .map_err(anyhow::Error::msg)?;
-        tracing::info!(addr = %started.addr, admin = ?started.admin_addr, routes = cfg.routes.len(), "listening");
+        let routes = loaded.config.routes.len();
+        tracing::info!(addr = %started.addr, admin = ?started.admin_addr, routes, "listening");
         let drained = started.serving.await;
         tracing::info!(?drained, "stopped");
         Ok(())
@@ -243,7 +244,7 @@ fn hash_password() -> anyhow::Result<String> {
 }
 
 fn keygen(algorithm: &str, out: &Path, id: Option<String>) -> anyhow::Result<()> {
-    let alg = keys::parse_algorithm(algorithm)
+    let alg = config::parse_algorithm(algorithm)
         .with_context(|| format!("unsupported algorithm `{algorithm}`"))?;
     let key = keygen::generate(alg)?;
     let id = id.unwrap_or(key.suggested_id);
@@ -288,10 +289,8 @@ fn keygen(algorithm: &str, out: &Path, id: Option<String>) -> anyhow::Result<()>
     Ok(())
 }
 
-fn load_config(path: &Path) -> anyhow::Result<config::Config> {
-    config::load(path)
-        .map(|l| l.config)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+fn load_config(path: &Path) -> anyhow::Result<gateway::load::Loaded> {
+    gateway::load::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 fn unix_now() -> i64 {
@@ -301,10 +300,9 @@ fn unix_now() -> i64 {
 }
 
 fn mint(path: &Path, identity: &str, claims: &[String]) -> anyhow::Result<()> {
-    let cfg = load_config(path)?;
-    let t = &cfg.tokens;
-    let keyring = keys::Keyring::from_config(t)?;
-    let issuer = Issuer::new(t, &keyring)?;
+    let loaded = load_config(path)?;
+    let t = &loaded.config.tokens;
+    let issuer = Issuer::new(t, &loaded.built.keyring)?;
     let identity = identity
         .parse::<i64>()
         .map_or_else(|_| UserId::Str(identity.to_string()), UserId::Int);
@@ -326,8 +324,8 @@ fn mint(path: &Path, identity: &str, claims: &[String]) -> anyhow::Result<()> {
 }
 
 fn verify(path: &Path, token: &str) -> ExitCode {
-    let cfg = match load_config(path) {
-        Ok(c) => c,
+    let loaded = match load_config(path) {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::from(2);
@@ -337,7 +335,8 @@ fn verify(path: &Path, token: &str) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let verdict = rt.block_on(async {
-        let authority = Authority::build(&cfg, Vec::new())?;
+        let cfg = &loaded.config;
+        let authority = Authority::build(cfg, loaded.built.keyring.clone(), Vec::new())?;
         authority.refresh_all().await;
         let all: Vec<usize> = (0..cfg.issuers.len()).collect();
         let result = authority.verify(token.trim(), unix_now(), &all).await;

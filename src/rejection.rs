@@ -15,7 +15,7 @@ use http::header::{ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
-use crate::auth::issue::LoginError;
+use crate::auth::login::LoginError;
 use crate::auth::{PayloadProblem, TokenError};
 use crate::body::{full, Body};
 use crate::config::ErrorStyle;
@@ -416,7 +416,7 @@ fn login_response(l: LoginError) -> Response<Body> {
             );
             res.headers_mut().insert(
                 ALLOW,
-                HeaderValue::from_static(crate::auth::issue::ALLOW_LOGIN),
+                HeaderValue::from_static(crate::auth::login::ALLOW_LOGIN),
             );
             res
         }

@@ -33,10 +33,13 @@ pub struct Authority {
 }
 
 impl Authority {
-    /// Builds the keyring and the issuers. `wanted` (claims callers will read) applies to
-    /// both our tokens and the issuers'.
-    pub fn build(config: &Config, wanted: Vec<Arc<str>>) -> Result<Authority, KeyError> {
-        let keys = Arc::new(Keyring::from_config(&config.tokens)?);
+    /// Our verifier over `keys` (built once per load, see `crate::load`) and the issuers.
+    /// `wanted` (claims callers will read) applies to both our tokens and the issuers'.
+    pub fn build(
+        config: &Config,
+        keys: Arc<Keyring>,
+        wanted: Vec<Arc<str>>,
+    ) -> Result<Authority, KeyError> {
         Ok(Authority {
             local: Verifier::new(&config.tokens, keys, wanted.clone()),
             issuers: config

@@ -81,7 +81,7 @@ impl TokenCache {
         }
     }
 
-    /// Remembers a successful verification (of a token up to [`MAX_CACHED_TOKEN`] bytes).
+    /// Remembers a successful verification (of a token up to `MAX_CACHED_TOKEN` bytes).
     pub fn insert(&self, token: &str, generation: u64, claims: &Claims, now: f64, leeway: f64) {
         if token.len() > MAX_CACHED_TOKEN {
             return;

@@ -74,7 +74,7 @@ impl ExternalIssuer {
         t: &TokensConfig,
         wanted: Vec<Arc<str>>,
     ) -> Result<ExternalIssuer, KeyError> {
-        let connector = crate::proxy::client::connector(
+        let connector = crate::tls::connector(
             &i.jwks_tls,
             i.fetch_timeout,
             crate::config::UpstreamProtocol::Http1,

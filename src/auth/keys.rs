@@ -13,6 +13,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicK
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 
 use super::TokenError;
+pub use crate::config::{alg_name, is_hmac, parse_algorithm};
 use crate::config::{KeyConfig, KeyMaterial, Pem, TokensConfig};
 
 /// Keys tried for a token without a `kid`: enough for a rotation overlap, too few to turn
@@ -423,10 +424,6 @@ impl From<Key> for Keyring {
     }
 }
 
-pub fn is_hmac(a: Algorithm) -> bool {
-    matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
-}
-
 fn is_rsa(a: Algorithm) -> bool {
     matches!(
         a,
@@ -437,46 +434,6 @@ fn is_rsa(a: Algorithm) -> bool {
             | Algorithm::PS384
             | Algorithm::PS512
     )
-}
-
-/// The `alg` header value of an algorithm, as written in tokens.
-pub fn alg_name(a: Algorithm) -> &'static str {
-    match a {
-        Algorithm::HS256 => "HS256",
-        Algorithm::HS384 => "HS384",
-        Algorithm::HS512 => "HS512",
-        Algorithm::ES256 => "ES256",
-        Algorithm::ES384 => "ES384",
-        Algorithm::RS256 => "RS256",
-        Algorithm::RS384 => "RS384",
-        Algorithm::RS512 => "RS512",
-        Algorithm::PS256 => "PS256",
-        Algorithm::PS384 => "PS384",
-        Algorithm::PS512 => "PS512",
-        Algorithm::EdDSA => "EdDSA",
-        // jsonwebtoken's enum is non-exhaustive; a new variant is not configurable here.
-        _ => "unsupported",
-    }
-}
-
-/// The algorithms `[[keys]] algorithm` accepts, by name.
-pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
-    [
-        Algorithm::HS256,
-        Algorithm::HS384,
-        Algorithm::HS512,
-        Algorithm::RS256,
-        Algorithm::RS384,
-        Algorithm::RS512,
-        Algorithm::PS256,
-        Algorithm::PS384,
-        Algorithm::PS512,
-        Algorithm::ES256,
-        Algorithm::ES384,
-        Algorithm::EdDSA,
-    ]
-    .into_iter()
-    .find(|a| alg_name(*a) == name)
 }
 
 #[cfg(test)]

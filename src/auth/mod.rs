@@ -6,11 +6,11 @@ pub mod bearer;
 pub mod cache;
 pub mod claims;
 pub mod inspect;
-pub mod issue;
 pub mod issuers;
 pub mod jwks;
 pub mod keygen;
 pub mod keys;
+pub mod login;
 pub mod users;
 pub mod verify;
 

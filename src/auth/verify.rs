@@ -357,7 +357,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let secret = "an-hmac-secret-of-more-than-32-bytes!";
         std::fs::write(dir.path().join("secret"), secret).unwrap();
-        let cfg = crate::config::from_str("[tokens]\nsecret_file = \"secret\"\n", dir.path())
+        let cfg = crate::config::check_str("[tokens]\nsecret_file = \"secret\"\n", dir.path())
             .unwrap()
             .config;
         let keys = Arc::new(Keyring::from_config(&cfg.tokens).unwrap());

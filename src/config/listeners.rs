@@ -1,15 +1,16 @@
 //! `[[listeners]]`: several listeners, plain or TLS (certificates by SNI, client
-//! certificates, HSTS, redirects to HTTPS). Certificates are loaded here, so `check` catches
-//! a broken or expiring certificate before a start or a reload does.
+//! certificates, HSTS, redirects to HTTPS). Certificate files are named here and built by
+//! the load stage (`crate::load`), so `check` catches a broken or expiring certificate
+//! before a start or a reload does.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
 use super::file::{ListenerFile, ListenerTlsFile};
-use super::validate::{resolve, Report};
+use super::report::{resolve, Report};
 use super::{CertPaths, ClientAuth, ListenerConfig, TlsListenerConfig};
 
 /// The listeners; `listen` (from `[server]`) is the single plain one when none are listed.
@@ -223,6 +224,7 @@ fn tls(r: &mut Report, at: &str, t: &ListenerTlsFile, base: &Path) -> Option<Tls
             }
         });
     let config = TlsListenerConfig {
+        at: at.to_string(),
         default,
         sni,
         reject_unknown,
@@ -236,37 +238,7 @@ fn tls(r: &mut Report, at: &str, t: &ListenerTlsFile, base: &Path) -> Option<Tls
             t.handshake_timeout.as_ref(),
             Duration::from_secs(10),
         ),
+        expiry_warning_days: t.expiry_warning_days.unwrap_or(14),
     };
-    // Load everything now: a broken certificate is a config problem, not a runtime surprise.
-    if let Err(e) = crate::tls::server_config(&config) {
-        r.problem(at, e, "check that each cert file holds a PEM chain and its key file the matching PEM private key");
-        return None;
-    }
-    let days = t.expiry_warning_days.unwrap_or(14);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    for paths in config
-        .default
-        .iter()
-        .chain(config.sni.iter().map(|(_, p)| p))
-    {
-        if let Ok(end) = crate::tls::not_after(&paths.cert) {
-            let left = (end - now) / 86_400;
-            if end <= now {
-                r.warning(
-                    at,
-                    format!("{} has expired", paths.cert.display()),
-                    "renew the certificate",
-                );
-            } else if left < i64::from(days) {
-                r.warning(
-                    at,
-                    format!("{} expires in {left} day(s)", paths.cert.display()),
-                    "renew it; reload picks up the new files",
-                );
-            }
-        }
-    }
     Some(config)
 }

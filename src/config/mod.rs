@@ -1,18 +1,26 @@
 //! Configuration: `gateway.toml` → [`file::GatewayFile`] (what the user wrote) → [`Config`]
 //! (what the program uses: parsed addresses, durations, header names, loaded secrets).
 //!
-//! Loading never stops at the first problem: [`load`] reports every problem at once, each
-//! with the key path it concerns and a hint for the fix.
+//! Checking never stops at the first problem: [`check_file`] reports every problem at once,
+//! each with the key path it concerns and a hint for the fix. Key and certificate files
+//! are read or named here but parsed by the load stage (`crate::load`), which adds its
+//! problems to the same report: this module never calls into the runtime.
 
 pub mod file;
+mod issuers;
 pub mod key_files;
 mod keyring;
 mod listeners;
+mod report;
 mod routes;
 mod size;
+mod tokens;
 mod upstreams;
 mod users;
 pub mod validate;
+
+pub use keyring::{alg_name, is_hmac, parse_algorithm};
+pub use report::MIN_SECRET_BYTES;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -107,9 +115,12 @@ pub enum ClientAuth {
     Require,
 }
 
-/// TLS settings of a listener.
+/// TLS settings of a listener. The certificate files are only named here; the load
+/// stage (`crate::load`) reads them into a rustls config once per load.
 #[derive(Debug, Clone)]
 pub struct TlsListenerConfig {
+    /// Where it was written (`listeners[0].tls`), for problems found while building it.
+    pub at: String,
     /// Served when SNI names no other certificate (and without SNI).
     pub default: Option<CertPaths>,
     /// Certificates by server name: exact names and `*.suffix` (one label).
@@ -123,6 +134,8 @@ pub struct TlsListenerConfig {
     pub client_subject_header: Option<HeaderName>,
     pub hsts: Option<http::HeaderValue>,
     pub handshake_timeout: Duration,
+    /// Certificates expiring within this many days are warned about at each load.
+    pub expiry_warning_days: u32,
 }
 
 /// Where `X-Request-Id` comes from.
@@ -225,6 +238,10 @@ pub struct TokensConfig {
 /// keys that allow it, never how a key is read.
 #[derive(Debug, Clone)]
 pub struct KeyConfig {
+    /// Where it was written and the field its material came from (`keys[2]`,
+    /// `private_key_file`), for problems found when the key is built.
+    pub at: String,
+    pub field: &'static str,
     /// The `kid`; `None` only for the legacy `[tokens]` secret.
     pub id: Option<String>,
     pub algorithm: jsonwebtoken::Algorithm,
@@ -487,25 +504,46 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// A loaded configuration plus the warnings that did not stop it.
+/// A checked configuration plus the warnings that did not stop it.
 #[derive(Debug)]
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<Problem>,
 }
 
-/// Reads, parses and validates a config file. Relative paths inside it (`secret_file`,
-/// `users_file`) are resolved against the file's directory.
-pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+/// A configuration the checks refused: every problem found, plus the keys and TLS
+/// listeners that passed their own checks, so the load stage can still report what their
+/// files hold in the same run (every problem at once).
+#[derive(Debug, Default)]
+pub struct Refused {
+    pub problems: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+    pub keys: Vec<KeyConfig>,
+    pub tls: Vec<TlsListenerConfig>,
+}
+
+impl From<Refused> for ConfigError {
+    fn from(r: Refused) -> ConfigError {
+        ConfigError {
+            problems: r.problems,
+        }
+    }
+}
+
+/// Reads, parses and checks a config file. Relative paths inside it (`secret_file`,
+/// `users_file`) are resolved against the file's directory. Key and certificate files are
+/// read but not parsed: `crate::load` builds them.
+pub fn check_file(path: &Path) -> Result<Loaded, Refused> {
+    let text = std::fs::read_to_string(path).map_err(|e| Refused {
         problems: vec![Problem {
             key: "(file)".into(),
             message: format!("cannot read {}: {e}", path.display()),
             hint: "pass the config with --config PATH".into(),
         }],
+        ..Refused::default()
     })?;
     let base = path.parent().unwrap_or_else(|| Path::new("."));
-    let mut loaded = from_str(&text, base)?;
+    let mut loaded = check_str(&text, base)?;
     loaded.config.source_sha256 = Some(sha256_hex(text.as_bytes()));
     Ok(loaded)
 }
@@ -519,10 +557,11 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .collect()
 }
 
-/// Parses and validates config text; `base` resolves relative file paths.
-pub fn from_str(text: &str, base: &Path) -> Result<Loaded, ConfigError> {
-    let file: file::GatewayFile = toml::from_str(text).map_err(|e| ConfigError {
+/// Parses and checks config text; `base` resolves relative file paths.
+pub fn check_str(text: &str, base: &Path) -> Result<Loaded, Refused> {
+    let file: file::GatewayFile = toml::from_str(text).map_err(|e| Refused {
         problems: vec![toml_problem(&e, text)],
+        ..Refused::default()
     })?;
     from_file(file, base)
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use http::{HeaderName, Method};
 
 use super::file::{IdentityFile, RequireFile, RouteFile};
+use super::report::Report;
 use super::upstreams::inline;
-use super::validate::Report;
 use super::{
     ArrayEncoding, AuthMode, HostMatch, IdentityConfig, IssuerConfig, LoginConfig, PathMatch,
     Requirement, Responder, RouteConfig, Target, UpstreamConfig,
@@ -397,7 +397,7 @@ pub(super) fn routes(
                 .timeout
                 .as_ref()
                 .map(|t| r.duration(&format!("{at}.timeout"), Some(t), Duration::from_secs(30))),
-            issuers: super::keyring::route_issuers(r, &at, f, issuers),
+            issuers: super::issuers::route_issuers(r, &at, f, issuers),
             max_body: f
                 .max_body
                 .as_ref()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::Uri;
 
 use super::file::{HealthFile, UpstreamFile, UpstreamTlsFile};
-use super::validate::{resolve, Report};
+use super::report::{resolve, Report};
 use super::{Balance, HealthConfig, UpstreamConfig, UpstreamProtocol, UpstreamTls};
 
 pub(super) fn upstreams(

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::file::{UserFile, UsersFile};
-use super::validate::{resolve, Report};
+use super::report::{resolve, Report};
 use super::{User, UserId};
 
 fn user_id(r: &mut Report, key: &str, v: &Option<toml::Value>) -> Option<UserId> {

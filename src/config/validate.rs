@@ -1,115 +1,34 @@
-//! [`GatewayFile`] → [`Config`]: every check, every default, every problem collected.
+//! [`GatewayFile`] → [`Config`]: the orchestrator. It calls each section's checks in turn
+//! (one file per section; the small `[server]`, `[login]`, `[admin]` and `[logging]` tables
+//! are checked here) and collects every problem.
 //!
 //! No serde here: this module only reads the already-parsed file structs. Each problem names
 //! the key path the user must edit (`routes[2].auth`) and a hint for the fix.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use http::HeaderName;
-use jsonwebtoken::Algorithm;
-
-use super::file::{
-    AdminFile, GatewayFile, ListenerFile, LoggingFile, LoginFile, ServerFile, TokensFile,
-};
+use super::file::{AdminFile, GatewayFile, ListenerFile, LoggingFile, LoginFile, ServerFile};
+use super::issuers::{issuers, jwks};
 use super::keyring;
+use super::report::Report;
 use super::routes::{identity, routes};
+use super::tokens::tokens;
 use super::upstreams::upstreams;
 use super::users::{check_unique_users, collect_users, load_users_file};
 use super::{
-    size, Config, ConfigError, ErrorStyle, KeyConfig, KeyMaterial, Loaded, LogFormat,
-    LoggingConfig, LoginConfig, Problem, RequestIdMode, RequiredClaims, Secret, SecretOrigin,
-    ServerConfig, TokensConfig,
+    Config, Loaded, LogFormat, LoggingConfig, LoginConfig, Refused, RequestIdMode, ServerConfig,
 };
 
-/// HMAC keys shorter than the hash output weaken the MAC (RFC 7518 §3.2 asks for at least
-/// the hash size); 32 bytes covers HS256.
-pub const MIN_SECRET_BYTES: usize = 32;
-
-/// Collects problems and warnings while the config is checked.
-#[derive(Default)]
-pub(super) struct Report {
-    pub(super) problems: Vec<Problem>,
-    pub(super) warnings: Vec<Problem>,
-}
-
-impl Report {
-    pub(super) fn problem(
-        &mut self,
-        key: impl Into<String>,
-        message: impl Into<String>,
-        hint: impl Into<String>,
-    ) {
-        self.problems.push(Problem {
-            key: key.into(),
-            message: message.into(),
-            hint: hint.into(),
-        });
-    }
-
-    pub(super) fn warning(
-        &mut self,
-        key: impl Into<String>,
-        message: impl Into<String>,
-        hint: impl Into<String>,
-    ) {
-        self.warnings.push(Problem {
-            key: key.into(),
-            message: message.into(),
-            hint: hint.into(),
-        });
-    }
-
-    /// Parses a duration like `300s`, `5m`, `250ms`; `None` (and a problem) when invalid.
-    pub(super) fn duration(
-        &mut self,
-        key: &str,
-        value: Option<&String>,
-        default: Duration,
-    ) -> Duration {
-        match value {
-            None => default,
-            Some(text) => match humantime::parse_duration(text) {
-                Ok(d) => d,
-                Err(e) => {
-                    self.problem(
-                        key,
-                        format!("`{text}` is not a duration: {e}"),
-                        "write e.g. \"300s\", \"5m\" or \"250ms\"",
-                    );
-                    default
-                }
-            },
-        }
-    }
-
-    pub(super) fn size(&mut self, key: &str, value: Option<&String>, default: u64) -> u64 {
-        match value {
-            None => default,
-            Some(text) => match size::parse(text) {
-                Ok(n) => n,
-                Err(e) => {
-                    self.problem(
-                        key,
-                        e,
-                        "write e.g. \"16KiB\", \"10MiB\" or a number of bytes",
-                    );
-                    default
-                }
-            },
-        }
-    }
-}
-
 /// Validates a parsed file. `base` is the directory relative paths are resolved against.
-pub fn from_file(file: GatewayFile, base: &Path) -> Result<Loaded, ConfigError> {
+pub fn from_file(file: GatewayFile, base: &Path) -> Result<Loaded, Refused> {
     let mut r = Report::default();
     let server = server(&mut r, &file.server, &file.listeners, base);
     let keys = keyring::keys(&mut r, &file.keys, &file.tokens, base);
     let tokens = tokens(&mut r, &file.tokens, base, keys, !file.keys.is_empty());
-    let issuers = keyring::issuers(&mut r, &file.issuers, base, file.tokens.issuer.as_deref());
-    let jwks = keyring::jwks(&mut r, &file.jwks);
+    let issuers = issuers(&mut r, &file.issuers, base, file.tokens.issuer.as_deref());
+    let jwks = jwks(&mut r, &file.jwks);
     let mut users = Vec::new();
     collect_users(&mut r, "users", &file.users, &mut users);
     if let Some(users_file) = &file.users_file {
@@ -161,8 +80,11 @@ pub fn from_file(file: GatewayFile, base: &Path) -> Result<Loaded, ConfigError> 
             },
             warnings: r.warnings,
         }),
-        _ => Err(ConfigError {
+        tokens => Err(Refused {
             problems: r.problems,
+            warnings: r.warnings,
+            keys: tokens.map(|t| t.keys).unwrap_or_default(),
+            tls: server.listeners.into_iter().filter_map(|l| l.tls).collect(),
         }),
     }
 }
@@ -245,289 +167,6 @@ fn server(r: &mut Report, s: &ServerFile, listeners: &[ListenerFile], base: &Pat
             d => Some(d),
         },
     }
-}
-
-fn algorithm(r: &mut Report, text: &str) -> Algorithm {
-    match text {
-        "HS256" => Algorithm::HS256,
-        "HS384" => Algorithm::HS384,
-        "HS512" => Algorithm::HS512,
-        other => {
-            let hint = if other.eq_ignore_ascii_case("none") {
-                "unsigned tokens are never accepted; use HS256"
-            } else {
-                "use HS256, HS384 or HS512 (asymmetric keys come with the [[keys]] keyring)"
-            };
-            r.problem(
-                "tokens.algorithm",
-                format!("unsupported algorithm `{other}`"),
-                hint,
-            );
-            Algorithm::HS256
-        }
-    }
-}
-
-fn tokens(
-    r: &mut Report,
-    t: &TokensFile,
-    base: &Path,
-    keys: Vec<KeyConfig>,
-    keyring: bool,
-) -> Option<TokensConfig> {
-    let header_text = t.header.as_deref().unwrap_or("Authorization");
-    let header = HeaderName::from_bytes(header_text.as_bytes()).unwrap_or_else(|_| {
-        r.problem(
-            "tokens.header",
-            format!("`{header_text}` is not a header name"),
-            "use \"Authorization\"",
-        );
-        http::header::AUTHORIZATION
-    });
-    let prefix = t.prefix.clone().unwrap_or_else(|| "JWT".into());
-    if prefix.is_empty() || prefix.contains(char::is_whitespace) {
-        r.problem(
-            "tokens.prefix",
-            "must be one word",
-            "use \"JWT\" (Flask-JWT) or \"Bearer\" (RFC 6750)",
-        );
-    }
-    // The legacy form: one HMAC key from `algorithm` + `secret_*`, with no id (compat path).
-    let keys = if keyring {
-        Some(keys).filter(|k| !k.is_empty())
-    } else {
-        let algorithm = algorithm(r, t.algorithm.as_deref().unwrap_or("HS256"));
-        secret(r, t, base).map(|secret| {
-            vec![KeyConfig {
-                id: None,
-                algorithm,
-                material: KeyMaterial::Secret(secret),
-                sign: true,
-            }]
-        })
-    };
-
-    let errors = match t.errors.as_deref().unwrap_or("flask-jwt") {
-        "flask-jwt" => ErrorStyle::FlaskJwt,
-        "rfc6750" => ErrorStyle::Rfc6750,
-        other => {
-            r.problem(
-                "tokens.errors",
-                format!("unknown error style `{other}`"),
-                "use \"flask-jwt\" or \"rfc6750\"",
-            );
-            ErrorStyle::FlaskJwt
-        }
-    };
-
-    let mut required = RequiredClaims {
-        iat: false,
-        nbf: false,
-    };
-    let mut has_exp = false;
-    for (i, claim) in t
-        .required_claims
-        .clone()
-        .unwrap_or_else(|| vec!["exp".into(), "iat".into(), "nbf".into()])
-        .iter()
-        .enumerate()
-    {
-        match claim.as_str() {
-            "exp" => has_exp = true,
-            "iat" => required.iat = true,
-            "nbf" => required.nbf = true,
-            other => r.problem(
-                format!("tokens.required_claims[{i}]"),
-                format!("`{other}` cannot be required here"),
-                "list only \"exp\", \"iat\" and \"nbf\"",
-            ),
-        }
-    }
-    if !has_exp {
-        r.problem(
-            "tokens.required_claims",
-            "\"exp\" must be required: a token without expiry would be valid forever",
-            "add \"exp\" to the list",
-        );
-    }
-
-    let identity_claim = t
-        .identity_claim
-        .clone()
-        .unwrap_or_else(|| "identity".into());
-    if ["exp", "iat", "nbf", "aud", "iss"].contains(&identity_claim.as_str())
-        || identity_claim.is_empty()
-    {
-        r.problem(
-            "tokens.identity_claim",
-            format!("`{identity_claim}` cannot hold the identity"),
-            "use \"identity\" (Flask-JWT) or \"sub\"",
-        );
-    }
-    let lifetime = r.duration(
-        "tokens.lifetime",
-        t.lifetime.as_ref(),
-        Duration::from_secs(300),
-    );
-    if lifetime.is_zero() {
-        r.problem(
-            "tokens.lifetime",
-            "must be more than 0s",
-            "Flask-JWT's default is \"300s\"",
-        );
-    }
-    let max_token_bytes = t.max_token_bytes.unwrap_or(8192);
-    if max_token_bytes < 64 {
-        r.problem(
-            "tokens.max_token_bytes",
-            "too small to hold any token",
-            "leave it out (default 8192)",
-        );
-    }
-    let (user_claims, max_lifetime) = keyring::issued_claims(r, t, &identity_claim, lifetime);
-    Some(TokensConfig {
-        header,
-        prefix,
-        keys: keys?,
-        lifetime,
-        not_before: r.duration("tokens.not_before", t.not_before.as_ref(), Duration::ZERO),
-        leeway: r.duration("tokens.leeway", t.leeway.as_ref(), Duration::from_secs(10)),
-        identity_claim,
-        required,
-        audience: t.audience.clone(),
-        issuer: t.issuer.clone(),
-        max_token_bytes,
-        errors,
-        realm: t.realm.clone().unwrap_or_else(|| "Login Required".into()),
-        max_lifetime,
-        issue_sub: t.issue_sub.unwrap_or(false),
-        issue_jti: t.issue_jti.unwrap_or(false),
-        user_claims,
-        cache_size: t.cache_size.unwrap_or(10_000),
-    })
-}
-
-pub(super) fn resolve(base: &Path, path: &str) -> PathBuf {
-    let p = Path::new(path);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
-
-/// Loads the HMAC secret from env or file; never echoes its value in a message.
-fn secret(r: &mut Report, t: &TokensFile, base: &Path) -> Option<Secret> {
-    let generate = match t.missing_secret.as_deref().unwrap_or("refuse") {
-        "refuse" => false,
-        "generate" => true,
-        other => {
-            r.problem(
-                "tokens.missing_secret",
-                format!("unknown value `{other}`"),
-                "use \"refuse\" (production) or \"generate\" (try-out only)",
-            );
-            false
-        }
-    };
-    let loaded = match (&t.secret_env, &t.secret_file) {
-        (Some(_), Some(_)) => {
-            r.problem(
-                "tokens.secret_env",
-                "both secret_env and secret_file are set",
-                "keep one of them",
-            );
-            return None;
-        }
-        (Some(var), None) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Some(Secret {
-                bytes: v.into_bytes(),
-                origin: SecretOrigin::Env(var.clone()),
-            }),
-            _ => None,
-        },
-        (None, Some(path)) => {
-            let full = resolve(base, path);
-            match std::fs::read(&full) {
-                Ok(mut bytes) => {
-                    if let Some(w) =
-                        super::key_files::readable_by_others("tokens.secret_file", &full)
-                    {
-                        r.warnings.push(w);
-                    }
-                    // Files written by `echo` end with a newline that is not part of the key.
-                    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                        bytes.pop();
-                    }
-                    Some(Secret {
-                        bytes,
-                        origin: SecretOrigin::File(full.display().to_string()),
-                    })
-                }
-                Err(e) => {
-                    if !generate {
-                        r.problem(
-                            "tokens.secret_file",
-                            format!("cannot read {}: {e}", full.display()),
-                            "create the file with a random secret of at least 32 bytes",
-                        );
-                        return None;
-                    }
-                    None
-                }
-            }
-        }
-        (None, None) => None,
-    };
-    let secret = match loaded {
-        Some(s) => s,
-        None if generate => {
-            let what = t
-                .secret_env
-                .as_ref()
-                .map(|v| format!("environment variable {v}"))
-                .or_else(|| t.secret_file.as_ref().map(|f| format!("file {f}")))
-                .unwrap_or_else(|| "no secret_env or secret_file".into());
-            r.warning(
-                "tokens.missing_secret",
-                format!("no signing secret ({what} unset): a random secret is generated per process; tokens will not survive a restart nor validate on other instances"),
-                "set the secret (e.g. GATEWAY_SECRET=$(openssl rand -base64 48)) before production use",
-            );
-            let mut bytes = vec![0u8; 48];
-            rand::fill(&mut bytes[..]);
-            return Some(Secret {
-                bytes,
-                origin: SecretOrigin::Generated,
-            });
-        }
-        None => {
-            match &t.secret_env {
-                Some(var) => r.problem(
-                    "tokens.secret_env",
-                    format!("environment variable {var} is not set or empty"),
-                    format!("export {var}=<a random secret of at least {MIN_SECRET_BYTES} bytes>"),
-                ),
-                None => r.problem(
-                    "tokens",
-                    "no signing secret configured",
-                    "set secret_env = \"GATEWAY_SECRET\" or secret_file = \"path\"",
-                ),
-            }
-            return None;
-        }
-    };
-    if secret.bytes.len() < MIN_SECRET_BYTES && !t.allow_short_secret.unwrap_or(false) {
-        let key = match secret.origin {
-            SecretOrigin::Env(_) => "tokens.secret_env",
-            _ => "tokens.secret_file",
-        };
-        r.problem(
-            key,
-            format!("the secret is {} bytes; at least {MIN_SECRET_BYTES} are required", secret.bytes.len()),
-            "generate one with `openssl rand -base64 48`, or set tokens.allow_short_secret = true to accept a weak legacy secret",
-        );
-    }
-    Some(secret)
 }
 
 fn login(r: &mut Report, l: &LoginFile) -> LoginConfig {

@@ -21,9 +21,10 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::body::{Body, BoxError};
-use crate::server::workers;
+use crate::worker;
 
-/// Idle HTTP/1.1 connections of one upstream pool, by worker and server.
+/// The connection pool of one upstream cluster: idle HTTP/1.1 connections by worker and
+/// server.
 pub struct Conns {
     connector: HttpsConnector<HttpConnector>,
     idle_timeout: Duration,
@@ -74,7 +75,7 @@ impl Conns {
         origin: &Uri,
         mut req: Request<Body>,
     ) -> Result<Response<Returning>, SendError> {
-        let worker = workers::index() % self.idle.len();
+        let worker = worker::index() % self.idle.len();
         loop {
             let (mut sender, reused) = match self.take(worker, server) {
                 Some(s) => (s, true),

@@ -29,8 +29,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::config::ServerConfig;
+use crate::load::Built;
 use crate::metrics::Metrics;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Conn, Pipeline};
 use workers::Workers;
 
 /// The pipeline every request reads, swapped whole on reload.
@@ -64,31 +65,6 @@ struct TlsListener {
     subject_header: Option<HeaderName>,
 }
 
-/// What the pipeline knows about the connection a request came on.
-#[derive(Debug, Clone)]
-pub struct Conn {
-    pub peer: SocketAddr,
-    /// The peer's IP as an `X-Forwarded-For` element.
-    pub peer_ip: HeaderValue,
-    /// Set when a request with a body was refused: closing then lingers (see first_bytes.rs).
-    pub linger_on_close: Arc<AtomicBool>,
-    pub tls: bool,
-    /// The verified client certificate's subject, as the header the listener sets.
-    pub client_subject: Option<(HeaderName, HeaderValue)>,
-}
-
-impl Conn {
-    fn new(peer: SocketAddr, tls: bool, client_subject: Option<(HeaderName, HeaderValue)>) -> Conn {
-        Conn {
-            peer,
-            peer_ip: crate::proxy::forward::client_ip(peer),
-            linger_on_close: Arc::default(),
-            tls,
-            client_subject,
-        }
-    }
-}
-
 /// The listeners with the pipeline they serve.
 pub struct Server {
     listeners: Vec<Bound>,
@@ -116,25 +92,29 @@ pub type TlsHandle = (SocketAddr, Arc<ArcSwap<rustls::ServerConfig>>);
 
 impl Server {
     /// Starts the worker threads and binds every configured listener, one socket per worker
-    /// (port 0 picks a free port; see [`Server::local_addrs`]). `draining` is set when
+    /// (port 0 picks a free port; see [`Server::local_addrs`]), serving TLS with the configs
+    /// the load stage built. `draining` is set when
     /// shutdown begins (readiness reads it).
     pub async fn bind(
         cfg: &ServerConfig,
+        built: &Built,
         pipeline: SharedPipeline,
         metrics: Arc<Metrics>,
         draining: Arc<AtomicBool>,
     ) -> Result<Server, String> {
-        let n = workers::count(cfg.workers);
+        let n = crate::worker::count(cfg.workers);
         let mut listeners = Vec::new();
-        for l in &cfg.listeners {
-            let tls = match &l.tls {
-                Some(t) => Some(TlsListener {
-                    config: Arc::new(ArcSwap::from_pointee(crate::tls::server_config(t)?)),
+        for (i, l) in cfg.listeners.iter().enumerate() {
+            let built_tls = built.tls.get(i).cloned().flatten();
+            let tls = match (&l.tls, built_tls) {
+                (Some(t), Some(config)) => Some(TlsListener {
+                    config: Arc::new(ArcSwap::new(config)),
                     handshake_timeout: t.handshake_timeout,
                     hsts: t.hsts.clone(),
                     subject_header: t.client_subject_header.clone(),
                 }),
-                None => None,
+                (Some(t), None) => return Err(format!("{}: no TLS config was built", t.at)),
+                (None, _) => None,
             };
             let sockets = workers::bind_shared(l.addr, n)
                 .map_err(|e| format!("cannot bind {}: {e}", l.addr))?;

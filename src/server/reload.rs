@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::SharedPipeline;
-use crate::config::{self, ServerConfig};
+use crate::config::ServerConfig;
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::pipeline::Pipeline;
 
@@ -18,7 +18,7 @@ use crate::pipeline::Pipeline;
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error("{0}")]
-    Config(#[from] config::ConfigError),
+    Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
     Build(String),
 }
@@ -71,7 +71,7 @@ impl Reloader {
     /// Loads, checks and builds the file, then swaps it in; on any problem keeps the old one.
     pub fn reload(&self) -> Result<(), ReloadError> {
         let bytes = std::fs::read(&self.path).ok();
-        let result = config::load(&self.path).map_err(ReloadError::from).and_then(|loaded| {
+        let result = crate::load::load(&self.path).map_err(ReloadError::from).and_then(|loaded| {
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
             }
@@ -79,17 +79,16 @@ impl Reloader {
             if s.listen != self.server.listen || s.header_read_timeout != self.server.header_read_timeout || s.max_connections != self.server.max_connections || s.workers != self.server.workers {
                 tracing::warn!("server.listen, header_read_timeout, max_connections and workers take effect at the next restart");
             }
-            let pipeline = Pipeline::build_with(&loaded.config, self.metrics.clone()).map_err(ReloadError::Build)?;
-            // New certificates for the listeners we have (matched by address); all are built
-            // before any is swapped, so a broken one leaves every listener as it was.
-            let mut certs = Vec::new();
+            let pipeline = Pipeline::build_with(&loaded.config, &loaded.built, self.metrics.clone())
+                .map_err(ReloadError::Build)?;
+            // New certificates for the listeners we have (matched by address). The load
+            // built them all before this point, so a broken one leaves every listener as it
+            // was.
             for (addr, live) in &self.tls {
-                if let Some(t) = s.listeners.iter().find(|l| l.addr == *addr).and_then(|l| l.tls.as_ref()) {
-                    certs.push((live, crate::tls::server_config(t).map_err(ReloadError::Build)?));
+                let built = s.listeners.iter().position(|l| l.addr == *addr).and_then(|i| loaded.built.tls.get(i).cloned().flatten());
+                if let Some(config) = built {
+                    live.store(config);
                 }
-            }
-            for (live, config) in certs {
-                live.store(Arc::new(config));
             }
             self.pipeline.store(Arc::new(pipeline));
             Ok(())

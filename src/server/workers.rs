@@ -7,30 +7,16 @@
 //! upstream connection opened by one thread is then driven by another. Measured on the
 //! benchmark (bench/README.md), the per-core layout costs less CPU per request.
 //!
+//! The worker index itself lives in [`crate::worker`], a leaf the proxy reads.
+//!
 //! Everything outside the request path (admin listener, reloads, health checks, JWKS
 //! refreshes, signals) runs on the runtime that started the gateway.
 
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
-
-thread_local! {
-    static INDEX: Cell<usize> = const { Cell::new(0) };
-}
-
-/// This thread's worker number (0 outside worker threads). Per-worker resources, such as
-/// an upstream pool's clients, are picked with it.
-pub fn index() -> usize {
-    INDEX.with(Cell::get)
-}
-
-/// The number of workers for a configured value: the value, or one per available core.
-pub fn count(configured: Option<usize>) -> usize {
-    configured.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
 
 /// Running worker threads. [`Workers::stop`] ends them; dropping without it detaches them.
 pub struct Workers {
@@ -68,7 +54,7 @@ impl Workers {
                         }
                     };
                     let _ = built_tx.send(Ok(rt.handle().clone()));
-                    INDEX.with(|c| c.set(i));
+                    crate::worker::enter(i);
                     let _ = rt.block_on(stop_rx);
                     // Connections were drained before the stop; anything left is dropped.
                     rt.shutdown_timeout(Duration::from_secs(1));

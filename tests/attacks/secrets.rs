@@ -5,7 +5,7 @@
 use crate::support::*;
 
 fn config_error(toml: &str, dir: &std::path::Path) -> String {
-    match gateway::config::from_str(toml, dir) {
+    match gateway::load::from_str(toml, dir) {
         Ok(_) => panic!("accepted:\n{toml}"),
         Err(e) => e.to_string(),
     }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use gateway::config;
+use gateway::{config, load};
 
 fn problems(toml: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
@@ -16,7 +16,7 @@ fn problems(toml: &str) -> Vec<String> {
             .leaf(&["localhost"])
             .write(&dir.path().join("tls"), "server");
     }
-    match config::from_str(toml, dir.path()) {
+    match load::from_str(toml, dir.path()) {
         Ok(_) => Vec::new(),
         Err(e) => e.problems.iter().map(ToString::to_string).collect(),
     }
@@ -35,7 +35,7 @@ const BASE: &str = "[tokens]\nsecret_file = \"secret\"\n";
 #[test]
 fn shipped_gateway_toml_is_valid_and_runs_the_seed_flow() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let loaded = config::load(&root.join("gateway.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = load::load(&root.join("gateway.toml")).unwrap_or_else(|e| panic!("{e}"));
     let c = loaded.config;
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(c.login.as_ref().unwrap().path, "/auth");
@@ -99,7 +99,7 @@ fn every_problem_is_reported_at_once_with_its_key() {
 fn secrets_are_checked_and_never_echoed() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("short"), "hunter2-is-short").unwrap();
-    let err = config::from_str("[tokens]\nsecret_file = \"short\"\n", dir.path()).unwrap_err();
+    let err = load::from_str("[tokens]\nsecret_file = \"short\"\n", dir.path()).unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("tokens.secret_file") && text.contains("at least 32"),
@@ -110,7 +110,7 @@ fn secrets_are_checked_and_never_echoed() {
         "the secret leaked into the message"
     );
     // Explicitly allowed legacy secret.
-    assert!(config::from_str(
+    assert!(load::from_str(
         "[tokens]\nsecret_file = \"short\"\nallow_short_secret = true\n",
         dir.path()
     )
@@ -175,7 +175,7 @@ fn users_file_is_read_relative_to_the_config() {
         format!("[[users]]\nid = 7\nusername = \"u\"\npassword_hash = \"{hash}\"\n"),
     )
     .unwrap();
-    let loaded = config::from_str(
+    let loaded = load::from_str(
         "users_file = \"users.toml\"\n[tokens]\nsecret_file = \"secret\"\n[login]\n",
         dir.path(),
     )

@@ -85,7 +85,7 @@ fn compose_runs_three_instances_behind_haproxy() {
 
 /// Loads a deploy `gateway.toml` with the real loader, its `secret_file` replaced by a
 /// file holding `secret`.
-fn load_with_secret(rel: &str, secret: &[u8]) -> Result<gateway::config::Loaded, String> {
+fn load_with_secret(rel: &str, secret: &[u8]) -> Result<gateway::load::Loaded, String> {
     let text = read(rel);
     let line = text
         .lines()
@@ -102,7 +102,7 @@ fn load_with_secret(rel: &str, secret: &[u8]) -> Result<gateway::config::Loaded,
     )
     .unwrap();
     let text = text.replace(line, "secret_file = \"hmac\"");
-    gateway::config::from_str(&text, dir.path()).map_err(|e| e.to_string())
+    gateway::load::from_str(&text, dir.path()).map_err(|e| e.to_string())
 }
 
 #[test]

@@ -3,14 +3,14 @@
 use jsonwebtoken::Algorithm;
 
 use crate::keys::{key_table, keypair};
-use gateway::config;
+use gateway::load;
 
 fn problems(toml: &str, files: &[(&str, &str)]) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in files {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
-    match config::from_str(toml, dir.path()) {
+    match load::from_str(toml, dir.path()) {
         Ok(_) => Vec::new(),
         Err(e) => e.problems.iter().map(ToString::to_string).collect(),
     }

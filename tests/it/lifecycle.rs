@@ -26,9 +26,9 @@ async fn start_file(text: &str) -> FileGateway {
     std::fs::write(dir.path().join("secret"), SECRET).unwrap();
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, text).unwrap();
-    let loaded = gateway::config::load(&path).unwrap();
+    let loaded = gateway::load::load(&path).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let started = gateway::start_file(&path, &loaded.config, async {
+    let started = gateway::start_file(&path, &loaded, async {
         let _ = stopped.await;
     })
     .await

@@ -437,9 +437,9 @@ async fn reload_swaps_certificates_and_keeps_established_connections() {
              [[listeners]]\naddr = \"127.0.0.1:0\"\n[listeners.tls]\ncert = \"live.crt\"\nkey = \"live.key\"\n",
     )
     .unwrap();
-    let loaded = gateway::config::load(&path).unwrap();
+    let loaded = gateway::load::load(&path).unwrap();
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let started = gateway::start_file(&path, &loaded.config, async {
+    let started = gateway::start_file(&path, &loaded, async {
         let _ = stopped.await;
     })
     .await
@@ -492,7 +492,7 @@ fn check_warns_about_expiring_certificates() {
     soon.write(t.dir.path(), "soon");
     std::fs::write(t.dir.path().join("secret"), SECRET).unwrap();
     let text = "[tokens]\nsecret_file = \"secret\"\n[[listeners]]\naddr = \"127.0.0.1:0\"\n[listeners.tls]\ncert = \"soon.crt\"\nkey = \"soon.key\"\n";
-    let loaded = gateway::config::from_str(text, t.dir.path()).unwrap();
+    let loaded = gateway::load::from_str(text, t.dir.path()).unwrap();
     let w: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
     assert!(
         w.iter().any(|w| w.starts_with("listeners[0].tls")
@@ -503,7 +503,7 @@ fn check_warns_about_expiring_certificates() {
     let other = t.ca.leaf(&["localhost"]);
     other.write(t.dir.path(), "other");
     let mismatched = text.replace("key = \"soon.key\"", "key = \"other.key\"");
-    let err = gateway::config::from_str(&mismatched, t.dir.path())
+    let err = gateway::load::from_str(&mismatched, t.dir.path())
         .unwrap_err()
         .to_string();
     assert!(

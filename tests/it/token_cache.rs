@@ -19,7 +19,7 @@ fn the_verified_token_cache_never_outlives_exp_nor_the_keyring() {
         key_table("k", Algorithm::ES256, "private_key_file = \"k.pem\"", true)
     );
     // `[[keys]]` first, then `[tokens]`: TOML tables can come in any order.
-    let cfg = gateway::config::from_str(&toml, dir.path()).unwrap().config;
+    let cfg = gateway::load::from_str(&toml, dir.path()).unwrap().config;
     let wanted: Vec<Arc<str>> = vec![Arc::from("roles")];
     let keys = Arc::new(gateway::auth::keys::Keyring::from_config(&cfg.tokens).unwrap());
     let v = gateway::auth::verify::Verifier::new(&cfg.tokens, keys, wanted.clone());
@@ -40,7 +40,7 @@ fn the_verified_token_cache_never_outlives_exp_nor_the_keyring() {
     // A new keyring (reload) without this key: the cached verdict is not reused.
     let other = keypair(Algorithm::ES256);
     std::fs::write(dir.path().join("k.pem"), &other.private).unwrap();
-    let cfg2 = gateway::config::from_str(&toml, dir.path()).unwrap().config;
+    let cfg2 = gateway::load::from_str(&toml, dir.path()).unwrap().config;
     let keys2 = Arc::new(gateway::auth::keys::Keyring::from_config(&cfg2.tokens).unwrap());
     assert!(v.verify_with(&keys2, &token, t).is_err());
 }

@@ -425,10 +425,10 @@ impl GatewayBuilder {
         for (name, contents) in &self.files {
             std::fs::write(dir.path().join(name), contents).unwrap();
         }
-        let loaded = gateway::config::from_str(&self.toml(), dir.path())
+        let loaded = gateway::load::from_str(&self.toml(), dir.path())
             .unwrap_or_else(|e| panic!("{e}\n{}", self.toml()));
         let (stop, stopped) = oneshot::channel::<()>();
-        let started = gateway::start(&loaded.config, async {
+        let started = gateway::start(&loaded, async {
             let _ = stopped.await;
         })
         .await

@@ -5,6 +5,10 @@
 //! builds a new pipeline and swaps it in whole. `Pipeline::try_handle` runs
 //! ① routing → ② policy → ③ verify → ④ identity → ⑤ forward.
 
+mod conn;
+
+pub use conn::Conn;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,19 +20,19 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::auth::authority::Authority;
-use crate::auth::issue::{Issuer, Login};
 use crate::auth::jwks::PublishedJwks;
+use crate::auth::login::{Issuer, Login};
 use crate::auth::users::Users;
 use crate::auth::{bearer, Claims, TokenError};
 use crate::body::{full, Body};
 use crate::config::{AuthMode, Config, PathMatch, RequestIdMode, Responder, Target};
 use crate::identity::{ClaimHeaders, IdentityHeaders};
+use crate::load::Built;
 use crate::metrics::{method_label, Metrics, OutcomeLabels, ReasonLabels, RouteCounters};
 use crate::policy::Policy;
-use crate::proxy::{forward, upgrade, Outbound, Pool};
+use crate::proxy::{forward, upgrade, Cluster, Outbound};
 use crate::rejection::{ErrorContext, Rejection};
 use crate::routing::{self, Matcher, Miss, RouteTable};
-use crate::server::Conn;
 
 /// The request id header, set on every upstream request and every response.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -52,14 +56,14 @@ pub struct Route {
 }
 
 enum RouteTarget {
-    Upstream(Arc<Pool>),
+    Upstream(Arc<Cluster>),
     Respond(Responder),
 }
 
 /// Everything a request needs, built once per configuration.
 pub struct Pipeline {
     routes: RouteTable<Route>,
-    pools: Vec<Arc<Pool>>,
+    clusters: Vec<Arc<Cluster>>,
     login: Option<Login>,
     /// Our keyring plus the external issuers.
     authority: Authority,
@@ -104,25 +108,30 @@ fn unix_now() -> i64 {
 }
 
 impl Pipeline {
-    /// Builds the runtime form of `config`. Fails only on material the config check could
-    /// not judge by itself (key bytes, TLS files).
-    pub fn build(config: &Config) -> Result<Pipeline, String> {
-        Self::build_with(config, Arc::new(Metrics::new()))
+    /// Builds the runtime form of `config` over what the load stage built from its files
+    /// (the keyring). Fails only on what neither stage could judge (e.g. an upstream's TLS
+    /// material).
+    pub fn build(config: &Config, built: &Built) -> Result<Pipeline, String> {
+        Self::build_with(config, built, Arc::new(Metrics::new()))
     }
 
     /// Like [`Pipeline::build`], recording into `metrics` (shared across reloads).
-    pub fn build_with(config: &Config, metrics: Arc<Metrics>) -> Result<Pipeline, String> {
+    pub fn build_with(
+        config: &Config,
+        built: &Built,
+        metrics: Arc<Metrics>,
+    ) -> Result<Pipeline, String> {
         let t = &config.tokens;
         let users = Arc::new(Users::new(
             &config.users,
             config.login.as_ref().map_or(1, |l| l.max_concurrent_hashes),
         ));
         let mut pools = HashMap::new();
-        let workers = crate::server::workers::count(config.server.workers);
+        let workers = crate::worker::count(config.server.workers);
         for u in &config.upstreams {
             pools.insert(
                 u.name.clone(),
-                Arc::new(Pool::new(u, metrics.clone(), workers)?),
+                Arc::new(Cluster::new(u, metrics.clone(), workers)?),
             );
         }
         let global: ClaimHeaders = config
@@ -146,7 +155,7 @@ impl Pipeline {
                 }
             }
         }
-        let authority = Authority::build(config, wanted)
+        let authority = Authority::build(config, built.keyring.clone(), wanted)
             .map_err(|e| format!("tokens: cannot build the keyring: {e}"))?;
         // Background JWKS refreshers for external issuers; they end when the pipeline drops.
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -224,7 +233,7 @@ impl Pipeline {
             .collect();
         Ok(Pipeline {
             routes: RouteTable::new(routes),
-            pools: pools.into_values().collect(),
+            clusters: pools.into_values().collect(),
             login,
             jwks: PublishedJwks::new(&config.jwks, authority.keys()),
             authority,
@@ -249,9 +258,9 @@ impl Pipeline {
         })
     }
 
-    /// The upstream pools (for readiness: every pool should have a server available).
-    pub fn pools(&self) -> &[Arc<Pool>] {
-        &self.pools
+    /// The upstream clusters (for readiness: every cluster should have a server available).
+    pub fn clusters(&self) -> &[Arc<Cluster>] {
+        &self.clusters
     }
 
     /// SHA-256 of the config file this pipeline was built from.

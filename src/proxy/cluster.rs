@@ -1,4 +1,5 @@
-//! An upstream pool: its servers, load balancing, passive and active health, retries.
+//! An upstream cluster (one `[[upstreams]]` entry): its servers, load balancing, passive
+//! and active health, retries. Its idle HTTP/1.1 connections are kept by [`super::conns`].
 //!
 //! A server that refuses connections or times out is ejected for `eject_for` (passive
 //! health); active checks, when configured, mark servers down after `unhealthy_threshold`
@@ -26,9 +27,9 @@ use super::conns::{Conns, SendError};
 use crate::body::{empty, Body, BoxError};
 use crate::config::{Balance, HealthConfig, UpstreamConfig, UpstreamProtocol};
 use crate::rejection::Rejection;
-use crate::server::workers;
+use crate::worker;
 
-/// One server of a pool.
+/// One server of a cluster.
 pub struct Server {
     scheme: Scheme,
     authority: Authority,
@@ -41,7 +42,7 @@ pub struct Server {
     /// `scheme://authority`, for logs.
     pub label: String,
     outstanding: Arc<AtomicUsize>,
-    /// Milliseconds since the pool's epoch until which the server is skipped.
+    /// Milliseconds since the cluster's epoch until which the server is skipped.
     ejected_until: AtomicU64,
     /// Active health verdict (always true without health checks).
     healthy: AtomicBool,
@@ -81,7 +82,7 @@ impl Server {
     }
 }
 
-/// Aborts the active health-check task when the pool is dropped (e.g. replaced by a reload).
+/// Aborts the active health-check task when the cluster is dropped (e.g. replaced by a reload).
 struct AbortOnDrop(tokio::task::AbortHandle);
 
 impl Drop for AbortOnDrop {
@@ -90,14 +91,15 @@ impl Drop for AbortOnDrop {
     }
 }
 
-pub struct Pool {
+/// The servers of one upstream and how requests are spread over them.
+pub struct Cluster {
     pub name: String,
     servers: Arc<[Server]>,
-    /// HTTP/1.1 pools: idle connections per worker and server (requests other than
-    /// upgrades go through these).
+    /// HTTP/1.1 clusters: the connection pool, idle connections per worker and server
+    /// (requests other than upgrades go through these).
     conns: Option<Arc<Conns>>,
-    /// One client per worker thread, picked by [`workers::index`]: every request of an
-    /// HTTP/2 pool, upgrades of an HTTP/1.1 pool.
+    /// One client per worker thread, picked by [`worker::index`]: every request of an
+    /// HTTP/2 cluster, upgrades of an HTTP/1.1 cluster.
     clients: Box<[HttpClient]>,
     balance: Balance,
     version: Version,
@@ -119,20 +121,20 @@ pub struct Outbound {
     pub body: Body,
     /// Idempotent and bodiless: safe to try on another server if no connection was made.
     pub retryable: bool,
-    /// The route's timeout for the response head, if it overrides the pool's.
+    /// The route's timeout for the response head, if it overrides the cluster's.
     pub timeout: Option<Duration>,
 }
 
-impl Pool {
-    /// Builds the pool with a client for each of `workers` worker threads and, with health
+impl Cluster {
+    /// Builds the cluster with a client for each of `workers` worker threads and, with health
     /// checks configured inside a runtime, starts them (on that runtime, with a client of
     /// their own).
     pub fn new(
         cfg: &UpstreamConfig,
         metrics: Arc<crate::metrics::Metrics>,
         workers: usize,
-    ) -> Result<Pool, String> {
-        let connector = client::pool_connector(cfg)?;
+    ) -> Result<Cluster, String> {
+        let connector = client::cluster_connector(cfg)?;
         let clients = client::build(cfg, &connector, workers);
         let servers: Vec<Server> = cfg
             .servers
@@ -213,7 +215,7 @@ impl Pool {
             }
             _ => None,
         };
-        Ok(Pool {
+        Ok(Cluster {
             name: cfg.name.clone(),
             servers,
             conns,
@@ -237,7 +239,7 @@ impl Pool {
 
     /// The calling worker thread's client.
     fn client(&self) -> &HttpClient {
-        &self.clients[workers::index() % self.clients.len()]
+        &self.clients[worker::index() % self.clients.len()]
     }
 
     fn now_ms(&self) -> u64 {
@@ -258,7 +260,7 @@ impl Pool {
         self.servers.iter().any(|s| s.available(now))
     }
 
-    /// Picks a server not in `tried` by the pool's balancing rule.
+    /// Picks a server not in `tried` by the cluster's balancing rule.
     fn pick(&self, tried: &[usize]) -> Option<usize> {
         let now = self.now_ms();
         let n = self.servers.len();
@@ -291,10 +293,10 @@ impl Pool {
         tracing::warn!(upstream = %self.name, server = %server.label, reason = why, eject_for = ?self.eject_for, "server ejected");
     }
 
-    /// Sends the request to a server of this pool. Returns the response (its body keeps the
+    /// Sends the request to a server of this cluster. Returns the response (its body keeps the
     /// server's outstanding count until it ends) and the server's label.
     pub async fn send(&self, out: Outbound) -> Result<(Response<Body>, &str), Rejection> {
-        // A retry goes to a server not tried yet, so a pool never makes more attempts than
+        // A retry goes to a server not tried yet, so a cluster never makes more attempts than
         // it has servers (one server: one attempt, and nothing needs copying for a retry).
         let attempts = if out.retryable {
             (1 + self.retries as usize).min(self.servers.len())
@@ -486,7 +488,12 @@ where
 }
 
 /// Active health checks: GET `path` on every server each `interval`.
-async fn check_health(pool: String, servers: Arc<[Server]>, client: HttpClient, cfg: HealthConfig) {
+async fn check_health(
+    cluster: String,
+    servers: Arc<[Server]>,
+    client: HttpClient,
+    cfg: HealthConfig,
+) {
     let mut tick = tokio::time::interval(cfg.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -503,26 +510,26 @@ async fn check_health(pool: String, servers: Arc<[Server]>, client: HttpClient, 
                 }
                 Err(_) => false,
             };
-            record_check(&pool, server, ok, &cfg);
+            record_check(&cluster, server, ok, &cfg);
         }
     }
 }
 
-fn record_check(pool: &str, server: &Server, ok: bool, cfg: &HealthConfig) {
+fn record_check(cluster: &str, server: &Server, ok: bool, cfg: &HealthConfig) {
     let was = server.healthy.load(Ordering::Relaxed);
     if ok {
         server.failures.store(0, Ordering::Relaxed);
         let n = server.successes.fetch_add(1, Ordering::Relaxed) + 1;
         if !was && n >= cfg.healthy_threshold {
             server.healthy.store(true, Ordering::Relaxed);
-            tracing::info!(upstream = pool, server = %server.label, "server healthy again");
+            tracing::info!(upstream = cluster, server = %server.label, "server healthy again");
         }
     } else {
         server.successes.store(0, Ordering::Relaxed);
         let n = server.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if was && n >= cfg.unhealthy_threshold {
             server.healthy.store(false, Ordering::Relaxed);
-            tracing::warn!(upstream = pool, server = %server.label, "server failed its health checks");
+            tracing::warn!(upstream = cluster, server = %server.label, "server failed its health checks");
         }
     }
 }
