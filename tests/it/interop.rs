@@ -65,7 +65,6 @@ async fn pyjwt_jwks(url: &str, token: &str) -> std::process::Output {
 
 #[tokio::test]
 async fn pyjwkclient_verifies_our_tokens_through_our_jwks() {
-    use crate::keys::{key_table, keypair};
     use jsonwebtoken::Algorithm;
     for (alg, name) in [
         (Algorithm::RS256, "RS256"),

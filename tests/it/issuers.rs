@@ -10,7 +10,6 @@ use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 
-use crate::keys::{keypair, sign_claims};
 use crate::support::*;
 use gateway::auth::keygen::Generated;
 use gateway::body::full;

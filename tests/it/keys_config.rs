@@ -2,7 +2,7 @@
 
 use jsonwebtoken::Algorithm;
 
-use crate::keys::{key_table, keypair};
+use crate::support::{key_table, keypair};
 use gateway::load;
 
 fn problems(toml: &str, files: &[(&str, &str)]) -> Vec<String> {

@@ -14,7 +14,6 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
-use crate::keys::{key_table, keypair};
 use crate::support::*;
 
 /// A `gateway run` child process; killed (by its PID, through `Child`) on drop.

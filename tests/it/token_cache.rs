@@ -6,7 +6,6 @@ use std::sync::Arc;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
-use crate::keys::{key_table, keypair, sign_claims};
 use crate::support::*;
 
 #[test]

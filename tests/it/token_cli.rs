@@ -115,7 +115,7 @@ fn keygen_mint_verify_and_inspect() {
 
     // The verdict names the precise reason.
     let t = now();
-    let foreign = crate::keys::sign_claims(
+    let foreign = sign_claims(
         jsonwebtoken::Algorithm::ES256,
         Some("k9"),
         &json!({"exp": t + 60, "iat": t, "nbf": t, "identity": 7}),
@@ -127,7 +127,7 @@ fn keygen_mint_verify_and_inspect() {
         out.starts_with("invalid:") && out.contains("unknown_kid"),
         "{out}"
     );
-    let expired = crate::keys::sign_claims(
+    let expired = sign_claims(
         jsonwebtoken::Algorithm::ES256,
         Some("k1"),
         &json!({"exp": t - 60, "iat": t - 360, "nbf": t - 360, "identity": 7}),
