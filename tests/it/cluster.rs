@@ -49,19 +49,6 @@ fn free_base_port() -> u16 {
     panic!("no free block of ports on 127.0.0.1");
 }
 
-/// Polls `check` until it returns true; panics after `WAIT` naming `what`.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + WAIT;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// `deploy/local-cluster.sh start`, running until dropped.
 struct Cluster {
     child: Child,
@@ -212,7 +199,7 @@ impl Cluster {
     }
 
     async fn wait_lb(&self, server: &str, status: &str) {
-        eventually(&format!("HAProxy to mark {server} {status}"), || async {
+        eventually_within(WAIT, &format!("HAProxy to mark {server} {status}"), async || {
             self.lb_status(server).await == status
         })
         .await;
@@ -476,7 +463,7 @@ async fn an_instance_that_is_not_ready_is_taken_out_of_the_load_balancer() {
     std::fs::write(&path, good.replace(&backend, &nowhere)).unwrap();
     signal(c.pid(2), "-HUP");
 
-    eventually("gateway 2 /readyz to answer 503", || async {
+    eventually_within(WAIT, "gateway 2 /readyz to answer 503", async || {
         get(&c.admin(2, "/readyz"), &[]).await.status == 503
     })
     .await;
@@ -509,7 +496,7 @@ async fn an_instance_that_is_not_ready_is_taken_out_of_the_load_balancer() {
     // Ready again: back in rotation.
     std::fs::write(&path, &good).unwrap();
     signal(c.pid(2), "-HUP");
-    eventually("gateway 2 /readyz to answer 200", || async {
+    eventually_within(WAIT, "gateway 2 /readyz to answer 200", async || {
         get(&c.admin(2, "/readyz"), &[]).await.status == 200
     })
     .await;

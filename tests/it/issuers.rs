@@ -3,7 +3,6 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
@@ -133,15 +132,6 @@ async fn start_gateway(idp: &Idp, cache_ttl: &str, min_refetch: &str) -> Gateway
 
 async fn call(gw: &Gateway, path: &str, token: &str) -> Resp {
     get(&gw.url(path), &[("authorization", &format!("JWT {token}"))]).await
-}
-
-/// Polls `check` until it holds, failing after 10 s.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]

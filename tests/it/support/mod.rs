@@ -1,6 +1,6 @@
 //! What the test binaries share: a real gateway and real upstream servers on 127.0.0.1:0, a
-//! small HTTP client and token minting. One file per thing served; a new kind of helper gets
-//! its own `support/<thing>.rs` and a line below.
+//! small HTTP client, token minting, and polling with a deadline. One file per thing served; a
+//! new kind of helper gets its own `support/<thing>.rs` and a line below.
 //!
 //! The modules are private and their public items re-exported here, so a test needs one
 //! `use crate::support::*;` (and no module name shadows a crate such as `gateway` or `http`);
@@ -13,6 +13,7 @@
 //! - `test_gateway`: the config builder around the seed users; the running in-process
 //!   gateway.
 //! - `client`: a one-request HTTP client and a raw-socket exchange.
+//! - `poll`: `eventually`, a condition polled until a deadline.
 //! - `capture`: a log sink for binaries that install their own subscriber.
 //! - `pki`: throwaway certificate authorities for TLS.
 
@@ -24,12 +25,14 @@ pub mod pki;
 
 mod client;
 mod keypairs;
+mod poll;
 mod test_gateway;
 mod tokens;
 mod upstream;
 
 pub use client::*;
 pub use keypairs::*;
+pub use poll::*;
 pub use test_gateway::*;
 pub use tokens::*;
 pub use upstream::*;
