@@ -36,7 +36,7 @@ async fn access_log_is_on_by_default_and_off_with_access_false() {
         .raw("[logging]\naccess = false")
         .start()
         .await;
-    let auth = format!("JWT {}", token());
+    let auth = jwt_header(&token());
     assert_eq!(
         get(&on.url("/logged/x"), &[("authorization", &auth)])
             .await

@@ -81,7 +81,7 @@ async fn no_token_password_or_secret_reaches_the_logs_at_trace() {
     let r = get(
         &t.gw.url(&format!("/api/x?access_token={query_secret}")),
         &[
-            ("authorization", &format!("JWT {good}")),
+            ("authorization", &jwt_header(&good)),
             ("cookie", &format!("session={cookie_secret}")),
         ],
     )
@@ -90,7 +90,7 @@ async fn no_token_password_or_secret_reaches_the_logs_at_trace() {
     // 502: the upstream error is logged at warn, with the token in the request.
     let r = get(
         &t.gw.url("/down/x"),
-        &[("authorization", &format!("JWT {good}"))],
+        &[("authorization", &jwt_header(&good))],
     )
     .await;
     assert_eq!(r.status, 502);
@@ -99,7 +99,7 @@ async fn no_token_password_or_secret_reaches_the_logs_at_trace() {
         .http2_only(true)
         .build_http();
     let req = http::Request::get(t.gw.url("/api/h2"))
-        .header("authorization", format!("JWT {good}"))
+        .header("authorization", jwt_header(&good))
         .body(Full::new(Bytes::new()))
         .unwrap();
     let res = h2.request(req).await.unwrap();

@@ -90,8 +90,8 @@ async fn idle_keep_alive_connections_are_cut_off() {
     let t = short_timeouts().await;
     let mut s = TcpStream::connect(t.gw.addr).await.unwrap();
     let req = format!(
-        "GET /api/secret HTTP/1.1\r\nHost: gw\r\nAuthorization: JWT {}\r\n\r\n",
-        token()
+        "GET /api/secret HTTP/1.1\r\nHost: gw\r\nAuthorization: {}\r\n\r\n",
+        jwt_header(&token())
     );
     s.write_all(req.as_bytes()).await.unwrap();
     // Read the answer, then stay silent: the next head must arrive in time too.

@@ -257,8 +257,8 @@ async fn h2c_upgrade_cannot_smuggle_past_the_gateway() {
     t.assert_nothing_forwarded("h2c without a token");
     // With a token, and on a public route: forwarded as a plain request.
     let req = format!(
-        "GET /api/secret HTTP/1.1\r\nHost: gw\r\nAuthorization: JWT {}\r\n{upgrade}\r\n\r\nGET /public/x HTTP/1.1\r\nHost: gw\r\n{upgrade}\r\n\r\n",
-        token()
+        "GET /api/secret HTTP/1.1\r\nHost: gw\r\nAuthorization: {}\r\n{upgrade}\r\n\r\nGET /public/x HTTP/1.1\r\nHost: gw\r\n{upgrade}\r\n\r\n",
+        jwt_header(&token())
     );
     let ex = exchange(t.gw.addr, req.as_bytes(), 2).await;
     assert_eq!(ex.statuses(), [200, 200], "{ex:?}");
@@ -273,8 +273,8 @@ async fn h2c_upgrade_cannot_smuggle_past_the_gateway() {
 async fn pipelined_requests_are_each_held_to_their_route() {
     let t = target().await;
     let req = format!(
-        "GET /public/a HTTP/1.1\r\nHost: gw\r\n\r\nGET /api/secret HTTP/1.1\r\nHost: gw\r\nX-Identity: 1\r\n\r\nGET /api/secret HTTP/1.1\r\nHost: gw\r\nAuthorization: JWT {}\r\n\r\n",
-        token()
+        "GET /public/a HTTP/1.1\r\nHost: gw\r\n\r\nGET /api/secret HTTP/1.1\r\nHost: gw\r\nX-Identity: 1\r\n\r\nGET /api/secret HTTP/1.1\r\nHost: gw\r\nAuthorization: {}\r\n\r\n",
+        jwt_header(&token())
     );
     let ex = exchange(t.gw.addr, req.as_bytes(), 3).await;
     assert_eq!(ex.statuses(), [200, 401, 200], "{ex:?}");

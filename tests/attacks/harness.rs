@@ -40,8 +40,7 @@ impl Target {
 
     /// `GET /api/secret` with `Authorization: JWT <token>`.
     pub async fn with_token(&self, token: &str) -> Resp {
-        self.api(&[("authorization", &format!("JWT {token}"))])
-            .await
+        self.api(&[("authorization", &jwt_header(token))]).await
     }
 
     pub fn forwarded(&self) -> usize {

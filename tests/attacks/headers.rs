@@ -11,7 +11,7 @@ type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
 async fn authorization_shapes_are_refused() {
     let t = target().await;
     let tok = token();
-    let jwt = format!("JWT {tok}");
+    let jwt = jwt_header(&tok);
     let cases: Vec<Case> = vec![
         (
             "two identical headers",
@@ -138,7 +138,7 @@ async fn authorization_shapes_are_refused() {
 #[tokio::test]
 async fn spoofed_identity_never_reaches_the_upstream() {
     let t = target().await;
-    let jwt = format!("JWT {}", token());
+    let jwt = jwt_header(&token());
     let spoofs: [&[(&str, &str)]; 8] = [
         &[("X-Identity", "admin")],
         &[("x-identity", "2")],
@@ -181,7 +181,7 @@ async fn spoofed_identity_never_reaches_the_upstream() {
 #[tokio::test]
 async fn malformed_identity_headers_on_the_wire_are_refused() {
     let t = target().await;
-    let jwt = format!("Authorization: JWT {}", token());
+    let jwt = format!("Authorization: {}", jwt_header(&token()));
     // Spellings a lenient parser might fold into `X-Identity`; hyper refuses the head.
     let lines = [
         "X-Identity : admin",
@@ -213,7 +213,7 @@ async fn malformed_identity_headers_on_the_wire_are_refused() {
 #[tokio::test]
 async fn hop_by_hop_abuse_cannot_remove_or_forge_what_the_gateway_sets() {
     let t = target().await;
-    let jwt = format!("JWT {}", token());
+    let jwt = jwt_header(&token());
     for connection in [
         "X-Identity",
         "x-identity, X_Identity",
@@ -290,7 +290,7 @@ async fn connection_content_length_cannot_desync_the_upstream() {
 #[tokio::test]
 async fn forwarded_headers_cannot_be_spoofed() {
     let t = target().await;
-    let jwt = format!("JWT {}", token());
+    let jwt = jwt_header(&token());
     let r = t
         .api(&[
             ("authorization", &jwt),
@@ -369,7 +369,7 @@ async fn identity_in_chunked_trailers_never_reaches_the_upstream() {
         .route("/api", &up.url(), "required")
         .start()
         .await;
-    let auth = format!("Authorization: JWT {}\r\n", token());
+    let auth = format!("Authorization: {}\r\n", jwt_header(&token()));
     for (path, auth) in [("/public/x", ""), ("/api/x", auth.as_str())] {
         let req = format!(
             "POST {path} HTTP/1.1\r\nHost: gw\r\n{auth}Transfer-Encoding: chunked\r\nTrailer: X-Identity, X_Identity\r\nTE: trailers\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\nX-Identity: admin\r\nX_Identity: admin\r\n\r\n"
@@ -423,7 +423,7 @@ async fn http2_requests_are_held_to_the_same_rules() {
     assert_error_shape(&body, 401, "h2 without a token");
     t.assert_nothing_forwarded("h2 without a token");
     let mut with_token = spoof.to_vec();
-    with_token.push(("authorization", format!("JWT {}", token())));
+    with_token.push(("authorization", jwt_header(&token())));
     let (status, _) = send("/api/secret", &with_token).await;
     assert_eq!(status, 200);
     let seen = t.up.last();

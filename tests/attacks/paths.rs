@@ -181,7 +181,7 @@ async fn params_and_case_games_cannot_reach_a_required_prefix_through_a_public_r
     )
     .await;
     // With a token they go to the required route, as sent.
-    let jwt = format!("JWT {}", token());
+    let jwt = jwt_header(&token());
     let r = get(&t.gw.url("/API/secret"), &[("authorization", &jwt)]).await;
     assert_eq!(r.status, 200);
     let seen = t.up.last();

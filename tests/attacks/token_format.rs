@@ -473,7 +473,7 @@ async fn oversized_tokens_and_headers_are_refused() {
     assert_eq!(r.status, 431, "192 KiB token");
     t.assert_nothing_forwarded("192 KiB token");
     // 1 MiB of header: hyper refuses the head itself (431) or drops the connection.
-    let line = format!("Authorization: JWT {}", "A".repeat(1024 * 1024));
+    let line = format!("Authorization: {}", jwt_header(&"A".repeat(1024 * 1024)));
     let req = head(&[
         "GET /api/secret HTTP/1.1",
         "Host: gw",

@@ -57,7 +57,7 @@ async fn health_and_metrics() {
     // The admin endpoints are not on the public listener.
     assert_eq!(get(&gw.url("/metrics"), &[]).await.status, 404);
 
-    let auth = format!("JWT {}", token());
+    let auth = jwt_header(&token());
     for _ in 0..3 {
         assert_eq!(
             get(&gw.url("/api"), &[("authorization", &auth)])
@@ -68,11 +68,7 @@ async fn health_and_metrics() {
     }
     let expired =
         mint(json!({"exp": now() - 3600, "iat": now() - 4000, "nbf": now() - 4000, "identity": 1}));
-    get(
-        &gw.url("/api"),
-        &[("authorization", &format!("JWT {expired}"))],
-    )
-    .await;
+    get(&gw.url("/api"), &[("authorization", &jwt_header(&expired))]).await;
     get(&gw.url("/api"), &[]).await;
     gw.login("user1", PASSWORD).await;
     post_json(&gw.url("/auth"), r#"{"username":"user1","password":"no"}"#).await;

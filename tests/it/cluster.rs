@@ -213,7 +213,7 @@ impl Cluster {
         )
         .await;
         assert_eq!(r.status, 200, "login failed: {}", r.text());
-        format!("JWT {}", r.json()["access_token"].as_str().unwrap())
+        jwt_header(r.json()["access_token"].as_str().unwrap())
     }
 }
 
@@ -299,7 +299,7 @@ async fn a_token_issued_by_one_instance_is_accepted_by_the_others() {
 
     // The instances share the cluster's secret, not just any secret: a token signed with
     // another one is refused by every instance.
-    let forged = format!("JWT {}", token());
+    let forged = jwt_header(&token());
     for i in 1..=3 {
         let r = get(&c.gateway(i, "/whoami"), &[("authorization", &forged)]).await;
         assert_eq!(r.status, 401, "gateway {i}: {}", r.text());

@@ -20,7 +20,7 @@ async fn call(gw: &Gateway, auth: Option<&str>) -> Resp {
 #[tokio::test]
 async fn valid_token_answers_with_the_identity() {
     let gw = seed().await;
-    let r = call(&gw, Some(&format!("JWT {}", token()))).await;
+    let r = call(&gw, Some(&jwt_header(&token()))).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json(), json!({"identity": 1}));
     // The prefix is compared case-insensitively and any whitespace separates.
@@ -66,7 +66,7 @@ async fn header_shape_errors() {
         );
     }
     // Two Authorization headers.
-    let h = format!("JWT {t}");
+    let h = jwt_header(&t);
     let r = get(
         &gw.url("/protected"),
         &[("authorization", &h), ("authorization", &h)],
@@ -79,24 +79,25 @@ async fn header_shape_errors() {
 async fn segment_and_encoding_errors() {
     let gw = seed().await;
     for bad in ["abc", "abc.def"] {
-        call(&gw, Some(&format!("JWT {bad}"))).await.assert_error(
-            401,
-            TOKEN,
-            "Not enough segments",
-        );
+        call(&gw, Some(&jwt_header(bad)))
+            .await
+            .assert_error(401, TOKEN, "Not enough segments");
     }
     let t = token();
     let (head, _) = t.split_once('.').unwrap();
-    call(&gw, Some(&format!("JWT !!!.{}", &t[head.len() + 1..])))
-        .await
-        .assert_error(401, TOKEN, "Invalid header padding");
+    call(
+        &gw,
+        Some(&jwt_header(&format!("!!!.{}", &t[head.len() + 1..]))),
+    )
+    .await
+    .assert_error(401, TOKEN, "Invalid header padding");
     let r = call(
         &gw,
-        Some(&format!(
-            "JWT {}.{}",
+        Some(&jwt_header(&format!(
+            "{}.{}",
             b64(b"not json"),
             &t[head.len() + 1..]
-        )),
+        ))),
     )
     .await;
     assert_eq!(
@@ -140,7 +141,7 @@ async fn algorithm_is_pinned_before_the_signature() {
         b64(payload.as_bytes())
     );
     for t in [none, no_alg, hs384, hs512, none_upper] {
-        call(&gw, Some(&format!("JWT {t}"))).await.assert_error(
+        call(&gw, Some(&jwt_header(&t))).await.assert_error(
             401,
             TOKEN,
             "The specified alg value is not allowed",
@@ -157,7 +158,7 @@ async fn bad_signatures() {
         &claims(json!(1)).to_string(),
         b"another-secret-another-secret-123456",
     );
-    call(&gw, Some(&format!("JWT {other}"))).await.assert_error(
+    call(&gw, Some(&jwt_header(&other))).await.assert_error(
         401,
         TOKEN,
         "Signature verification failed",
@@ -171,9 +172,11 @@ async fn bad_signatures() {
         b64(claims(json!("alice")).to_string().as_bytes()),
         parts[2]
     );
-    call(&gw, Some(&format!("JWT {forged}")))
-        .await
-        .assert_error(401, TOKEN, "Signature verification failed");
+    call(&gw, Some(&jwt_header(&forged))).await.assert_error(
+        401,
+        TOKEN,
+        "Signature verification failed",
+    );
 }
 
 #[tokio::test]
@@ -200,13 +203,13 @@ async fn time_claims() {
         ),
     ];
     for (c, description) in cases {
-        call(&gw, Some(&format!("JWT {}", mint(c))))
+        call(&gw, Some(&jwt_header(&mint(c))))
             .await
             .assert_error(401, TOKEN, description);
     }
     // Within the 10 s leeway both ways: accepted.
     let edge = mint(json!({"exp": t - 5, "iat": t + 5, "nbf": t + 5, "identity": 1}));
-    assert_eq!(call(&gw, Some(&format!("JWT {edge}"))).await.status, 200);
+    assert_eq!(call(&gw, Some(&jwt_header(&edge))).await.status, 200);
 }
 
 #[tokio::test]
@@ -260,16 +263,16 @@ async fn required_claims_and_types() {
         ),
     ];
     for (c, description) in cases {
-        call(&gw, Some(&format!("JWT {}", mint(c.clone()))))
+        call(&gw, Some(&jwt_header(&mint(c.clone()))))
             .await
             .assert_error(401, TOKEN, description);
     }
     for payload in ["[1,2]", "\"text\"", "42"] {
-        call(&gw, Some(&format!("JWT {}", sign_raw(payload))))
+        call(&gw, Some(&jwt_header(&sign_raw(payload))))
             .await
             .assert_error(401, TOKEN, "Invalid payload string: must be a json object");
     }
-    call(&gw, Some(&format!("JWT {}", sign_raw("{not json"))))
+    call(&gw, Some(&jwt_header(&sign_raw("{not json"))))
         .await
         .assert_error(401, TOKEN, "Invalid payload string: not JSON");
     // A duplicated claim never wins silently.
@@ -277,26 +280,26 @@ async fn required_claims_and_types() {
         r#"{{"exp":{},"iat":{t},"nbf":{t},"identity":2,"identity":1}}"#,
         t + 300
     );
-    call(&gw, Some(&format!("JWT {}", sign_raw(&dup))))
+    call(&gw, Some(&jwt_header(&sign_raw(&dup))))
         .await
         .assert_error(401, TOKEN, "Invalid payload string: duplicate claim");
     // Numbers that are not integers are still NumericDates (RFC 7519).
     let float = mint(json!({"exp": (t + 300) as f64 + 0.5, "iat": t, "nbf": t, "identity": 1}));
-    assert_eq!(call(&gw, Some(&format!("JWT {float}"))).await.status, 200);
+    assert_eq!(call(&gw, Some(&jwt_header(&float))).await.status, 200);
 }
 
 #[tokio::test]
 async fn unknown_user_is_cut_off() {
     let gw = seed().await;
-    call(&gw, Some(&format!("JWT {}", mint(claims(json!(99))))))
+    call(&gw, Some(&jwt_header(&mint(claims(json!(99))))))
         .await
         .assert_error(401, "Invalid JWT", "User does not exist");
     // The id keeps its JSON type: "1" is not user 1.
-    call(&gw, Some(&format!("JWT {}", mint(claims(json!("1"))))))
+    call(&gw, Some(&jwt_header(&mint(claims(json!("1"))))))
         .await
         .assert_error(401, "Invalid JWT", "User does not exist");
     // A string id works as a string.
-    let r = call(&gw, Some(&format!("JWT {}", mint(claims(json!("alice")))))).await;
+    let r = call(&gw, Some(&jwt_header(&mint(claims(json!("alice")))))).await;
     assert_eq!(r.json(), json!({"identity": "alice"}));
 }
 
@@ -324,7 +327,7 @@ async fn issued_tokens_round_trip_and_match_flask_jwt_shape() {
         300
     );
     assert_eq!(payload["nbf"], payload["iat"]);
-    let r = call(&gw, Some(&format!("JWT {t}"))).await;
+    let r = call(&gw, Some(&jwt_header(&t))).await;
     assert_eq!(r.json(), json!({"identity": 1}));
 }
 

@@ -17,7 +17,7 @@ async fn seed_flow_reaches_the_upstream_with_x_identity() {
     let token = gw.login("user1", PASSWORD).await;
     let r = get(
         &gw.url("/api/users?page=2"),
-        &[("authorization", &format!("JWT {token}"))],
+        &[("authorization", &jwt_header(&token))],
     )
     .await;
     assert_eq!(r.status, 200);
@@ -47,12 +47,9 @@ async fn required_route_without_a_token_forwards_nothing() {
     let expired =
         mint(json!({"exp": now() - 3600, "iat": now() - 4000, "nbf": now() - 4000, "identity": 1}));
     assert_eq!(
-        get(
-            &gw.url("/api"),
-            &[("authorization", &format!("JWT {expired}"))]
-        )
-        .await
-        .status,
+        get(&gw.url("/api"), &[("authorization", &jwt_header(&expired))])
+            .await
+            .status,
         401
     );
     assert!(up.requests().is_empty());
@@ -86,7 +83,7 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
         );
     }
     // Protected route: ours replaces all of them.
-    let auth = format!("JWT {}", token());
+    let auth = jwt_header(&token());
     let mut headers = vec![("authorization", auth.as_str())];
     headers.extend(spoofs);
     assert_eq!(get(&gw.url("/api"), &headers).await.status, 200);
@@ -106,7 +103,7 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
 async fn connection_header_cannot_remove_ours() {
     let up = Upstream::start().await;
     let gw = gateway().route("/api", &up.url(), "required").start().await;
-    let auth = format!("JWT {}", token());
+    let auth = jwt_header(&token());
     let r = get(
         &gw.url("/api"),
         &[
@@ -181,7 +178,7 @@ async fn authorization_is_forwarded_only_when_the_route_says_so() {
         )
         .start()
         .await;
-    let auth = format!("JWT {}", token());
+    let auth = jwt_header(&token());
     assert_eq!(
         get(&gw.url("/api"), &[("authorization", &auth)])
             .await
@@ -329,7 +326,7 @@ async fn identity_that_cannot_be_a_header_is_refused() {
         .start()
         .await;
     let t = mint(claims(json!("bob\r\nX-Admin: yes")));
-    let r = get(&gw.url("/api"), &[("authorization", &format!("JWT {t}"))]).await;
+    let r = get(&gw.url("/api"), &[("authorization", &jwt_header(&t))]).await;
     r.assert_error(
         401,
         "Invalid token",
@@ -339,7 +336,7 @@ async fn identity_that_cannot_be_a_header_is_refused() {
     // Without a user list, any signed identity is forwarded as is.
     let t = mint(claims(json!("bob")));
     assert_eq!(
-        get(&gw.url("/api"), &[("authorization", &format!("JWT {t}"))])
+        get(&gw.url("/api"), &[("authorization", &jwt_header(&t))])
             .await
             .status,
         200

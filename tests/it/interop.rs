@@ -47,7 +47,7 @@ async fn we_accept_pyjwt_tokens() {
         let token = pyjwt(&["sign", identity]);
         let r = get(
             &gw.url("/protected"),
-            &[("authorization", &format!("JWT {token}"))],
+            &[("authorization", &jwt_header(&token))],
         )
         .await;
         assert_eq!(r.status, 200, "{}", r.text());

@@ -131,7 +131,7 @@ async fn start_gateway(idp: &Idp, cache_ttl: &str, min_refetch: &str) -> Gateway
 }
 
 async fn call(gw: &Gateway, path: &str, token: &str) -> Resp {
-    get(&gw.url(path), &[("authorization", &format!("JWT {token}"))]).await
+    get(&gw.url(path), &[("authorization", &jwt_header(token))]).await
 }
 
 #[tokio::test]
@@ -186,7 +186,7 @@ async fn concurrent_requests_for_a_new_kid_share_one_fetch() {
         .map(|_| {
             let (url, token) = (url.clone(), token.clone());
             tokio::spawn(async move {
-                get(&url, &[("authorization", &format!("JWT {token}"))])
+                get(&url, &[("authorization", &jwt_header(&token))])
                     .await
                     .status
             })

@@ -26,7 +26,7 @@ fn payload_of(token: &str) -> Value {
 async fn call(gw: &Gateway, token: &str) -> Resp {
     get(
         &gw.url("/protected"),
-        &[("authorization", &format!("JWT {token}"))],
+        &[("authorization", &jwt_header(token))],
     )
     .await
 }

@@ -248,7 +248,7 @@ async fn access_log_lines_carry_the_fields_and_no_secrets() {
     let r = get(
         &url,
         &[
-            ("authorization", &format!("JWT {token}")),
+            ("authorization", &jwt_header(&token)),
             ("x-request-id", "ignored"),
         ],
     )

@@ -29,7 +29,7 @@ async fn success_returns_a_token() {
     let t2 = gw.login("user2", PASSWORD).await;
     let r = get(
         &gw.url("/protected"),
-        &[("authorization", &format!("JWT {t2}"))],
+        &[("authorization", &jwt_header(&t2))],
     )
     .await;
     assert_eq!(r.json(), json!({"identity": "alice"}));
@@ -198,12 +198,9 @@ async fn attempts_are_rate_limited_per_client() {
     // Protected routes are not affected.
     let t = token();
     assert_eq!(
-        get(
-            &gw.url("/protected"),
-            &[("authorization", &format!("JWT {t}"))]
-        )
-        .await
-        .status,
+        get(&gw.url("/protected"), &[("authorization", &jwt_header(&t))])
+            .await
+            .status,
         200
     );
 }

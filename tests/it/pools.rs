@@ -267,7 +267,7 @@ async fn workers_share_the_clients_and_keep_their_own_upstream_connections() {
         .start()
         .await;
     let token = token();
-    let auth = format!("JWT {token}");
+    let auth = jwt_header(&token);
     // 40 client connections, one request each, one after another: the kernel spreads the
     // connections over the 4 workers' sockets, and each worker keeps one upstream
     // connection of its own. All 40 on one worker has odds of 4^-39.

@@ -28,7 +28,7 @@ async fn h2c_clients_are_authenticated_and_forwarded() {
     let up = Upstream::start().await;
     let gw = gateway().route("/api", &up.url(), "required").start().await;
     let req = Request::get(gw.url("/api/x"))
-        .header("authorization", format!("JWT {}", token()))
+        .header("authorization", jwt_header(&token()))
         .header("x-identity", "forged")
         .body(Empty::new())
         .unwrap();
@@ -141,7 +141,7 @@ async fn websocket_upgrades_pass_after_authentication() {
     let up = echo_upgrade().await;
     let gw = gateway().route("/ws", &up.url(), "required").start().await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    let req = format!("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: JWT {}\r\n\r\n", token());
+    let req = format!("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: {}\r\n\r\n", jwt_header(&token()));
     s.write_all(req.as_bytes()).await.unwrap();
     let head = read_head(&mut s).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");

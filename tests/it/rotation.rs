@@ -69,7 +69,7 @@ impl Instance {
     async fn accepts(&self, token: &str) -> bool {
         let r = get(
             &self.url("/protected"),
-            &[("authorization", &format!("JWT {token}"))],
+            &[("authorization", &jwt_header(token))],
         )
         .await;
         r.status == 200

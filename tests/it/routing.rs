@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::support::*;
 
 fn bearer(claims: serde_json::Value) -> String {
-    format!("JWT {}", mint(claims))
+    jwt_header(&mint(claims))
 }
 
 #[tokio::test]

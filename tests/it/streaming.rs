@@ -78,7 +78,7 @@ async fn a_64_mib_upload_streams_through() {
     let body = StreamBody::new(ReceiverStream(rx));
     let client: Client<_, StreamBody<Chunks>> = Client::builder(TokioExecutor::new()).build_http();
     let req = Request::post(gw.url("/upload"))
-        .header("authorization", format!("JWT {}", token()))
+        .header("authorization", jwt_header(&token()))
         .header("content-length", TOTAL.to_string())
         .body(body)
         .unwrap();

@@ -146,7 +146,7 @@ async fn h1_and_h2_over_tls_reach_an_authenticated_route() {
         .raw(&tls_listener(&cert, ""))
         .start()
         .await;
-    let auth = format!("JWT {}", token());
+    let auth = jwt_header(&token());
     for (alpn, version) in [
         (&b"h2"[..], Version::HTTP_2),
         (&b"http/1.1"[..], Version::HTTP_11),
@@ -189,7 +189,7 @@ async fn curl_speaks_http2_to_the_gateway() {
     let port = gw.addr.port();
     let url = format!("https://localhost:{port}/api/x");
     let resolve = format!("localhost:{port}:127.0.0.1");
-    let auth = format!("Authorization: JWT {}", token());
+    let auth = format!("Authorization: {}", jwt_header(&token()));
     let out = tokio::process::Command::new("curl")
         .args([
             "-sS",
