@@ -1,6 +1,9 @@
 #![allow(clippy::unwrap_used)]
 
-//! Integration tests: one binary, real sockets on 127.0.0.1:0, real upstream servers.
+//! Integration tests: one binary, real sockets on 127.0.0.1:0, real upstream servers, the
+//! gateway in this process (a few cases also run a one-shot tool: the CLI, curl, the
+//! Prometheus parser). Suites built around long-running processes or external toolchains are
+//! the `process` binary (`tests/process/main.rs`), so `cargo test --test it` stays fast.
 //!
 //! Modules:
 //! - `admin`: health, readiness, Prometheus metrics, config fingerprints.
@@ -16,39 +19,28 @@
 //! - `pools`: balancing, passive and active health, retries, 503.
 //! - `protocols`: h2c, h2 upstreams, upgrades, trailers, `Expect: 100-continue`.
 //! - `limits`: header timeout, header size, connection limit.
-//! - `lifecycle`: reload on file change and SIGHUP, broken reloads, SIGTERM drain.
 //! - `tls`: TLS listeners: ALPN, SNI, client certificates, HSTS, redirects, reload.
 //! - `upstream_tls`: https upstreams: CA, names, mTLS, h2 by ALPN.
-//! - `interop`: PyJWT decodes our tokens and signs tokens we accept; PyJWKClient verifies
-//!   our RS256/ES256/EdDSA tokens through our published JWKS.
 //! - `issuers`: IdP tokens via a JWKS server that rotates keys, goes down, comes back.
 //! - `keys`: every algorithm, kid selection, alg confusion, the JWKS, issued claims.
-//! - `rotation`: the README's rotation runbook across two real `gateway` processes.
 //! - `token_cache`: the verified-token cache against `exp` and keyring changes.
 //! - `token_cli`: `gateway keygen` and `gateway token mint | verify | inspect`.
 //! - `keys_config`: keyring, issuer and JWKS config problems name their key.
-//! - `deploy`: the deploy files: Kubernetes schemas and invariants, compose, systemd, dashboard.
-//! - `cluster`: three gateway processes behind HAProxy: shared tokens, rolling restart, readiness.
 
 mod support;
 
 mod admin;
-mod cluster;
 mod compat;
 mod config;
-mod deploy;
 mod forwarding;
-mod interop;
 mod issuers;
 mod keys;
 mod keys_config;
-mod lifecycle;
 mod limits;
 mod login;
 mod pools;
 mod protocols;
 mod rfc6750;
-mod rotation;
 mod routing;
 mod streaming;
 mod tls;

@@ -199,9 +199,11 @@ impl Cluster {
     }
 
     async fn wait_lb(&self, server: &str, status: &str) {
-        eventually_within(WAIT, &format!("HAProxy to mark {server} {status}"), async || {
-            self.lb_status(server).await == status
-        })
+        eventually_within(
+            WAIT,
+            &format!("HAProxy to mark {server} {status}"),
+            async || self.lb_status(server).await == status,
+        )
         .await;
     }
 

@@ -1,0 +1,26 @@
+#![allow(clippy::unwrap_used)]
+
+//! Process-level tests: suites that start the built `gateway` binary as a server, HAProxy,
+//! nginx, or Python toolchains, all on 127.0.0.1. Slower than the in-process suites, so a
+//! binary of its own: `cargo test --test it` skips it, `cargo test` runs it. The tools come
+//! from `tests/prepare.sh`.
+//!
+//! Modules:
+//! - `cluster`: three gateway processes behind HAProxy with an nginx backend: shared tokens,
+//!   rolling restart under load, readiness taking an instance out and back.
+//! - `deploy`: the deploy files: Kubernetes schemas and invariants, compose, systemd,
+//!   HAProxy/nginx configs, the dashboard.
+//! - `interop`: PyJWT decodes our tokens and signs tokens we accept; PyJWKClient verifies
+//!   our RS256/ES256/EdDSA tokens through our published JWKS.
+//! - `lifecycle`: reload on file change and SIGHUP, broken reloads, SIGTERM drain, the access
+//!   log of a real process.
+//! - `rotation`: the README's rotation runbook across two real `gateway` processes.
+
+#[path = "../it/support/mod.rs"]
+mod support;
+
+mod cluster;
+mod deploy;
+mod interop;
+mod lifecycle;
+mod rotation;
