@@ -51,6 +51,16 @@ pub fn from_str(text: &str, base: &Path) -> Result<Loaded, ConfigError> {
     finish(config::check_str(text, base))
 }
 
+/// Like [`from_str`], with `secret_env` names looked up through `env` (see
+/// [`config::check_str_with_env`]).
+pub fn from_str_with_env(
+    text: &str,
+    base: &Path,
+    env: config::Env<'_>,
+) -> Result<Loaded, ConfigError> {
+    finish(config::check_str_with_env(text, base, env))
+}
+
 fn finish(checked: Result<config::Loaded, Refused>) -> Result<Loaded, ConfigError> {
     match checked {
         Ok(loaded) => {

@@ -12,7 +12,7 @@ use jsonwebtoken::Algorithm;
 
 use super::file::{KeyFile, TokensFile};
 use super::report::{resolve, Report, MIN_SECRET_BYTES};
-use super::{KeyConfig, KeyMaterial, Pem, Secret, SecretOrigin};
+use super::{Env, KeyConfig, KeyMaterial, Pem, Secret, SecretOrigin};
 
 const ALGORITHMS: &str =
     "HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA";
@@ -24,6 +24,7 @@ pub(super) fn keys(
     list: &[KeyFile],
     t: &TokensFile,
     base: &Path,
+    env: Env<'_>,
 ) -> Vec<KeyConfig> {
     if list.is_empty() {
         return Vec::new();
@@ -76,7 +77,7 @@ pub(super) fn keys(
             );
             continue;
         };
-        let Some((material, field)) = material(r, &at, k, base, is_hmac(algorithm)) else {
+        let Some((material, field)) = material(r, &at, k, base, env, is_hmac(algorithm)) else {
             continue;
         };
         let sign = k.sign.unwrap_or(list.len() == 1);
@@ -115,6 +116,7 @@ fn material(
     at: &str,
     k: &KeyFile,
     base: &Path,
+    env: Env<'_>,
     hmac: bool,
 ) -> Option<(KeyMaterial, &'static str)> {
     let sources = [
@@ -157,8 +159,8 @@ fn material(
         return Some((KeyMaterial::Pem(Pem::Public(bytes)), "public_key_file"));
     }
     let (secret, field) = if let Some(var) = &k.secret_env {
-        match std::env::var(var) {
-            Ok(v) if !v.is_empty() => (
+        match env(var) {
+            Some(v) if !v.is_empty() => (
                 Secret {
                     bytes: v.into_bytes(),
                     origin: SecretOrigin::Env(var.clone()),

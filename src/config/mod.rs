@@ -557,13 +557,29 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .collect()
 }
 
-/// Parses and checks config text; `base` resolves relative file paths.
+/// Parses and checks config text; `base` resolves relative file paths and `secret_env`
+/// names are read from the process environment.
 pub fn check_str(text: &str, base: &Path) -> Result<Loaded, Refused> {
+    check_str_with_env(text, base, &process_env)
+}
+
+/// Like [`check_str`], with `secret_env` names looked up through `env` instead of the
+/// process environment.
+pub fn check_str_with_env(text: &str, base: &Path, env: Env<'_>) -> Result<Loaded, Refused> {
     let file: file::GatewayFile = toml::from_str(text).map_err(|e| Refused {
         problems: vec![toml_problem(&e, text)],
         ..Refused::default()
     })?;
-    from_file(file, base)
+    from_file(file, base, env)
+}
+
+/// Looks an environment variable up by name: `None` when it is unset or not UTF-8. The
+/// checks read every `secret_env` through one, so a caller can supply the environment.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment, the [`Env`] of every load from a file.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 /// Turns a TOML syntax or shape error into a problem naming the key where possible.

@@ -10,7 +10,7 @@ use jsonwebtoken::Algorithm;
 use super::file::TokensFile;
 use super::report::{resolve, Report, MIN_SECRET_BYTES};
 use super::{
-    ErrorStyle, KeyConfig, KeyMaterial, RequiredClaims, Secret, SecretOrigin, TokensConfig,
+    Env, ErrorStyle, KeyConfig, KeyMaterial, RequiredClaims, Secret, SecretOrigin, TokensConfig,
 };
 
 fn algorithm(r: &mut Report, text: &str) -> Algorithm {
@@ -38,6 +38,7 @@ pub(super) fn tokens(
     r: &mut Report,
     t: &TokensFile,
     base: &Path,
+    env: Env<'_>,
     keys: Vec<KeyConfig>,
     keyring: bool,
 ) -> Option<TokensConfig> {
@@ -63,7 +64,7 @@ pub(super) fn tokens(
         Some(keys).filter(|k| !k.is_empty())
     } else {
         let algorithm = algorithm(r, t.algorithm.as_deref().unwrap_or("HS256"));
-        secret(r, t, base).map(|secret| {
+        secret(r, t, base, env).map(|secret| {
             let field = match secret.origin {
                 SecretOrigin::Env(_) => "secret_env",
                 SecretOrigin::File(_) => "secret_file",
@@ -181,7 +182,7 @@ pub(super) fn tokens(
 }
 
 /// Loads the HMAC secret from env or file; never echoes its value in a message.
-fn secret(r: &mut Report, t: &TokensFile, base: &Path) -> Option<Secret> {
+fn secret(r: &mut Report, t: &TokensFile, base: &Path, env: Env<'_>) -> Option<Secret> {
     let generate = match t.missing_secret.as_deref().unwrap_or("refuse") {
         "refuse" => false,
         "generate" => true,
@@ -203,8 +204,8 @@ fn secret(r: &mut Report, t: &TokensFile, base: &Path) -> Option<Secret> {
             );
             return None;
         }
-        (Some(var), None) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Some(Secret {
+        (Some(var), None) => match env(var) {
+            Some(v) if !v.is_empty() => Some(Secret {
                 bytes: v.into_bytes(),
                 origin: SecretOrigin::Env(var.clone()),
             }),

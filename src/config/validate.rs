@@ -18,15 +18,17 @@ use super::tokens::tokens;
 use super::upstreams::upstreams;
 use super::users::{check_unique_users, collect_users, load_users_file};
 use super::{
-    Config, Loaded, LogFormat, LoggingConfig, LoginConfig, Refused, RequestIdMode, ServerConfig,
+    Config, Env, Loaded, LogFormat, LoggingConfig, LoginConfig, Refused, RequestIdMode,
+    ServerConfig,
 };
 
-/// Validates a parsed file. `base` is the directory relative paths are resolved against.
-pub fn from_file(file: GatewayFile, base: &Path) -> Result<Loaded, Refused> {
+/// Validates a parsed file. `base` is the directory relative paths are resolved against;
+/// `env` supplies the values of `secret_env` names.
+pub fn from_file(file: GatewayFile, base: &Path, env: Env<'_>) -> Result<Loaded, Refused> {
     let mut r = Report::default();
     let server = server(&mut r, &file.server, &file.listeners, base);
-    let keys = keyring::keys(&mut r, &file.keys, &file.tokens, base);
-    let tokens = tokens(&mut r, &file.tokens, base, keys, !file.keys.is_empty());
+    let keys = keyring::keys(&mut r, &file.keys, &file.tokens, base, env);
+    let tokens = tokens(&mut r, &file.tokens, base, env, keys, !file.keys.is_empty());
     let issuers = issuers(&mut r, &file.issuers, base, file.tokens.issuer.as_deref());
     let jwks = jwks(&mut r, &file.jwks);
     let mut users = Vec::new();

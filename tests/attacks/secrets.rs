@@ -4,8 +4,9 @@
 
 use crate::support::*;
 
-fn config_error(toml: &str, dir: &std::path::Path) -> String {
-    match gateway::load::from_str(toml, dir) {
+/// Loads `toml` with `env` as the whole environment and returns the refusal's text.
+fn config_error(toml: &str, dir: &std::path::Path, env: gateway::config::Env<'_>) -> String {
+    match gateway::load::from_str_with_env(toml, dir, env) {
         Ok(_) => panic!("accepted:\n{toml}"),
         Err(e) => e.to_string(),
     }
@@ -19,8 +20,8 @@ fn config_errors_never_echo_secret_values() {
     let inline = "INLINE-SENTINEL-0123456789abcdef0123456789";
     let env_var = "GATEWAY_ATTACKS_SHORT_SECRET";
     let env_value = "ENV-SENTINEL-2";
-    // Set once, read by this test only; the name is unique to it.
-    std::env::set_var(env_var, env_value);
+    // The loader's environment is this one variable; the process environment is untouched.
+    let env = |name: &str| (name == env_var).then(|| env_value.to_string());
     let cases = [
         ("[tokens]\nsecret_file = \"short\"\n".to_string(), short),
         (format!("[tokens]\nsecret_env = \"{env_var}\"\n"), env_value),
@@ -43,10 +44,13 @@ fn config_errors_never_echo_secret_values() {
         ),
     ];
     for (toml, needle) in &cases {
-        let e = config_error(toml, dir.path());
+        let e = config_error(toml, dir.path(), &env);
         assert!(!e.is_empty());
         assert!(!e.contains(needle), "{needle} echoed:\n{e}");
     }
+    // The lookup was read: the variable's value is refused as too short, not as unset.
+    let e = config_error(&cases[1].0, dir.path(), &env);
+    assert!(e.contains("the secret is 14 bytes"), "{e}");
 }
 
 #[test]
@@ -104,7 +108,7 @@ fn incomplete_password_hashes_are_refused_by_the_config_check() {
         let toml = format!(
             "[tokens]\nsecret_file = \"secret\"\n[[users]]\nid = 1\nusername = \"u\"\npassword_hash = \"{hash}\"\n"
         );
-        let e = config_error(&toml, dir.path());
+        let e = config_error(&toml, dir.path(), &|_| None);
         assert!(e.contains("users[0].password_hash"), "{hash}: {e}");
         assert!(!e.contains(hash), "{e}");
     }
