@@ -1,5 +1,5 @@
-//! Login attacks: user enumeration, hostile JSON, huge passwords. Rate limiting of brute
-//! force is pending (SECURITY.md); what exists is bounded work per attempt.
+//! Login attacks: user enumeration, hostile JSON, huge passwords: bounded work per attempt.
+//! Per-client rate limiting of brute force is tested in `tests/it/login.rs`.
 
 use serde_json::json;
 

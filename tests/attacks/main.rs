@@ -19,8 +19,8 @@
 //!   at TRACE are checked by `tests/log_hygiene.rs`, a binary of its own.)
 //! - `properties`: proptest invariants of the pure functions.
 //!
-//! Features that do not exist yet (asymmetric keyring, HTTP/2 limits, rate limiting) are
-//! listed as pending in SECURITY.md, not faked here.
+//! What is not built yet (HTTP/2 stream limits, a body read timeout, rate limits shared
+//! across instances) is listed as pending in SECURITY.md, not faked here.
 
 #[path = "../it/support/mod.rs"]
 mod support;

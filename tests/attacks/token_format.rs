@@ -122,8 +122,8 @@ async fn other_algorithms_and_case_games_are_refused_before_the_signature() {
 #[tokio::test]
 async fn hs256_macd_with_a_public_key_is_refused() {
     // The RS256 → HS256 confusion: an attacker MACs with the public key as the HMAC secret.
-    // With an HMAC-configured gateway the MAC must simply fail; with the keyring (pending)
-    // the same tokens must also fail against the gateway's real public keys.
+    // With an HMAC-configured gateway the MAC must simply fail; `keyring.rs` refuses the
+    // same confusion against a keyring holding the real public keys.
     let t = target().await;
     let p = payload();
     let keys: [(&str, Vec<u8>); 6] = [
