@@ -47,57 +47,110 @@ async fn request_smuggling_is_refused_or_harmless() {
     let cases: Vec<(&str, String)> = vec![
         (
             "CL.TE",
-            format!("POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{SMUGGLED}"),
+            format!(
+                "POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n{SMUGGLED}"
+            ),
         ),
         (
             "TE.CL",
-            format!("POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}"),
+            format!(
+                "POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 4\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n{chunk}"
+            ),
         ),
         (
             "TE.CL, TE first",
-            format!("POST /public/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n{chunk}"),
+            format!(
+                "POST /public/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\
+                 Content-Length: 4\r\n\r\n{chunk}"
+            ),
         ),
         (
             "conflicting Content-Length",
-            format!("POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\nContent-Length: {}\r\n\r\n{SMUGGLED}", SMUGGLED.len()),
+            format!(
+                "POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\
+                 Content-Length: {}\r\n\r\n{SMUGGLED}",
+                SMUGGLED.len()
+            ),
         ),
         (
             "conflicting Content-Length in one field",
-            format!("POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 0, {}\r\n\r\n{SMUGGLED}", SMUGGLED.len()),
+            format!(
+                "POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 0, {}\r\n\r\n\
+                 {SMUGGLED}",
+                SMUGGLED.len()
+            ),
         ),
-        ("signed Content-Length", format!("POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: +0\r\n\r\n{SMUGGLED}")),
-        ("hex Content-Length", format!("POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 0x0\r\n\r\n{SMUGGLED}")),
+        (
+            "signed Content-Length",
+            format!(
+                "POST /public/x HTTP/1.1\r\nHost: gw\r\n\
+                 Content-Length: +0\r\n\r\n{SMUGGLED}"
+            ),
+        ),
+        (
+            "hex Content-Length",
+            format!(
+                "POST /public/x HTTP/1.1\r\nHost: gw\r\n\
+                 Content-Length: 0x0\r\n\r\n{SMUGGLED}"
+            ),
+        ),
         (
             "Transfer-Encoding: chunked, identity",
-            format!("POST /public/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked, identity\r\n\r\n{chunk}"),
+            format!(
+                "POST /public/x HTTP/1.1\r\nHost: gw\r\n\
+                 Transfer-Encoding: chunked, identity\r\n\r\n{chunk}"
+            ),
         ),
         (
             "Transfer-Encoding: xchunked",
-            format!("POST /public/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: xchunked\r\n\r\n{chunk}"),
+            format!(
+                "POST /public/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: xchunked\r\n\r\n\
+                 {chunk}"
+            ),
         ),
         (
             "Transfer-Encoding twice, identity last",
-            format!("POST /public/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n{chunk}"),
+            format!(
+                "POST /public/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\
+                 Transfer-Encoding: identity\r\n\r\n{chunk}"
+            ),
         ),
         (
             "obs-folded Transfer-Encoding",
-            format!("POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\nTransfer-Encoding:\r\n chunked\r\n\r\n{chunk}"),
+            format!(
+                "POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\
+                 Transfer-Encoding:\r\n chunked\r\n\r\n{chunk}"
+            ),
         ),
         (
             "space before colon",
-            format!("POST /public/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding : chunked\r\nContent-Length: 0\r\n\r\n{chunk}"),
+            format!(
+                "POST /public/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding : chunked\r\n\
+                 Content-Length: 0\r\n\r\n{chunk}"
+            ),
         ),
         (
             "chunked in HTTP/1.0",
-            format!("POST /public/x HTTP/1.0\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}"),
+            format!(
+                "POST /public/x HTTP/1.0\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 {chunk}"
+            ),
         ),
         (
             "chunk size overflow",
-            format!("POST /public/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\n{SMUGGLED}"),
+            format!(
+                "POST /public/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 ffffffffffffffffffff\r\n{SMUGGLED}"
+            ),
         ),
         (
             "chunk size with bare LF",
-            format!("POST /public/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n1\nA\r\n0\r\n\r\n{SMUGGLED}"),
+            format!(
+                "POST /public/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n1\n\
+                 A\r\n0\r\n\r\n{SMUGGLED}"
+            ),
         ),
         (
             "bare CR in a header",
@@ -119,12 +172,33 @@ async fn request_smuggling_is_refused_or_harmless() {
 async fn conflicting_lengths_get_400() {
     let t = target().await;
     for (case, bytes) in [
-        ("conflicting Content-Length", "POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nAB"),
-        ("signed Content-Length", "POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: +1\r\n\r\nA"),
-        ("TE not ending in chunked", "POST /public/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked, identity\r\n\r\n1\r\nA\r\n0\r\n\r\n"),
-        ("obs-fold", "GET /public/x HTTP/1.1\r\nHost: gw\r\nX-A: 1\r\n 2\r\n\r\n"),
-        ("NUL in the target", "GET /public/\0x HTTP/1.1\r\nHost: gw\r\n\r\n"),
-        ("space in the target", "GET /public/a b HTTP/1.1\r\nHost: gw\r\n\r\n"),
+        (
+            "conflicting Content-Length",
+            "POST /public/x HTTP/1.1\r\nHost: gw\r\n\
+             Content-Length: 1\r\nContent-Length: 2\r\n\r\nAB",
+        ),
+        (
+            "signed Content-Length",
+            "POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: +1\r\n\
+             \r\nA",
+        ),
+        (
+            "TE not ending in chunked",
+            "POST /public/x HTTP/1.1\r\nHost: gw\r\n\
+             Transfer-Encoding: chunked, identity\r\n\r\n1\r\nA\r\n0\r\n\r\n",
+        ),
+        (
+            "obs-fold",
+            "GET /public/x HTTP/1.1\r\nHost: gw\r\nX-A: 1\r\n 2\r\n\r\n",
+        ),
+        (
+            "NUL in the target",
+            "GET /public/\0x HTTP/1.1\r\nHost: gw\r\n\r\n",
+        ),
+        (
+            "space in the target",
+            "GET /public/a b HTTP/1.1\r\nHost: gw\r\n\r\n",
+        ),
         ("bad version", "GET /public/x HTTP/9.9\r\nHost: gw\r\n\r\n"),
     ] {
         let ex = exchange(t.gw.addr, bytes.as_bytes(), 1).await;
@@ -163,16 +237,40 @@ async fn bare_lf_requests_are_refused_or_held_to_the_same_rules() {
 async fn odd_targets_and_methods_never_reach_a_required_route_unauthenticated() {
     let t = target().await;
     let cases = [
-        ("absolute-form, other host", "GET http://admin.internal/api/secret HTTP/1.1\r\nHost: gw\r\n\r\n"),
-        ("absolute-form, userinfo", "GET http://user:pw@gw/api/secret HTTP/1.1\r\nHost: gw\r\n\r\n"),
-        ("CONNECT to the upstream", "CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n"),
+        (
+            "absolute-form, other host",
+            "GET http://admin.internal/api/secret HTTP/1.1\r\n\
+             Host: gw\r\n\r\n",
+        ),
+        (
+            "absolute-form, userinfo",
+            "GET http://user:pw@gw/api/secret HTTP/1.1\r\nHost: gw\r\n\
+             \r\n",
+        ),
+        (
+            "CONNECT to the upstream",
+            "CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n",
+        ),
         ("asterisk-form", "OPTIONS * HTTP/1.1\r\nHost: gw\r\n\r\n"),
-        ("lowercase method", "get /api/secret HTTP/1.1\r\nHost: gw\r\n\r\n"),
-        ("unknown method", "FOO /api/secret HTTP/1.1\r\nHost: gw\r\n\r\n"),
+        (
+            "lowercase method",
+            "get /api/secret HTTP/1.1\r\nHost: gw\r\n\r\n",
+        ),
+        (
+            "unknown method",
+            "FOO /api/secret HTTP/1.1\r\nHost: gw\r\n\r\n",
+        ),
         ("missing Host", "GET /api/secret HTTP/1.1\r\n\r\n"),
-        ("duplicate Host", "GET /api/secret HTTP/1.1\r\nHost: gw\r\nHost: admin.internal\r\n\r\n"),
+        (
+            "duplicate Host",
+            "GET /api/secret HTTP/1.1\r\nHost: gw\r\nHost: admin.internal\r\n\r\n",
+        ),
         ("HTTP/1.0 without Host", "GET /api/secret HTTP/1.0\r\n\r\n"),
-        ("Expect: 100-continue", "POST /api/secret HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"),
+        (
+            "Expect: 100-continue",
+            "POST /api/secret HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\n\
+             Content-Length: 5\r\n\r\n",
+        ),
     ];
     for (case, bytes) in cases {
         let ex = exchange(t.gw.addr, bytes.as_bytes(), 1).await;
@@ -249,7 +347,8 @@ async fn ambiguous_hosts_are_refused_not_forwarded() {
 #[tokio::test]
 async fn h2c_upgrade_cannot_smuggle_past_the_gateway() {
     let t = target().await;
-    let upgrade = "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA";
+    let upgrade = "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\
+                   HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA";
     // No token: refused, never a protocol switch.
     let req = format!("GET /api/secret HTTP/1.1\r\nHost: gw\r\n{upgrade}\r\n\r\n");
     let ex = exchange(t.gw.addr, req.as_bytes(), 1).await;
@@ -257,7 +356,8 @@ async fn h2c_upgrade_cannot_smuggle_past_the_gateway() {
     t.assert_nothing_forwarded("h2c without a token");
     // With a token, and on a public route: forwarded as a plain request.
     let req = format!(
-        "GET /api/secret HTTP/1.1\r\nHost: gw\r\nAuthorization: {}\r\n{upgrade}\r\n\r\nGET /public/x HTTP/1.1\r\nHost: gw\r\n{upgrade}\r\n\r\n",
+        "GET /api/secret HTTP/1.1\r\nHost: gw\r\nAuthorization: {}\r\n{upgrade}\r\n\r\n\
+         GET /public/x HTTP/1.1\r\nHost: gw\r\n{upgrade}\r\n\r\n",
         jwt_header(&token())
     );
     let ex = exchange(t.gw.addr, req.as_bytes(), 2).await;
@@ -273,7 +373,8 @@ async fn h2c_upgrade_cannot_smuggle_past_the_gateway() {
 async fn pipelined_requests_are_each_held_to_their_route() {
     let t = target().await;
     let req = format!(
-        "GET /public/a HTTP/1.1\r\nHost: gw\r\n\r\nGET /api/secret HTTP/1.1\r\nHost: gw\r\nX-Identity: 1\r\n\r\nGET /api/secret HTTP/1.1\r\nHost: gw\r\nAuthorization: {}\r\n\r\n",
+        "GET /public/a HTTP/1.1\r\nHost: gw\r\n\r\nGET /api/secret HTTP/1.1\r\nHost: gw\r\n\
+         X-Identity: 1\r\n\r\nGET /api/secret HTTP/1.1\r\nHost: gw\r\nAuthorization: {}\r\n\r\n",
         jwt_header(&token())
     );
     let ex = exchange(t.gw.addr, req.as_bytes(), 3).await;

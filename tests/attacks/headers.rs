@@ -372,7 +372,9 @@ async fn identity_in_chunked_trailers_never_reaches_the_upstream() {
     let auth = format!("Authorization: {}\r\n", jwt_header(&token()));
     for (path, auth) in [("/public/x", ""), ("/api/x", auth.as_str())] {
         let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: gw\r\n{auth}Transfer-Encoding: chunked\r\nTrailer: X-Identity, X_Identity\r\nTE: trailers\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\nX-Identity: admin\r\nX_Identity: admin\r\n\r\n"
+            "POST {path} HTTP/1.1\r\nHost: gw\r\n{auth}Transfer-Encoding: chunked\r\n\
+             Trailer: X-Identity, X_Identity\r\nTE: trailers\r\nConnection: close\r\n\r\n3\r\n\
+             abc\r\n0\r\nX-Identity: admin\r\nX_Identity: admin\r\n\r\n"
         );
         let ex = exchange(gw.addr, req.as_bytes(), 1).await;
         assert_eq!(ex.statuses(), [200], "{path}: {ex:?}");

@@ -96,7 +96,8 @@ proptest! {
             prop_assert!(!n.contains("//"));
             for seg in n[1..].split('/') {
                 for view in lenient_views(seg) {
-                    prop_assert!(view != "." && view != "..", "{p:?} forwarded as {n:?}, segment {seg:?} reads as {view:?}");
+                    prop_assert!(view != "." && view != "..", "{p:?} forwarded as {n:?}, segment \
+                                                               {seg:?} reads as {view:?}");
                 }
             }
         }
@@ -105,7 +106,12 @@ proptest! {
     #[test]
     fn lenient_spellings_of_a_required_prefix_are_required(p in path()) {
         // required /api and /admin/keys, public elsewhere (including a catch-all).
-        let m = |path: &str| Matcher { host: None, path: path.to_string(), path_match: PathMatch::Prefix, methods: None };
+        let m = |path: &str| Matcher {
+            host: None,
+            path: path.to_string(),
+            path_match: PathMatch::Prefix,
+            methods: None,
+        };
         let table = RouteTable::new([
             (m("/"), false),
             (m("/api"), true),
@@ -120,7 +126,8 @@ proptest! {
                 .collect();
             let lenient = format!("/{}", lenient.join("/"));
             if table.find(None, &lenient, &Method::GET) == Ok(&true) {
-                prop_assert_eq!(table.find_strict(None, &p, &Method::GET, |r| *r), Ok(&true), "{} read as {}", p, lenient);
+                prop_assert_eq!(table.find_strict(None, &p, &Method::GET, |r| *r), Ok(&true), "{} \
+                    read as {}", p, lenient);
             }
         }
     }
@@ -237,7 +244,15 @@ proptest! {
                 prop_assert!(!h.contains_key(n), "{} survived", n);
             }
         }
-        for fixed in ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"] {
+        for fixed in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+        ] {
             prop_assert!(!h.contains_key(fixed), "{} survived", fixed);
         }
         prop_assert_eq!(h.get_all(HOST).iter().count(), host_before);

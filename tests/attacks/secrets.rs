@@ -39,7 +39,9 @@ fn config_errors_never_echo_secret_values() {
         ),
         // Regression: an incomplete hash was accepted (see the login test below).
         (
-            "[tokens]\nsecret_file = \"short\"\nallow_short_secret = true\n[[users]]\nid = 1\nusername = \"u\"\npassword_hash = \"$argon2id$HASH-SENTINEL\"\n".to_string(),
+            "[tokens]\nsecret_file = \"short\"\nallow_short_secret = true\n[[users]]\nid = 1\n\
+             username = \"u\"\npassword_hash = \"$argon2id$HASH-SENTINEL\"\n"
+                .to_string(),
             "HASH-SENTINEL",
         ),
     ];
@@ -106,7 +108,8 @@ fn incomplete_password_hashes_are_refused_by_the_config_check() {
         "$argon2id$HASH-SENTINEL",
     ] {
         let toml = format!(
-            "[tokens]\nsecret_file = \"secret\"\n[[users]]\nid = 1\nusername = \"u\"\npassword_hash = \"{hash}\"\n"
+            "[tokens]\nsecret_file = \"secret\"\n[[users]]\nid = 1\nusername = \"u\"\n\
+             password_hash = \"{hash}\"\n"
         );
         let e = config_error(&toml, dir.path(), &|_| None);
         assert!(e.contains("users[0].password_hash"), "{hash}: {e}");

@@ -26,8 +26,21 @@ MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEYG84cWQt+DukslOsHGS4MMgmrXty
 I7GucDR3BRt4yBJlf/G9qotgoaIyFnnynIyVCMxKq3LpwfCFPMDal/SA0A==
 -----END PUBLIC KEY-----
 ";
-pub const RSA_PUBLIC_JWK: &str = r#"{"kty":"RSA","e":"AQAB","n":"n1QjYW-cu42-LRh2w-RFIOXlxIkvHZZ-VF-dwPUZim37dVgaa0jPiYIbHD54hTXaDcq3wWDgAGpycyaa44tvoKN9jG2xnxTz8zgOA5f1CmKWv76zQfxvoQacF7VV9OHt05Tkk3LP0Ye94JQ4Fa6y_1pKfynjZsTl_fICL9z0FPwSGYULCb9tHIdGSTftumejMUitisSjgQHbQM6HpB5ZkaGqZiYOrqVpYlmwwQTQtLbj9-8aZkv7GTPKlGteIvBvVgsS4Mog0OEe8bcwOi9BT1rfEjynrtUFntesASlO1ki7iLM31ChEmwlrcjJojoUXMRSLizARBPhVfZ7CroPMIw"}"#;
-pub const EC_PUBLIC_JWK: &str = r#"{"kty":"EC","crv":"P-256","x":"YG84cWQt-DukslOsHGS4MMgmrXtyI7GucDR3BRt4yBI","y":"ZX_xvaqLYKGiMhZ58pyMlQjMSqty6cHwhTzA2pf0gNA"}"#;
+pub const RSA_PUBLIC_JWK: &str = concat!(
+    r#"{"kty":"RSA","#,
+    r#""e":"AQAB","#,
+    r#""n":"n1QjYW-cu42-LRh2w-RFIOXlxIkvHZZ-VF-dwPUZim37dVgaa0jPiYIbHD54hTXaDcq3wWDgAGpycyaa4"#,
+    r#"4tvoKN9jG2xnxTz8zgOA5f1CmKWv76zQfxvoQacF7VV9OHt05Tkk3LP0Ye94JQ4Fa6y_1pKfynjZsTl_fICL9z"#,
+    r#"0FPwSGYULCb9tHIdGSTftumejMUitisSjgQHbQM6HpB5ZkaGqZiYOrqVpYlmwwQTQtLbj9-8aZkv7GTPKlGteI"#,
+    r#"vBvVgsS4Mog0OEe8bcwOi9BT1rfEjynrtUFntesASlO1ki7iLM31ChEmwlrcjJojoUXMRSLizARBPhVfZ7CroP"#,
+    r#"MIw"}"#,
+);
+pub const EC_PUBLIC_JWK: &str = concat!(
+    r#"{"kty":"EC","#,
+    r#""crv":"P-256","#,
+    r#""x":"YG84cWQt-DukslOsHGS4MMgmrXtyI7GucDR3BRt4yBI","#,
+    r#""y":"ZX_xvaqLYKGiMhZ58pyMlQjMSqty6cHwhTzA2pf0gNA"}"#,
+);
 
 const ALG_NOT_ALLOWED: &str = "The specified alg value is not allowed";
 const BAD_SIGNATURE: &str = "Signature verification failed";

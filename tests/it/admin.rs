@@ -150,7 +150,10 @@ async fn health_and_metrics() {
 async fn readiness_fails_when_an_upstream_has_no_server() {
     let dead = format!("http://{}", closed_port().await);
     let gw = gateway()
-        .raw(&format!("[admin]\nlisten = \"127.0.0.1:0\"\n[upstreams.app]\nservers = [\"{dead}\"]\neject_for = \"60s\""))
+        .raw(&format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n[upstreams.app]\nservers = [\"{dead}\"]\n\
+             eject_for = \"60s\""
+        ))
         .route("/p", "app", "public")
         .start()
         .await;

@@ -56,7 +56,10 @@ fn shipped_gateway_toml_is_valid_and_runs_the_seed_flow() {
 
 #[test]
 fn unknown_keys_are_refused() {
-    let p = problems(&format!("{BASE}[[routes]]\npath = \"/api\"\nupstream = \"http://127.0.0.1:1\"\nauht = \"required\"\n"));
+    let p = problems(&format!(
+        "{BASE}[[routes]]\npath = \"/api\"\n\
+         upstream = \"http://127.0.0.1:1\"\nauht = \"required\"\n"
+    ));
     assert!(
         p.iter()
             .any(|p| p.contains("unknown field `auht`") && p.contains("line 6")),
@@ -152,7 +155,11 @@ fn token_rules_are_checked() {
 
 #[test]
 fn users_are_checked() {
-    let toml = format!("{BASE}[[users]]\nid = 1.5\nusername = \"a\"\npassword_hash = \"plain\"\n[[users]]\nid = 2\nusername = \"b\"\npassword_hash = \"$2b$12$abcdefghijklmnopqrstuu5Xj4Rr0lR1MVtN4vNbYgIDm2p3n8Pdm\"\n");
+    let toml = format!(
+        "{BASE}[[users]]\nid = 1.5\nusername = \"a\"\npassword_hash = \"plain\"\n\
+         [[users]]\nid = 2\nusername = \"b\"\n\
+         password_hash = \"$2b$12$abcdefghijklmnopqrstuu5Xj4Rr0lR1MVtN4vNbYgIDm2p3n8Pdm\"\n"
+    );
     let p = problems(&toml);
     for (key, words) in [
         ("users[0].id", "integer or a non-empty string"),
@@ -282,11 +289,16 @@ fn readme_config_examples_are_valid() {
 fn proxy_engine_keys_are_checked() {
     let toml = format!(
         "{BASE}[[routes]]\npath = \"/a\"\nupstream = \"nope\"\nauth = \"required\"\n\
-         [[routes]]\npath = \"/b\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"public\"\nrequire = {{ roles = [\"x\"] }}\n\
-         [[routes]]\npath = \"/c\"\nupstream = \"pool\"\nauth = \"required\"\nmethods = [\"GET\"]\nclaim_headers = {{ \"X-Identity\" = \"sub\" }}\n\
-         [[routes]]\npath = \"/c/\"\nupstream = \"pool\"\nauth = \"required\"\nmethods = [\"GET\", \"POST\"]\n\
-         [[routes]]\nhost = \"bad host\"\npath = \"/d\"\nupstream = \"pool\"\nauth = \"public\"\nstrip_prefix = true\nrewrite_prefix = \"/x\"\n\
-         [upstreams.pool]\nservers = [\"http://127.0.0.1:1\", \"https://127.0.0.1:2\"]\nbalance = \"random\"\nretries = 50\n\
+         [[routes]]\npath = \"/b\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"public\"\n\
+         require = {{ roles = [\"x\"] }}\n\
+         [[routes]]\npath = \"/c\"\nupstream = \"pool\"\nauth = \"required\"\nmethods = [\"GET\"]\n\
+         claim_headers = {{ \"X-Identity\" = \"sub\" }}\n\
+         [[routes]]\npath = \"/c/\"\nupstream = \"pool\"\nauth = \"required\"\n\
+         methods = [\"GET\", \"POST\"]\n\
+         [[routes]]\nhost = \"bad host\"\npath = \"/d\"\nupstream = \"pool\"\nauth = \"public\"\n\
+         strip_prefix = true\nrewrite_prefix = \"/x\"\n\
+         [upstreams.pool]\nservers = [\"http://127.0.0.1:1\", \"https://127.0.0.1:2\"]\n\
+         balance = \"random\"\nretries = 50\n\
          [upstreams.pool.health]\npath = \"healthz\"\nhealthy_threshold = 0\n\
          [upstreams.pool.tls]\nca_file = \"missing.pem\"\n"
     );

@@ -111,7 +111,8 @@ impl Idp {
 fn issuer_table(jwks: &str, cache_ttl: &str, min_refetch: &str) -> String {
     format!(
         "[[issuers]]\nissuer = \"{ISS}\"\naudiences = [\"api\", \"other\"]\n{jwks}\n\
-         cache_ttl = \"{cache_ttl}\"\nmin_refetch_interval = \"{min_refetch}\"\nfetch_timeout = \"2s\"\n"
+         cache_ttl = \"{cache_ttl}\"\nmin_refetch_interval = \"{min_refetch}\"\n\
+         fetch_timeout = \"2s\"\n"
     )
 }
 
@@ -123,7 +124,8 @@ async fn start_gateway(idp: &Idp, cache_ttl: &str, min_refetch: &str) -> Gateway
             min_refetch,
         ))
         .table(&format!(
-            "[[routes]]\npath = \"/idp\"\nrespond = \"identity\"\nauth = \"required\"\nissuers = [\"{ISS}\"]"
+            "[[routes]]\npath = \"/idp\"\nrespond = \"identity\"\nauth = \"required\"\n\
+             issuers = [\"{ISS}\"]"
         ))
         .respond_identity("/local")
         .start()
@@ -243,12 +245,14 @@ async fn the_last_good_keys_serve_while_the_idp_is_down_and_refresh_runs_in_the_
 async fn issuer_claim_rules_apply_to_its_tokens() {
     let k = IdpKey::new("f1", Algorithm::RS256);
     let table = issuer_table("jwks_file = \"idp.json\"", "1h", "1h")
-        + "identity_claim = \"email\"\nrequired_claims = [\"exp\", \"iat\", \"tenant\"]\nmax_lifetime = \"1h\"\n";
+        + "identity_claim = \"email\"\nrequired_claims = [\"exp\", \"iat\", \"tenant\"]\n\
+           max_lifetime = \"1h\"\n";
     let gw = gateway()
         .file("idp.json", jwks(&[&k]))
         .table(&table)
         .table(&format!(
-            "[[routes]]\npath = \"/idp\"\nrespond = \"identity\"\nauth = \"required\"\nissuers = [\"{ISS}\"]"
+            "[[routes]]\npath = \"/idp\"\nrespond = \"identity\"\nauth = \"required\"\n\
+             issuers = [\"{ISS}\"]"
         ))
         .start()
         .await;
@@ -290,7 +294,10 @@ async fn issuer_claim_rules_apply_to_its_tokens() {
     let foreign = sign_claims(
         Algorithm::RS256,
         Some("f1"),
-        &json!({"iss": "https://evil", "aud": "api", "email": "a@x", "tenant": "t1", "exp": t + 60, "iat": t}),
+        &json!({
+            "iss": "https://evil", "aud": "api", "email": "a@x", "tenant": "t1",
+            "exp": t + 60, "iat": t,
+        }),
         &k.pair.private,
     );
     assert_eq!(call(&gw, "/idp", &foreign).await.status, 401);
@@ -320,7 +327,10 @@ async fn an_https_jwks_url_is_verified_against_its_ca() {
         );
         gateway()
             .table(&issuer_table(&jwks, "5m", "1s"))
-            .table(&format!("[[routes]]\npath = \"/idp\"\nrespond = \"identity\"\nauth = \"required\"\nissuers = [\"{ISS}\"]"))
+            .table(&format!(
+                "[[routes]]\npath = \"/idp\"\nrespond = \"identity\"\n\
+                 auth = \"required\"\nissuers = [\"{ISS}\"]"
+            ))
             .start()
     };
     let gw = start(good_ca).await;

@@ -318,7 +318,10 @@ async fn the_jwks_path_is_configurable_and_absent_for_hmac_only() {
 
 #[tokio::test]
 async fn issued_tokens_carry_configured_claims_and_user_record_claims() {
-    let hash = "$argon2id$v=19$m=19456,t=2,p=1$wSaoz+WjVyDsS0mngmCCZw$lmrh+SyHdtpcel/Vv+nEzSbKyrsRTlKEFpoT+qiXaQw";
+    let hash = concat!(
+        "$argon2id$v=19$m=19456,t=2,p=1$wSaoz+WjVyDsS0mngmCCZw$",
+        "lmrh+SyHdtpcel/Vv+nEzSbKyrsRTlKEFpoT+qiXaQw",
+    );
     let gw = gateway()
         .without_users()
         .respond_identity("/protected")
@@ -328,7 +331,8 @@ async fn issued_tokens_carry_configured_claims_and_user_record_claims() {
         .tokens("issue_jti = true")
         .tokens("user_claims = [\"roles\"]")
         .table(&format!(
-            "[login]\n[[users]]\nid = 1\nusername = \"user1\"\npassword_hash = \"{hash}\"\nclaims = {{ roles = [\"admin\"], team = \"x\" }}"
+            "[login]\n[[users]]\nid = 1\nusername = \"user1\"\npassword_hash = \"{hash}\"\n\
+             claims = {{ roles = [\"admin\"], team = \"x\" }}"
         ))
         .start()
         .await;

@@ -82,12 +82,14 @@ fn key_problems_are_reported_at_once_with_their_key() {
 #[test]
 fn issuer_and_route_problems_name_their_key() {
     let toml = "[tokens]\nsecret_file = \"secret\"\nissuer = \"https://idp2\"\n\
-        [[routes]]\npath = \"/a\"\nrespond = \"identity\"\nauth = \"required\"\nissuers = [\"https://nobody\"]\n\
-        [[issuers]]\nissuer = \"https://idp\"\njwks_url = \"ftp://idp/certs\"\n\
-        [[issuers]]\nissuer = \"https://idp2\"\naudiences = [\"api\"]\n\
-        [[issuers]]\naudiences = [\"api\"]\njwks_file = \"x.json\"\n\
-        [[issuers]]\nissuer = \"https://idp3\"\naudiences = [\"api\"]\njwks_file = \"x.json\"\ncache_ttl = \"soon\"\n\
-        [jwks]\npath = \"keys\"\n";
+                [[routes]]\npath = \"/a\"\nrespond = \"identity\"\nauth = \"required\"\n\
+                issuers = [\"https://nobody\"]\n\
+                [[issuers]]\nissuer = \"https://idp\"\njwks_url = \"ftp://idp/certs\"\n\
+                [[issuers]]\nissuer = \"https://idp2\"\naudiences = [\"api\"]\n\
+                [[issuers]]\naudiences = [\"api\"]\njwks_file = \"x.json\"\n\
+        [[issuers]]\nissuer = \"https://idp3\"\naudiences = [\"api\"]\njwks_file = \"x.json\"\n\
+                cache_ttl = \"soon\"\n\
+                [jwks]\npath = \"keys\"\n";
     let p = problems(
         toml,
         &[("secret", "integration-test-secret-0123456789abcdef")],

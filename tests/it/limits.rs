@@ -66,7 +66,13 @@ async fn connections_over_the_limit_get_503() {
     assert_eq!(&buf, b"HTTP/1.1 200");
     let third = raw(gw.addr, b"GET /p HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(third.starts_with("HTTP/1.1 503"), "{third}");
-    assert!(third.ends_with("{\"description\":\"Too many connections; retry later\",\"error\":\"Service Unavailable\",\"status_code\":503}\n"), "{third}");
+    assert!(
+        third.ends_with(
+            "{\"description\":\"Too many connections; retry \
+             later\",\"error\":\"Service Unavailable\",\"status_code\":503}\n"
+        ),
+        "{third}"
+    );
     drop(a);
     drop(b);
     // Freed slots are reused (the server notices the closes asynchronously).

@@ -201,7 +201,8 @@ async fn active_health_checks_take_a_server_out_and_back() {
     }))
     .await;
     let steady = Upstream::start().await;
-    let health = "[upstreams.app.health]\npath = \"/healthz\"\ninterval = \"20ms\"\ntimeout = \"1s\"\nunhealthy_threshold = 2\nhealthy_threshold = 1";
+    let health = "[upstreams.app.health]\npath = \"/healthz\"\ninterval = \"20ms\"\n\
+                  timeout = \"1s\"\nunhealthy_threshold = 2\nhealthy_threshold = 1";
     let gw = gateway()
         .route("/p", "app", "public")
         .raw(&pool("app", &[flaky.url(), steady.url()], health))

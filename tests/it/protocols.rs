@@ -141,7 +141,12 @@ async fn websocket_upgrades_pass_after_authentication() {
     let up = echo_upgrade().await;
     let gw = gateway().route("/ws", &up.url(), "required").start().await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    let req = format!("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: {}\r\n\r\n", jwt_header(&token()));
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Authorization: {}\r\n\r\n",
+        jwt_header(&token())
+    );
     s.write_all(req.as_bytes()).await.unwrap();
     let head = read_head(&mut s).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
@@ -177,7 +182,12 @@ async fn upgrades_without_a_token_are_refused() {
 async fn h2c_upgrade_is_not_passed_upstream() {
     let up = Upstream::start().await;
     let gw = gateway().route("/p", &up.url(), "public").start().await;
-    let r = raw(gw.addr, b"GET /p HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nConnection: close\r\n\r\n").await;
+    let r = raw(
+        gw.addr,
+        b"GET /p HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     let seen = up.last();
     assert!(

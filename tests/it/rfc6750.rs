@@ -48,7 +48,13 @@ async fn challenges_follow_rfc6750() {
     )
     .await;
     r.assert_error(401, "Invalid token", "Signature has expired");
-    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"Login Required\", error=\"invalid_token\", error_description=\"Signature has expired\""));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(
+            "Bearer realm=\"Login Required\", \
+             error=\"invalid_token\", error_description=\"Signature has expired\""
+        )
+    );
 
     let r = get(&gw.url("/protected"), &[("authorization", "Bearer a b")]).await;
     r.assert_error(400, "Invalid JWT header", "Token contains spaces");
@@ -64,7 +70,13 @@ async fn challenges_follow_rfc6750() {
         &[("authorization", &format!("Bearer {noexp}"))],
     )
     .await;
-    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"Login Required\", error=\"invalid_token\", error_description=\"Token is missing the 'exp' claim\""));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(
+            "Bearer realm=\"Login Required\", \
+             error=\"invalid_token\", error_description=\"Token is missing the 'exp' claim\""
+        )
+    );
 }
 
 #[tokio::test]
@@ -79,9 +91,10 @@ async fn standard_sub_tokens_with_audience() {
         .respond_identity("/me")
         .start()
         .await;
-    let ok = mint(
-        json!({"sub": "user-42", "exp": now() + 60, "aud": ["other", "my-api"], "iss": "https://idp.test"}),
-    );
+    let ok = mint(json!({
+        "sub": "user-42", "exp": now() + 60, "aud": ["other", "my-api"],
+        "iss": "https://idp.test",
+    }));
     let r = get(
         &gw.url("/me"),
         &[("authorization", &format!("Bearer {ok}"))],

@@ -178,9 +178,10 @@ async fn claim_requirements_answer_403() {
         .await;
     let t = now();
     let user = |roles: serde_json::Value, scope: &str| {
-        bearer(
-            json!({"exp": t + 60, "iat": t, "nbf": t, "identity": "u", "roles": roles, "scope": scope}),
-        )
+        bearer(json!({
+            "exp": t + 60, "iat": t, "nbf": t,
+            "identity": "u", "roles": roles, "scope": scope,
+        }))
     };
     let admin = user(json!(["admin"]), "read");
     let both = user(json!(["ops", "admin"]), "read write");
@@ -240,14 +241,23 @@ async fn claim_headers_are_encoded_and_never_spoofed() {
     let gw = gateway()
         .without_users()
         .route("/p", &up.url(), "public")
-        .route_with("/api", &up.url(), "required", &["claim_headers = { \"X-Tenant\" = \"org\" }"])
-        .raw("[identity]\narrays = \"comma\"\nclaims = { \"X-Identity-Roles\" = \"roles\", \"X-Identity-Level\" = \"level\" }")
+        .route_with(
+            "/api",
+            &up.url(),
+            "required",
+            &["claim_headers = { \"X-Tenant\" = \"org\" }"],
+        )
+        .raw(
+            "[identity]\narrays = \"comma\"\n\
+             claims = { \"X-Identity-Roles\" = \"roles\", \"X-Identity-Level\" = \"level\" }",
+        )
         .start()
         .await;
     let t = now();
-    let token = bearer(
-        json!({"exp": t + 60, "iat": t, "nbf": t, "identity": "u", "roles": ["a", "b"], "level": 3, "org": {"id": 7}}),
-    );
+    let token = bearer(json!({
+        "exp": t + 60, "iat": t, "nbf": t,
+        "identity": "u", "roles": ["a", "b"], "level": 3, "org": {"id": 7},
+    }));
     let spoof = [
         ("x-identity-roles", "admin"),
         ("X_Identity_Level", "99"),

@@ -225,8 +225,10 @@ async fn sni_picks_the_certificate() {
     let (wild, _) = t.cert("wild", &["*.b.test"]);
     let listener = |unknown: &str| {
         format!(
-            "[[listeners]]\naddr = \"127.0.0.1:0\"\n[listeners.tls]\n{default_toml}\nunknown_names = \"{unknown}\"\n\
-             certificates = [{{ names = [\"a.test\"], cert = \"{}\", key = \"{}\" }}, {{ names = [\"*.b.test\"], cert = \"{}\", key = \"{}\" }}]",
+            "[[listeners]]\naddr = \"127.0.0.1:0\"\n[listeners.tls]\n{default_toml}\n\
+             unknown_names = \"{unknown}\"\n\
+             certificates = [{{ names = [\"a.test\"], cert = \"{}\", key = \"{}\" }}, {{ names = \
+             [\"*.b.test\"], cert = \"{}\", key = \"{}\" }}]",
             t.path("a.crt"),
             t.path("a.key"),
             t.path("wild.crt"),
@@ -275,7 +277,14 @@ async fn client_certificates_are_required_and_forwarded() {
     let up = Upstream::start().await;
     let gw = gateway()
         .route("/api", &up.url(), "public")
-        .raw(&tls_listener(&cert, &format!("client_ca = \"{}\"\nclient_auth = \"require\"\nclient_subject_header = \"X-Client-Subject\"", ca.display())))
+        .raw(&tls_listener(
+            &cert,
+            &format!(
+                "client_ca = \"{}\"\nclient_auth = \"require\"\n\
+                 client_subject_header = \"X-Client-Subject\"",
+                ca.display()
+            ),
+        ))
         .start()
         .await;
     let good = clients.leaf(&["client-1"]);
@@ -433,8 +442,10 @@ async fn reload_swaps_certificates_and_keeps_established_connections() {
     let path = t.dir.path().join("gateway.toml");
     std::fs::write(
         &path,
-            "[server]\nreload_poll = \"0s\"\n[tokens]\nsecret_file = \"secret\"\n[[routes]]\npath = \"/p\"\nrespond = \"identity\"\nauth = \"required\"\n\
-             [[listeners]]\naddr = \"127.0.0.1:0\"\n[listeners.tls]\ncert = \"live.crt\"\nkey = \"live.key\"\n",
+        "[server]\nreload_poll = \"0s\"\n[tokens]\nsecret_file = \"secret\"\n[[routes]]\n\
+         path = \"/p\"\nrespond = \"identity\"\nauth = \"required\"\n\
+         [[listeners]]\naddr = \"127.0.0.1:0\"\n[listeners.tls]\ncert = \"live.crt\"\n\
+         key = \"live.key\"\n",
     )
     .unwrap();
     let loaded = gateway::load::load(&path).unwrap();
@@ -491,7 +502,8 @@ fn check_warns_about_expiring_certificates() {
     );
     soon.write(t.dir.path(), "soon");
     std::fs::write(t.dir.path().join("secret"), SECRET).unwrap();
-    let text = "[tokens]\nsecret_file = \"secret\"\n[[listeners]]\naddr = \"127.0.0.1:0\"\n[listeners.tls]\ncert = \"soon.crt\"\nkey = \"soon.key\"\n";
+    let text = "[tokens]\nsecret_file = \"secret\"\n[[listeners]]\naddr = \"127.0.0.1:0\"\n\
+                [listeners.tls]\ncert = \"soon.crt\"\nkey = \"soon.key\"\n";
     let loaded = gateway::load::from_str(text, t.dir.path()).unwrap();
     let w: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
     assert!(

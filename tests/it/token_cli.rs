@@ -74,7 +74,8 @@ fn keygen_mint_verify_and_inspect() {
     let config = dir.path().join("gw.toml");
     std::fs::write(
         &config,
-        "[tokens]\nissue_jti = true\n[[keys]]\nid = \"k1\"\nalgorithm = \"ES256\"\nprivate_key_file = \"keys/k1.private.pem\"\n",
+        "[tokens]\nissue_jti = true\n[[keys]]\nid = \"k1\"\nalgorithm = \"ES256\"\n\
+         private_key_file = \"keys/k1.private.pem\"\n",
     )
     .unwrap();
     let cfg = path(&config);

@@ -485,7 +485,10 @@ fn the_grafana_dashboard_queries_only_metrics_we_export() {
 
 #[test]
 fn promql_scanning_finds_metrics_and_skips_label_values() {
-    let expr = r#"sum by (le, route) (rate(gateway_request_duration_seconds_bucket{status=~"gateway_x"}[5m]))"#;
+    let expr = concat!(
+        "sum by (le, route) ",
+        r#"(rate(gateway_request_duration_seconds_bucket{status=~"gateway_x"}[5m]))"#,
+    );
     let ids = identifiers(expr);
     assert!(ids.contains(&"gateway_request_duration_seconds_bucket".to_string()));
     assert!(!ids.contains(&"gateway_x".to_string()));

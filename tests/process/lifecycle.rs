@@ -10,7 +10,11 @@ use serde_json::Value;
 use crate::support::*;
 
 fn config(upstream: &str, extra: &str) -> String {
-    format!("[server]\nlisten = \"127.0.0.1:0\"\nreload_poll = \"20ms\"\nshutdown_grace = \"10s\"\n[tokens]\nsecret_file = \"secret\"\n[[routes]]\npath = \"/p\"\nupstream = \"{upstream}\"\nauth = \"public\"\n{extra}")
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nreload_poll = \"20ms\"\nshutdown_grace = \"10s\"\n\
+         [tokens]\nsecret_file = \"secret\"\n[[routes]]\npath = \"/p\"\nupstream = \"{upstream}\"\n\
+         auth = \"public\"\n{extra}"
+    )
 }
 
 struct FileGateway {

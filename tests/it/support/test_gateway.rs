@@ -11,8 +11,14 @@ use super::tokens::SECRET;
 
 /// The seed users' password.
 pub const PASSWORD: &str = "abcxyz";
-const HASH1: &str = "$argon2id$v=19$m=19456,t=2,p=1$wSaoz+WjVyDsS0mngmCCZw$lmrh+SyHdtpcel/Vv+nEzSbKyrsRTlKEFpoT+qiXaQw";
-const HASH2: &str = "$argon2id$v=19$m=19456,t=2,p=1$EHZg7TkI/yDxnjGOSQpsjA$40+bAy3AVg+q4NBXHUe7bqEqyoyKNkNyBIQ90IpAM+4";
+const HASH1: &str = concat!(
+    "$argon2id$v=19$m=19456,t=2,p=1$wSaoz+WjVyDsS0mngmCCZw$",
+    "lmrh+SyHdtpcel/Vv+nEzSbKyrsRTlKEFpoT+qiXaQw",
+);
+const HASH2: &str = concat!(
+    "$argon2id$v=19$m=19456,t=2,p=1$EHZg7TkI/yDxnjGOSQpsjA$",
+    "40+bAy3AVg+q4NBXHUe7bqEqyoyKNkNyBIQ90IpAM+4",
+);
 
 /// Builds a gateway config around the seed users and a secret file, then starts it.
 pub struct GatewayBuilder {

@@ -140,7 +140,8 @@ impl Upstream {
                                 .await;
                         }
                         Some(acceptor) => {
-                            // A failed handshake (wrong CA, no client cert) just drops the connection.
+                            // A failed handshake (wrong CA, no client cert) just drops the
+                            // connection.
                             if let Ok(stream) = acceptor.accept(stream).await {
                                 let _ = builder
                                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
