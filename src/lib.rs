@@ -2,15 +2,25 @@
 //! request, and forwards it to an upstream with `X-Identity` set from the verified claims.
 //!
 //! ```text
-//! client ─▶ server (TCP or TLS listeners, HTTP/1.1 + HTTP/2)
-//!             └─▶ Pipeline::handle
-//!                   login     POST /auth → argon2id check → signed token
-//!                   jwks      GET /.well-known/jwks.json → our public keys
-//!                   ① routing   host + normalized path + method → Route  no route     → 404
-//!                   ② policy    public | required (+ claim requirements)   unmet        → 403
+//! client ─▶ server (TCP or TLS listeners, HTTP/1.1 + HTTP/2)    redirect listener → 301
+//!             └─▶ Pipeline::handle                               (request id set)
+//!                   host check  one unambiguous Host / :authority            bad host     → 400
+//!                   head size   header names + values ≤ max_header_bytes     too large    → 431
+//!                   login       POST /auth → argon2id check → signed token
+//!                   jwks        GET /.well-known/jwks.json → our public keys
+//!                   Pipeline::decide, over the request head:
+//!                   ① routing   host + normalized path + method → Route  no route     → 404/405
+//!                     hop-by-hop strip (Connection-listed, TE, Upgrade noted; Expect)
+//!                   ② policy    public | required
 //!                   ③ verify    token → Claims (keyring or an issuer)     bad token    → 401
+//!                     authorize claims against the route's requirements   unmet        → 403
 //!                   ④ identity  strip every inbound identity header, set ours
-//!                   ⑤ forward   upstream pool → server, bodies stream     down → 502/503, slow → 504
+//!                   ⑤ forward   built-in responder, or:
+//!                     forward::prepare  declared body > max_body            too large    → 413
+//!                                       X-Forwarded-*, Host, TE, upgrade, body limit
+//!                     cluster → server, bodies stream             down → 502/503, slow → 504
+//!                     forward::finish   the upstream's hop-by-hop headers removed
+//!                   telemetry::record   metrics + access log
 //! client ◀─ upstream response, or Rejection::into_response (JSON body, one mapping)
 //! ```
 //!
@@ -36,7 +46,7 @@
 //! Leaves, used from anywhere:
 //! - [`body`] — the body type shared by all responses.
 //! - [`worker`] — which worker thread runs the current task.
-//! - [`telemetry`] — logging.
+//! - [`telemetry`] — logging, and the per-request metrics + access-log record.
 //! - [`metrics`] — the Prometheus registry.
 
 pub mod admin;

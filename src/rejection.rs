@@ -79,6 +79,12 @@ const PRERENDERED: [TokenError; 5] = [
     TokenError::NotEnoughSegments,
 ];
 
+impl From<crate::proxy::forward::BodyTooLarge> for Rejection {
+    fn from(_: crate::proxy::forward::BodyTooLarge) -> Rejection {
+        Rejection::BodyTooLarge
+    }
+}
+
 impl ErrorContext {
     pub fn new(style: ErrorStyle, realm: String, prefix: String) -> ErrorContext {
         let mut ctx = ErrorContext {
@@ -117,6 +123,13 @@ enum Rfc6750 {
 }
 
 impl Rejection {
+    /// Logs the rejection of a request for `path` where an operator should see it.
+    pub fn log(&self, path: &str) {
+        if let Rejection::UpstreamUnavailable(why) | Rejection::Internal(why) = self {
+            tracing::warn!(path, error = %why, "request failed");
+        }
+    }
+
     /// A short, stable reason for logs and metrics.
     pub fn reason(&self) -> &'static str {
         match self {

@@ -1,12 +1,24 @@
-//! Header rules for a message crossing the gateway (RFC 9110 §7.6.1).
+//! Header rules for a message crossing the gateway (RFC 9110 §7.6.1), and the two visits a
+//! forwarded request pays to this module: [`strip_inbound`] as the decision starts,
+//! [`prepare`] before the send and [`finish`] on the response.
 //!
 //! hyper does no hop-by-hop handling of its own: without this, a client's
 //! `Connection: X-Identity` would make the next hop drop the identity header we set.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use http::header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+
+use super::cluster::Outbound;
+use super::upgrade;
+use crate::body::Body;
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -180,5 +192,126 @@ mod tests {
         set_forwarded(&mut t, &client_ip(addr), "http", true);
         assert_eq!(t[X_FORWARDED_FOR], "10.0.0.1, 127.0.0.9");
         assert!(!t.contains_key("x_forwarded_for") && !t.contains_key("x_forwarded-host"));
+    }
+}
+
+/// What the inbound strip removes but the upstream leg must still see.
+#[derive(Debug, Default)]
+pub struct Noted {
+    /// The `Upgrade` protocol the client asked for (WebSocket), restored for the upstream.
+    upgrade: Option<HeaderValue>,
+    /// The client sent `TE: trailers`.
+    trailers: bool,
+}
+
+/// Notes an upgrade request and `TE: trailers`, then removes the hop-by-hop headers and
+/// `Expect` (we answer `100-continue` ourselves as the body is read). Call it before
+/// anything else reads or sets a header of the request.
+pub fn strip_inbound(headers: &mut HeaderMap) -> Noted {
+    let noted = Noted {
+        upgrade: upgrade::requested(headers),
+        trailers: headers.get_all(TE).iter().any(|v| {
+            v.to_str().is_ok_and(|t| {
+                t.split(',')
+                    .any(|p| p.trim().eq_ignore_ascii_case("trailers"))
+            })
+        }),
+    };
+    strip_hop_by_hop(headers);
+    headers.remove(EXPECT);
+    noted
+}
+
+/// The request declares a body larger than the route's `max_body` (413).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the declared body is over the route's max_body")]
+pub struct BodyTooLarge;
+
+/// Where the request goes and what the route allows, for [`prepare`].
+pub struct Leg<'a> {
+    /// The client's address as an `X-Forwarded-For` element.
+    pub client_ip: &'a HeaderValue,
+    /// Whether the client came over TLS (`X-Forwarded-Proto`).
+    pub tls: bool,
+    pub trust_forwarded: bool,
+    /// The path (after the route's rewrite) and query sent upstream.
+    pub path_and_query: String,
+    pub max_body: Option<u64>,
+    /// The route's response timeout, when it overrides the cluster's.
+    pub timeout: Option<Duration>,
+}
+
+/// ⑤ before the send: refuses a declared oversize body, sets `X-Forwarded-*`, `Host` (from
+/// HTTP/2's `:authority`) and `TE: trailers`, restores an upgrade and takes the client side
+/// of it, and wraps the body in the route's limit. Returns the outbound request and, for an
+/// upgrade, the client's half of the tunnel.
+pub fn prepare(
+    mut req: Request<Incoming>,
+    noted: Noted,
+    leg: Leg<'_>,
+) -> Result<(Outbound, Option<OnUpgrade>), BodyTooLarge> {
+    if let Some(max) = leg.max_body {
+        // A declared oversize body is refused before anything is sent upstream.
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max) {
+            return Err(BodyTooLarge);
+        }
+    }
+    let proto = if leg.tls { "https" } else { "http" };
+    set_forwarded(req.headers_mut(), leg.client_ip, proto, leg.trust_forwarded);
+    if !req.headers().contains_key(HOST) {
+        // HTTP/2 carries the host in the :authority pseudo-header.
+        if let Some(v) = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(HOST, v);
+        }
+    }
+    if noted.trailers {
+        req.headers_mut()
+            .insert(TE, HeaderValue::from_static("trailers"));
+    }
+    let retryable = is_idempotent(req.method()) && http_body::Body::is_end_stream(req.body());
+    // An upgrade keeps the client's connection for the tunnel; it is never retried.
+    let on_client = noted.upgrade.map(|protocol| {
+        upgrade::restore(req.headers_mut(), protocol);
+        hyper::upgrade::on(&mut req)
+    });
+    let (parts, body) = req.into_parts();
+    let out = Outbound {
+        method: parts.method,
+        path_and_query: leg.path_and_query,
+        headers: parts.headers,
+        body: limit_body(body, leg.max_body),
+        retryable: retryable && on_client.is_none(),
+        timeout: leg.timeout,
+    };
+    Ok((out, on_client))
+}
+
+/// ⑤ after the send: the upstream's hop-by-hop headers stay on its leg.
+pub fn finish<B>(res: &mut Response<B>) {
+    strip_hop_by_hop(res.headers_mut());
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// Boxes the inbound body for the upstream, counting it against the route's limit while it
+/// streams (no buffering).
+fn limit_body(body: Incoming, max: Option<u64>) -> Body {
+    match max {
+        None => body.map_err(Into::into).boxed(),
+        Some(max) => Limited::new(body, max as usize).boxed(),
     }
 }

@@ -1,0 +1,209 @@
+//! Building a [`Pipeline`] from a checked config and what the load stage built: every
+//! runtime piece once (route table, verifier, upstream clusters, header names), so the
+//! per-request path only reads.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{Pipeline, Route, RouteTarget};
+use crate::auth::authority::Authority;
+use crate::auth::jwks::PublishedJwks;
+use crate::auth::login::{Issuer, Login};
+use crate::auth::users::Users;
+use crate::config::{AuthMode, Config, RouteConfig, Target};
+use crate::identity::{ClaimHeaders, IdentityHeaders};
+use crate::load::Built;
+use crate::metrics::{Metrics, RouteCounters};
+use crate::policy::Policy;
+use crate::proxy::Cluster;
+use crate::rejection::ErrorContext;
+use crate::routing::{Matcher, RouteTable};
+use http::HeaderName;
+
+impl Pipeline {
+    /// Builds the runtime form of `config` over what the load stage built from its files
+    /// (the keyring). Fails only on what neither stage could judge (e.g. an upstream's TLS
+    /// material).
+    pub fn build(config: &Config, built: &Built) -> Result<Pipeline, String> {
+        Self::build_with(config, built, Arc::new(Metrics::new()))
+    }
+
+    /// Like [`Pipeline::build`], recording into `metrics` (shared across reloads).
+    pub fn build_with(
+        config: &Config,
+        built: &Built,
+        metrics: Arc<Metrics>,
+    ) -> Result<Pipeline, String> {
+        let t = &config.tokens;
+        let users = Arc::new(Users::new(
+            &config.users,
+            config.login.as_ref().map_or(1, |l| l.max_concurrent_hashes),
+        ));
+        let mut pools = HashMap::new();
+        let workers = crate::worker::count(config.server.workers);
+        for u in &config.upstreams {
+            pools.insert(
+                u.name.clone(),
+                Arc::new(Cluster::new(u, metrics.clone(), workers)?),
+            );
+        }
+        let global: ClaimHeaders = config
+            .identity
+            .claims
+            .iter()
+            .map(|(h, c)| (h.clone(), Arc::from(c.as_str())))
+            .collect();
+        // The claims any route reads (requirements, claim headers): the verifier keeps these.
+        let mut wanted: Vec<Arc<str>> = Vec::new();
+        for r in &config.routes {
+            let headers = route_claim_headers(&global, r);
+            for name in r
+                .require
+                .iter()
+                .map(|q| q.claim.as_str())
+                .chain(headers.iter().map(|(_, c)| &**c))
+            {
+                if !wanted.iter().any(|w| &**w == name) {
+                    wanted.push(Arc::from(name));
+                }
+            }
+        }
+        let authority = Authority::build(config, built.keyring.clone(), wanted)
+            .map_err(|e| format!("tokens: cannot build the keyring: {e}"))?;
+        // Background JWKS refreshers for external issuers; they end when the pipeline drops.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            authority.spawn_refreshers();
+        }
+        let issuer = Issuer::new(t, authority.keys())
+            .map_err(|e| format!("tokens: cannot build the signer: {e}"))?;
+        let login = config
+            .login
+            .clone()
+            .map(|l| Login::new(l, issuer, users.clone()));
+
+        let mut routes = Vec::new();
+        for r in &config.routes {
+            let target = match &r.target {
+                Target::Upstream(name) => RouteTarget::Upstream(
+                    pools
+                        .get(name)
+                        .cloned()
+                        .ok_or_else(|| format!("{}: no upstream `{name}`", r.name))?,
+                ),
+                Target::Respond(what) => RouteTarget::Respond(*what),
+            };
+            let claim_headers = route_claim_headers(&global, r);
+            let policy = Policy {
+                auth: r.auth,
+                require: r.require.clone(),
+            };
+            let matcher = Matcher {
+                host: r.host.clone(),
+                path: r.path.clone(),
+                path_match: r.path_match,
+                methods: r.methods.clone(),
+            };
+            routes.push((
+                matcher,
+                Route {
+                    name: r.name.clone(),
+                    counters: RouteCounters::new(r.name.as_str()),
+                    policy,
+                    claim_headers: if r.auth == AuthMode::Required {
+                        claim_headers
+                    } else {
+                        Vec::new()
+                    },
+                    target,
+                    prefix: r.path.clone(),
+                    path_match: r.path_match,
+                    rewrite_prefix: r.rewrite_prefix.clone(),
+                    forward_authorization: r.forward_authorization,
+                    timeout: r.timeout,
+                    max_body: r.max_body,
+                    issuers: r
+                        .issuers
+                        .iter()
+                        .filter_map(|name| authority.issuer_index(name))
+                        .collect(),
+                },
+            ));
+        }
+        let owned: Vec<HeaderName> = config
+            .identity
+            .claims
+            .iter()
+            .chain(config.routes.iter().flat_map(|r| r.claim_headers.iter()))
+            .map(|(h, _)| h.clone())
+            // Client-certificate subject headers are ours too: never taken from a client.
+            .chain(
+                config
+                    .server
+                    .listeners
+                    .iter()
+                    .filter_map(|l| l.tls.as_ref()?.client_subject_header.clone()),
+            )
+            .collect();
+        Ok(Pipeline {
+            routes: RouteTable::new(routes),
+            clusters: pools.into_values().collect(),
+            login,
+            jwks: PublishedJwks::new(&config.jwks, authority.keys()),
+            authority,
+            users,
+            identity: IdentityHeaders::new(owned.iter(), config.identity.arrays),
+            token_header: t.header.clone(),
+            prefix: t.prefix.clone(),
+            errors: ErrorContext::new(t.errors, t.realm.clone(), t.prefix.clone()),
+            trust_forwarded: config.server.trust_forwarded,
+            max_header_bytes: config.server.max_header_bytes,
+            request_id: config.server.request_id,
+            log_query: config.logging.query,
+            access_log: config.logging.access,
+            metrics,
+            login_counters: RouteCounters::new(
+                config.login.as_ref().map_or("-", |l| l.path.as_str()),
+            ),
+            jwks_counters: RouteCounters::new(config.jwks.path.as_str()),
+            unrouted: RouteCounters::new("-"),
+            config_sha256: config.source_sha256.clone(),
+            keys_sha256: keys_fingerprint(config),
+        })
+    }
+}
+
+/// SHA-256 over each verification key's algorithm and the SHA-256 of its material: equal
+/// across instances with the same keys, and useless for recovering a key.
+fn keys_fingerprint(config: &Config) -> String {
+    use crate::config::{KeyMaterial, Pem};
+    let mut text = String::new();
+    for k in &config.tokens.keys {
+        let bytes: &[u8] = match &k.material {
+            KeyMaterial::Secret(s) => &s.bytes,
+            KeyMaterial::Pem(Pem::Private(b) | Pem::Public(b)) => b,
+        };
+        let id = k.id.as_deref().unwrap_or("-");
+        let alg = crate::auth::keys::alg_name(k.algorithm);
+        text.push_str(&format!(
+            "{id}:{alg}:{}:{};",
+            k.sign,
+            crate::config::sha256_hex(bytes)
+        ));
+    }
+    crate::config::sha256_hex(text.as_bytes())
+}
+
+/// The route's claim headers: `[identity] claims`, overridden and extended by the route's.
+fn route_claim_headers(global: &ClaimHeaders, r: &RouteConfig) -> ClaimHeaders {
+    let mut headers: ClaimHeaders = global
+        .iter()
+        .filter(|(h, _)| !r.claim_headers.iter().any(|(rh, _)| rh == h))
+        .cloned()
+        .collect();
+    headers.extend(
+        r.claim_headers
+            .iter()
+            .map(|(h, c)| (h.clone(), Arc::from(c.as_str()))),
+    );
+    headers
+}
