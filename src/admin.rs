@@ -56,6 +56,9 @@ pub async fn serve(listener: TcpListener, state: AdminState, shutdown: impl Futu
     }
 }
 
+/// An admin answer. Not through `Rejection`'s mapping on purpose: the admin listener is an
+/// operator API whose bodies (`{"status": ..., "reasons": [...]}`) probes and dashboards
+/// parse, not the Flask-JWT error shape clients of the public listeners get.
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> {
     let mut text = body.to_string();
     text.push('\n');

@@ -35,9 +35,10 @@
 //! - [`routing`] — ① route table, host/path/method matching, path normalization.
 //! - [`policy`] — ② route requirements over claims.
 //! - [`identity`] — ④ strip-then-set of identity headers.
-//! - [`rejection`] — every early end of a request and its response (the one mapping).
 //! - [`proxy`] — ⑤ hop-by-hop rules, `X-Forwarded-*`, upstream clusters and their
 //!   connection pools, upgrades.
+//! - [`rejection`] — every early end of a request, whose fault it is, and its response (the
+//!   one mapping); each phase's error folds into it with `?`.
 //! - [`pipeline`] — builds the runtime pieces; the only code that knows the step order.
 //! - [`server`] — worker threads, listeners, TLS handshakes, per-connection HTTP, reload,
 //!   graceful drain.

@@ -16,9 +16,10 @@ use http::{HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
 use crate::auth::login::LoginError;
-use crate::auth::{PayloadProblem, TokenError};
+use crate::auth::{PayloadProblem, TimeClaimName, TokenError};
 use crate::body::{full, Body};
 use crate::config::ErrorStyle;
+use crate::proxy::UpstreamError;
 
 /// Why the gateway answered a request itself instead of forwarding it.
 #[derive(Debug, thiserror::Error)]
@@ -41,14 +42,31 @@ pub enum Rejection {
     Forbidden(#[from] crate::policy::Forbidden),
     #[error("request headers over the limit")]
     HeadersTooLarge,
-    #[error("no healthy server in upstream {0}")]
-    NoHealthyUpstream(String),
-    #[error("upstream unreachable: {0}")]
-    UpstreamUnavailable(String),
-    #[error("upstream did not answer in time")]
-    UpstreamTimeout,
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// The forward got no upstream response (see [`UpstreamError`]).
+    #[error("{0}")]
+    Upstream(UpstreamError),
+}
+
+/// Who a rejection is the fault of; sets the level it is logged at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The request itself (a bad token, path, body...): routine, logged at debug.
+    Client,
+    /// An upstream server (down, unreachable, slow): an operator should look, warn.
+    Upstream,
+    /// The gateway itself: a bug or a broken environment, error.
+    Gateway,
+}
+
+impl From<UpstreamError> for Rejection {
+    fn from(e: UpstreamError) -> Rejection {
+        match e {
+            // Counted against the route's limit while streaming: the client's fault, the
+            // same answer as a declared oversize body.
+            UpstreamError::BodyTooLarge => Rejection::BodyTooLarge,
+            e => Rejection::Upstream(e),
+        }
+    }
 }
 
 /// What shapes an error response besides the rejection itself.
@@ -123,10 +141,51 @@ enum Rfc6750 {
 }
 
 impl Rejection {
-    /// Logs the rejection of a request for `path` where an operator should see it.
-    pub fn log(&self, path: &str) {
-        if let Rejection::UpstreamUnavailable(why) | Rejection::Internal(why) = self {
-            tracing::warn!(path, error = %why, "request failed");
+    /// Whose fault the rejection is. Exhaustive: a new failure must say.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Rejection::NoRoute
+            | Rejection::BadPath(_)
+            | Rejection::BadHost(_)
+            | Rejection::Token(_)
+            | Rejection::BodyTooLarge
+            | Rejection::MethodNotAllowed(_)
+            | Rejection::Forbidden(_)
+            | Rejection::HeadersTooLarge => Fault::Client,
+            Rejection::Login(LoginError::Internal(_)) => Fault::Gateway,
+            Rejection::Login(
+                LoginError::MethodNotAllowed
+                | LoginError::NotJson
+                | LoginError::MalformedBody(_)
+                | LoginError::BodyTooLarge
+                | LoginError::RateLimited(_)
+                | LoginError::InvalidCredentials,
+            ) => Fault::Client,
+            Rejection::Upstream(
+                UpstreamError::NoHealthyServer { .. }
+                | UpstreamError::Unreachable(_)
+                | UpstreamError::Timeout,
+            ) => Fault::Upstream,
+            Rejection::Upstream(UpstreamError::BodyTooLarge) => Fault::Client,
+            Rejection::Upstream(UpstreamError::BadUri(_)) => Fault::Gateway,
+        }
+    }
+
+    /// Logs the rejection of a request for `path` on `route`, at the level its
+    /// [`fault`](Rejection::fault) calls for. Never carries a token: `TokenError` names
+    /// only what was wrong.
+    pub fn log(&self, route: &str, path: &str) {
+        let reason = self.reason();
+        match self.fault() {
+            Fault::Client => {
+                tracing::debug!(route, path, reason, fault = "client", error = %self, "request refused")
+            }
+            Fault::Upstream => {
+                tracing::warn!(route, path, reason, fault = "upstream", error = %self, "request failed")
+            }
+            Fault::Gateway => {
+                tracing::error!(route, path, reason, fault = "gateway", error = %self, "request failed")
+            }
         }
     }
 
@@ -142,10 +201,11 @@ impl Rejection {
             Rejection::MethodNotAllowed(_) => "method_not_allowed",
             Rejection::Forbidden(_) => "forbidden",
             Rejection::HeadersTooLarge => "headers_too_large",
-            Rejection::NoHealthyUpstream(_) => "no_healthy_upstream",
-            Rejection::UpstreamUnavailable(_) => "upstream_unavailable",
-            Rejection::UpstreamTimeout => "upstream_timeout",
-            Rejection::Internal(_) => "internal",
+            Rejection::Upstream(UpstreamError::NoHealthyServer { .. }) => "no_healthy_upstream",
+            Rejection::Upstream(UpstreamError::Unreachable(_)) => "upstream_unavailable",
+            Rejection::Upstream(UpstreamError::Timeout) => "upstream_timeout",
+            Rejection::Upstream(UpstreamError::BodyTooLarge) => "body_too_large",
+            Rejection::Upstream(UpstreamError::BadUri(_)) => "internal",
         }
     }
 
@@ -162,7 +222,7 @@ impl Rejection {
             }
             Rejection::Token(t) => token_response(&t, ctx),
             Rejection::Login(l) => login_response(l),
-            Rejection::BodyTooLarge => json(
+            Rejection::BodyTooLarge | Rejection::Upstream(UpstreamError::BodyTooLarge) => json(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Payload Too Large",
                 "The request body is larger than this route accepts",
@@ -205,22 +265,22 @@ impl Rejection {
                 "Request Header Fields Too Large",
                 "The request headers are larger than the gateway accepts",
             ),
-            Rejection::NoHealthyUpstream(_) => json(
+            Rejection::Upstream(UpstreamError::NoHealthyServer { .. }) => json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service Unavailable",
                 "No upstream server is available",
             ),
-            Rejection::UpstreamUnavailable(_) => json(
+            Rejection::Upstream(UpstreamError::Unreachable(_)) => json(
                 StatusCode::BAD_GATEWAY,
                 "Bad Gateway",
                 "The upstream service could not be reached",
             ),
-            Rejection::UpstreamTimeout => json(
+            Rejection::Upstream(UpstreamError::Timeout) => json(
                 StatusCode::GATEWAY_TIMEOUT,
                 "Gateway Timeout",
                 "The upstream service did not answer in time",
             ),
-            Rejection::Internal(_) => json(
+            Rejection::Upstream(UpstreamError::BadUri(_)) => json(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal Server Error",
                 "The gateway failed to handle the request",
@@ -307,9 +367,15 @@ impl TokenError {
             TokenError::BadPayload(PayloadProblem::DuplicateClaim) => {
                 "Invalid payload string: duplicate claim"
             }
-            TokenError::NotANumber("exp") => "Expiration Time claim (exp) must be an integer.",
-            TokenError::NotANumber("iat") => "Issued At claim (iat) must be an integer.",
-            TokenError::NotANumber(_) => "Not Before claim (nbf) must be an integer.",
+            TokenError::NotANumber(TimeClaimName::Exp) => {
+                "Expiration Time claim (exp) must be an integer."
+            }
+            TokenError::NotANumber(TimeClaimName::Iat) => {
+                "Issued At claim (iat) must be an integer."
+            }
+            TokenError::NotANumber(TimeClaimName::Nbf) => {
+                "Not Before claim (nbf) must be an integer."
+            }
             TokenError::IssuedInFuture => "Issued At claim (iat) cannot be in the future.",
             TokenError::NotYetValid => "The token is not yet valid (nbf)",
             TokenError::Expired => "Signature has expired",
@@ -531,5 +597,190 @@ mod tests {
             &expired.1.body[..],
             b"{\"description\":\"Signature has expired\",\"error\":\"Invalid token\",\"status_code\":401}\n"
         );
+    }
+
+    /// Every variant's status, fault and body, pinned (Flask-JWT style). A new variant must
+    /// be added here: the `match` below has no catch-all.
+    #[tokio::test]
+    async fn every_rejection_has_a_pinned_status_and_body() {
+        use http_body_util::BodyExt;
+
+        let io = || std::io::Error::other("refused");
+        let bad_uri = http::Uri::builder()
+            .path_and_query("\n")
+            .build()
+            .unwrap_err();
+        let cases: Vec<(Rejection, u16, Fault, &str, &str)> = vec![
+            (
+                Rejection::NoRoute,
+                404,
+                Fault::Client,
+                "Not Found",
+                "No route matches the requested URL",
+            ),
+            (
+                Rejection::BadPath("Bad path"),
+                400,
+                Fault::Client,
+                "Bad Request",
+                "Bad path",
+            ),
+            (
+                Rejection::BadHost("Bad host"),
+                400,
+                Fault::Client,
+                "Bad Request",
+                "Bad host",
+            ),
+            (
+                Rejection::Token(TokenError::Expired),
+                401,
+                Fault::Client,
+                "Invalid token",
+                "Signature has expired",
+            ),
+            (
+                Rejection::Login(LoginError::InvalidCredentials),
+                401,
+                Fault::Client,
+                "Bad Request",
+                "Invalid credentials",
+            ),
+            (
+                Rejection::Login(LoginError::Internal("x".into())),
+                500,
+                Fault::Gateway,
+                "Internal Server Error",
+                "The gateway failed to issue a token",
+            ),
+            (
+                Rejection::BodyTooLarge,
+                413,
+                Fault::Client,
+                "Payload Too Large",
+                "The request body is larger than this route accepts",
+            ),
+            (
+                Rejection::MethodNotAllowed(vec![http::Method::GET]),
+                405,
+                Fault::Client,
+                "Method Not Allowed",
+                "The method is not allowed for the requested URL.",
+            ),
+            (
+                Rejection::Forbidden(crate::policy::Forbidden {
+                    claim: "roles".into(),
+                }),
+                403,
+                Fault::Client,
+                "Forbidden",
+                "The token does not grant access to this resource",
+            ),
+            (
+                Rejection::HeadersTooLarge,
+                431,
+                Fault::Client,
+                "Request Header Fields Too Large",
+                "The request headers are larger than the gateway accepts",
+            ),
+            (
+                UpstreamError::NoHealthyServer {
+                    upstream: "api".into(),
+                }
+                .into(),
+                503,
+                Fault::Upstream,
+                "Service Unavailable",
+                "No upstream server is available",
+            ),
+            (
+                UpstreamError::Unreachable(io().into()).into(),
+                502,
+                Fault::Upstream,
+                "Bad Gateway",
+                "The upstream service could not be reached",
+            ),
+            (
+                UpstreamError::Timeout.into(),
+                504,
+                Fault::Upstream,
+                "Gateway Timeout",
+                "The upstream service did not answer in time",
+            ),
+            (
+                UpstreamError::BodyTooLarge.into(),
+                413,
+                Fault::Client,
+                "Payload Too Large",
+                "The request body is larger than this route accepts",
+            ),
+            (
+                UpstreamError::BadUri(bad_uri).into(),
+                500,
+                Fault::Gateway,
+                "Internal Server Error",
+                "The gateway failed to handle the request",
+            ),
+            (
+                Rejection::Upstream(UpstreamError::BodyTooLarge),
+                413,
+                Fault::Client,
+                "Payload Too Large",
+                "The request body is larger than this route accepts",
+            ),
+        ];
+        let mut seen = Vec::new();
+        let ctx = ErrorContext::new(ErrorStyle::FlaskJwt, "Login Required".into(), "JWT".into());
+        for (rejection, status, fault, error, description) in cases {
+            // Exhaustive: a new variant fails to compile until it has a row above.
+            seen.push(match &rejection {
+                Rejection::NoRoute => "NoRoute",
+                Rejection::BadPath(_) => "BadPath",
+                Rejection::BadHost(_) => "BadHost",
+                Rejection::Token(_) => "Token",
+                Rejection::Login(_) => "Login",
+                Rejection::BodyTooLarge => "BodyTooLarge",
+                Rejection::MethodNotAllowed(_) => "MethodNotAllowed",
+                Rejection::Forbidden(_) => "Forbidden",
+                Rejection::HeadersTooLarge => "HeadersTooLarge",
+                Rejection::Upstream(_) => "Upstream",
+            });
+            let label = format!("{rejection:?}");
+            assert_eq!(rejection.fault(), fault, "{label}");
+            let res = rejection.into_response(&ctx);
+            assert_eq!(res.status().as_u16(), status, "{label}");
+            assert_eq!(res.headers()[CONTENT_TYPE], "application/json", "{label}");
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            let expected = format!(
+                "{{\"description\":\"{description}\",\"error\":\"{error}\",\"status_code\":{status}}}\n"
+            );
+            assert_eq!(std::str::from_utf8(&body).unwrap(), expected, "{label}");
+        }
+        for variant in [
+            "NoRoute",
+            "BadPath",
+            "BadHost",
+            "Token",
+            "Login",
+            "BodyTooLarge",
+            "MethodNotAllowed",
+            "Forbidden",
+            "HeadersTooLarge",
+            "Upstream",
+        ] {
+            assert!(seen.contains(&variant), "no row for {variant}");
+        }
+    }
+
+    #[test]
+    fn every_time_claim_gets_its_own_message() {
+        for (claim, words) in [
+            (TimeClaimName::Exp, "(exp)"),
+            (TimeClaimName::Iat, "(iat)"),
+            (TimeClaimName::Nbf, "(nbf)"),
+        ] {
+            let (_, message) = TokenError::NotANumber(claim).compat();
+            assert!(message.contains(words), "{claim}: {message}");
+        }
     }
 }

@@ -16,6 +16,31 @@ pub mod verify;
 
 pub use claims::Claims;
 
+/// A registered time claim, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeClaimName {
+    Exp,
+    Iat,
+    Nbf,
+}
+
+impl TimeClaimName {
+    /// The claim's name in a token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeClaimName::Exp => "exp",
+            TimeClaimName::Iat => "iat",
+            TimeClaimName::Nbf => "nbf",
+        }
+    }
+}
+
+impl std::fmt::Display for TimeClaimName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why a request's token was not accepted. Each variant maps to one compat message
 /// (see `rejection.rs`); the log gets the variant name as the precise reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,7 +82,7 @@ pub enum TokenError {
     #[error("missing required claim {0}")]
     MissingRequiredClaim(std::sync::Arc<str>),
     #[error("claim {0} is not a number")]
-    NotANumber(&'static str),
+    NotANumber(TimeClaimName),
     #[error("iat in the future")]
     IssuedInFuture,
     #[error("nbf in the future")]

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use super::cache::TokenCache;
 use super::claims::{Claims, PayloadSeed, RawClaims, TimeClaim, NOT_AN_OBJECT};
 use super::keys::{Key, Keyring};
-use super::{PayloadProblem, TokenError};
+use super::{PayloadProblem, TimeClaimName, TokenError};
 use crate::config::{IssuerConfig, RequiredClaims, TokensConfig, UserId};
 
 /// Room for a decoded signature on the stack: RSA-4096 needs 512 bytes.
@@ -225,9 +225,9 @@ impl Verifier {
         if self.required.nbf && raw.nbf == TimeClaim::Missing {
             return Err(TokenError::MissingClaim("nbf"));
         }
-        let iat = number(raw.iat, "iat")?;
-        let nbf = number(raw.nbf, "nbf")?;
-        let exp = number(raw.exp, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
+        let iat = number(raw.iat, TimeClaimName::Iat)?;
+        let nbf = number(raw.nbf, TimeClaimName::Nbf)?;
+        let exp = number(raw.exp, TimeClaimName::Exp)?.ok_or(TokenError::MissingClaim("exp"))?;
         if iat.is_some_and(|iat| iat > now + self.leeway) {
             return Err(TokenError::IssuedInFuture);
         }
@@ -295,7 +295,7 @@ impl Verifier {
     }
 }
 
-fn number(c: TimeClaim, name: &'static str) -> Result<Option<f64>, TokenError> {
+fn number(c: TimeClaim, name: TimeClaimName) -> Result<Option<f64>, TokenError> {
     match c {
         TimeClaim::Missing => Ok(None),
         TimeClaim::Number(n) => Ok(Some(n)),

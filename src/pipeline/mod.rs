@@ -128,6 +128,12 @@ impl Pipeline {
         &self.clusters
     }
 
+    /// How error answers are shaped (for answers the server makes outside a request's
+    /// pipeline run, such as the HTTPS redirect's 400).
+    pub fn errors(&self) -> &ErrorContext {
+        &self.errors
+    }
+
     /// SHA-256 of the config file this pipeline was built from.
     pub fn config_sha256(&self) -> Option<&str> {
         self.config_sha256.as_deref()
@@ -164,7 +170,8 @@ impl Pipeline {
                 }
                 outcome.token_refused =
                     matches!(rejection, Rejection::Token(_) | Rejection::Forbidden(_));
-                rejection.log(&path());
+                let route = outcome.route.unwrap_or(&self.unrouted).name();
+                rejection.log(route, &path());
                 let reason = rejection.reason();
                 (rejection.into_response(&self.errors), Some(reason))
             }

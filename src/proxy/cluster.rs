@@ -26,8 +26,28 @@ use super::client::{self, HttpClient};
 use super::conns::{Conns, SendError};
 use crate::body::{empty, Body, BoxError};
 use crate::config::{Balance, HealthConfig, UpstreamConfig, UpstreamProtocol};
-use crate::rejection::Rejection;
 use crate::worker;
+
+/// Why a forwarded request got no upstream response. The pipeline folds it into its
+/// `Rejection` (one mapping to HTTP); nothing here knows a status code.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Every server is ejected or marked down (or the cluster has none left to try).
+    #[error("no healthy server in upstream {upstream}")]
+    NoHealthyServer { upstream: String },
+    /// No connection could be made, or the exchange failed on an open one.
+    #[error("upstream unreachable: {}", client::describe(&**.0))]
+    Unreachable(BoxError),
+    /// No response head within the timeout (connect or response).
+    #[error("upstream did not answer in time")]
+    Timeout,
+    /// The request body went over the route's `max_body` while it streamed upstream.
+    #[error("request body over the route's limit")]
+    BodyTooLarge,
+    /// The configured server and the request's path make no valid URI.
+    #[error("cannot build the upstream URI: {0}")]
+    BadUri(#[from] http::Error),
+}
 
 /// One server of a cluster.
 pub struct Server {
@@ -260,6 +280,12 @@ impl Cluster {
         self.servers.iter().any(|s| s.available(now))
     }
 
+    fn no_healthy_server(&self) -> UpstreamError {
+        UpstreamError::NoHealthyServer {
+            upstream: self.name.clone(),
+        }
+    }
+
     /// Picks a server not in `tried` by the cluster's balancing rule.
     fn pick(&self, tried: &[usize]) -> Option<usize> {
         let now = self.now_ms();
@@ -295,7 +321,7 @@ impl Cluster {
 
     /// Sends the request to a server of this cluster. Returns the response (its body keeps the
     /// server's outstanding count until it ends) and the server's label.
-    pub async fn send(&self, out: Outbound) -> Result<(Response<Body>, &str), Rejection> {
+    pub async fn send(&self, out: Outbound) -> Result<(Response<Body>, &str), UpstreamError> {
         // A retry goes to a server not tried yet, so a cluster never makes more attempts than
         // it has servers (one server: one attempt, and nothing needs copying for a retry).
         let attempts = if out.retryable {
@@ -323,9 +349,7 @@ impl Cluster {
             let guard = Outstanding::new(server);
             let sent = match &self.conns {
                 Some(conns) => {
-                    *req.uri_mut() = server
-                        .target(pq)
-                        .map_err(|e| Rejection::Internal(e.to_string()))?;
+                    *req.uri_mut() = server.target(pq)?;
                     // HTTP/1.1 needs a Host; HTTP/2 clients send :authority instead.
                     if !req.headers().contains_key(http::header::HOST) {
                         req.headers_mut()
@@ -340,9 +364,7 @@ impl Cluster {
                     }
                 }
                 None => {
-                    *req.uri_mut() = server
-                        .uri(pq)
-                        .map_err(|e| Rejection::Internal(e.to_string()))?;
+                    *req.uri_mut() = server.uri(pq)?;
                     match tokio::time::timeout(timeout, self.client().request(req)).await {
                         Ok(Ok(res)) => Ok(Ok(res.map(|b| counted(b, guard)))),
                         Ok(Err(e)) if e.is_connect() => Ok(Err(Failed::Connect(e.into()))),
@@ -356,7 +378,7 @@ impl Cluster {
                 // The request may have been sent: never retried.
                 Err(_) => {
                     self.eject(server, "response timeout");
-                    return Err(Rejection::UpstreamTimeout);
+                    return Err(UpstreamError::Timeout);
                 }
                 Ok(Err(Failed::Connect(e))) => {
                     tried.push(idx);
@@ -370,43 +392,39 @@ impl Cluster {
                         },
                     );
                     last = Some(if timed_out {
-                        Rejection::UpstreamTimeout
+                        UpstreamError::Timeout
                     } else {
-                        Rejection::UpstreamUnavailable(client::describe(&*e))
+                        UpstreamError::Unreachable(e)
                     });
                 }
                 Ok(Err(Failed::Exchange(e))) => {
                     if client::caused_by::<http_body_util::LengthLimitError>(&*e) {
-                        return Err(Rejection::BodyTooLarge);
+                        return Err(UpstreamError::BodyTooLarge);
                     }
-                    return Err(Rejection::UpstreamUnavailable(client::describe(&*e)));
+                    return Err(UpstreamError::Unreachable(e));
                 }
             }
         }
-        Err(last.unwrap_or_else(|| Rejection::NoHealthyUpstream(self.name.clone())))
+        Err(last.unwrap_or_else(|| self.no_healthy_server()))
     }
 
     /// Opens a request whose response may switch protocols (Upgrade): no retries, HTTP/1.1.
-    pub async fn send_upgrade(&self, out: Outbound) -> Result<Response<Incoming>, Rejection> {
-        let idx = self
-            .pick(&[])
-            .ok_or_else(|| Rejection::NoHealthyUpstream(self.name.clone()))?;
+    pub async fn send_upgrade(&self, out: Outbound) -> Result<Response<Incoming>, UpstreamError> {
+        let idx = self.pick(&[]).ok_or_else(|| self.no_healthy_server())?;
         let server = &self.servers[idx];
         let mut req = Request::new(out.body);
         *req.method_mut() = out.method;
-        *req.uri_mut() = server
-            .uri(out.path_and_query)
-            .map_err(|e| Rejection::Internal(e.to_string()))?;
+        *req.uri_mut() = server.uri(out.path_and_query)?;
         *req.headers_mut() = out.headers;
         let timeout = out.timeout.unwrap_or(self.response_timeout);
         match tokio::time::timeout(timeout, self.client().request(req)).await {
             Ok(Ok(res)) => Ok(res),
-            Err(_) => Err(Rejection::UpstreamTimeout),
+            Err(_) => Err(UpstreamError::Timeout),
             Ok(Err(e)) => {
                 if e.is_connect() {
                     self.eject(server, "connect failed");
                 }
-                Err(Rejection::UpstreamUnavailable(client::describe(&e)))
+                Err(UpstreamError::Unreachable(e.into()))
             }
         }
     }

@@ -12,4 +12,4 @@ pub mod conns;
 pub mod forward;
 pub mod upgrade;
 
-pub use cluster::{Cluster, Outbound};
+pub use cluster::{Cluster, Outbound, UpstreamError};

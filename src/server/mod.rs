@@ -32,12 +32,16 @@ use crate::config::ServerConfig;
 use crate::load::Built;
 use crate::metrics::Metrics;
 use crate::pipeline::{Conn, Pipeline};
+use crate::rejection::Rejection;
 use workers::Workers;
 
 /// The pipeline every request reads, swapped whole on reload.
 pub type SharedPipeline = Arc<ArcSwap<Pipeline>>;
 
-/// What a client over the connection limit gets before the connection is closed.
+/// What a client over the connection limit gets before the connection is closed. Written
+/// as raw bytes, not through `Rejection`'s mapping: no HTTP connection is served for it (the
+/// point is to spend nothing on it), so there is no `Response` to map into. Its body is
+/// pinned to the mapping's JSON shape by a unit test below.
 const OVER_LIMIT: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{\"description\":\"Too many connections; retry later\",\"error\":\"Service Unavailable\",\"status_code\":503}\n";
 
 /// A bound listener: one socket per worker, and what it serves.
@@ -85,6 +89,9 @@ pub enum Drained {
     Clean,
     /// The grace period ran out; this many connections were open when the drain began.
     TimedOut(usize),
+    /// The drain could not wait on the connections (their watcher was still shared, a
+    /// bug); this many were open and were closed with their workers.
+    Unwatched(usize),
 }
 
 /// A listener's TLS config handle, for reloads: the configured address and the live config.
@@ -209,8 +216,17 @@ impl Server {
         for task in accepting {
             let _ = task.await;
         }
-        // The accept loops are gone, so this is the last handle.
-        let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+        // The accept loops are gone, so this should be the last handle. If it is not, the
+        // drain cannot wait on the connections: say so, and never report it clean.
+        let graceful = match Arc::try_unwrap(graceful) {
+            Ok(g) => g,
+            Err(shared) => {
+                let open = shared.count();
+                tracing::error!(open, "cannot drain: the connection watcher is still shared; closing remaining connections");
+                self.workers.stop().await;
+                return Drained::Unwatched(open);
+            }
+        };
         let open = graceful.count();
         tracing::info!(open, grace = ?self.shutdown_grace, "shutting down: draining connections");
         let drained = tokio::select! {
@@ -354,7 +370,7 @@ async fn serve_connection<I>(
         let hsts = hsts.clone();
         async move {
             if let Some(port) = redirect {
-                return Ok::<_, Infallible>(redirect_to_https(&req, port));
+                return Ok::<_, Infallible>(redirect_to_https(&req, port, pipeline.errors()));
             }
             // Boxed: the pipeline's future is a few KB, and hyper moves the service's
             // future several times per request; a pointer is cheaper to move.
@@ -375,8 +391,13 @@ async fn serve_connection<I>(
     }
 }
 
-/// 301 to the same host and path over HTTPS.
-fn redirect_to_https<B>(req: &http::Request<B>, port: u16) -> http::Response<crate::body::Body> {
+/// 301 to the same host and path over HTTPS; without a host, the 400 of the one mapping.
+/// The 301 is no rejection, but it takes the same JSON body shape.
+fn redirect_to_https<B>(
+    req: &http::Request<B>,
+    port: u16,
+    errors: &crate::rejection::ErrorContext,
+) -> http::Response<crate::body::Body> {
     let host = crate::routing::request_host(
         req.headers()
             .get(http::header::HOST)
@@ -388,11 +409,7 @@ fn redirect_to_https<B>(req: &http::Request<B>, port: u16) -> http::Response<cra
         (Some(h), 443) => format!("https://{h}{pq}"),
         (Some(h), p) => format!("https://{h}:{p}{pq}"),
         (None, _) => {
-            return crate::rejection::json(
-                http::StatusCode::BAD_REQUEST,
-                "Bad Request",
-                "A Host header is required",
-            )
+            return Rejection::BadHost("A Host header is required").into_response(errors);
         }
     };
     let mut res = crate::rejection::json(
@@ -427,4 +444,28 @@ async fn refuse(mut stream: TcpStream) {
     tracing::warn!("connection limit reached; refusing a connection");
     let _ = stream.write_all(OVER_LIMIT).await;
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_canned_503_has_the_mappings_body() {
+        let text = std::str::from_utf8(OVER_LIMIT).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let mapped = crate::rejection::json(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            "Too many connections; retry later",
+        );
+        let expected = mapped.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.as_bytes(), &expected[..]);
+        assert!(
+            head.contains(&format!("content-length: {}", expected.len())),
+            "{head}"
+        );
+    }
 }
