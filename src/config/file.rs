@@ -175,6 +175,8 @@ pub struct UsersFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteFile {
+    /// A name for metrics, logs and `check` messages; default: the key path (`routes[0]`).
+    pub name: Option<String>,
     pub host: Option<String>,
     pub path: Option<String>,
     #[serde(rename = "match")]

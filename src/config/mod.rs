@@ -443,7 +443,9 @@ pub enum Responder {
 
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
-    /// Where the route was written (`routes[3]`), for logs.
+    /// Where the route was written (`routes[3]`): problem keys name it.
+    pub at: String,
+    /// Its `name`, or `at` when it has none: metrics labels and logs use it.
     pub name: String,
     pub host: Option<HostMatch>,
     /// `/api` (prefix, no trailing slash), `/`, or an exact path.

@@ -382,7 +382,8 @@ pub(super) fn routes(
             );
         }
         let route = RouteConfig {
-            name: at.clone(),
+            name: route_name(r, &at, f.name.as_deref(), &out),
+            at: at.clone(),
             host,
             path,
             path_match,
@@ -406,13 +407,52 @@ pub(super) fn routes(
         if let Some(earlier) = out.iter().find(|o| shadows(o, &route)) {
             r.problem(
                 format!("{at}.path"),
-                format!("`{}` overlaps {} (same host, path and methods)", route.path, earlier.name),
+                format!("`{}` overlaps {} (same host, path and methods)", route.path, label(earlier)),
                 "two routes that match the same requests would shadow each other: merge them or split their methods",
             );
         }
         out.push(route);
     }
     out
+}
+
+/// A route's `name`: letters, digits, `.`, `_` and `-`, unique among the routes. Without
+/// one, the key path names the route.
+fn route_name(r: &mut Report, at: &str, name: Option<&str>, earlier: &[RouteConfig]) -> String {
+    let Some(name) = name else {
+        return at.to_string();
+    };
+    let valid = !name.is_empty()
+        && name != "-"
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !valid {
+        r.problem(
+            format!("{at}.name"),
+            format!("`{name}` is not a route name"),
+            "use up to 64 letters, digits, '.', '_' or '-', e.g. name = \"orders-api\"",
+        );
+        return at.to_string();
+    }
+    if let Some(other) = earlier.iter().find(|o| o.name == name) {
+        r.problem(
+            format!("{at}.name"),
+            format!("`{name}` is already the name of {}", other.at),
+            "route names label metrics and logs: give each route its own",
+        );
+    }
+    name.to_string()
+}
+
+/// How a message names a route: its key path, and its name when it has one.
+fn label(route: &RouteConfig) -> String {
+    if route.name == route.at {
+        route.at.clone()
+    } else {
+        format!("{} (`{}`)", route.at, route.name)
+    }
 }
 
 /// Two routes tie when they match the same host, path and kind, and either both list

@@ -88,7 +88,7 @@ impl Pipeline {
                     pools
                         .get(name)
                         .cloned()
-                        .ok_or_else(|| format!("{}: no upstream `{name}`", r.name))?,
+                        .ok_or_else(|| format!("{}: no upstream `{name}`", r.at))?,
                 ),
                 Target::Respond(what) => RouteTarget::Respond(*what),
             };

@@ -233,3 +233,45 @@ async fn config_fingerprints_match_across_instances_and_never_show_secrets() {
     let fo = get(&other.admin_url("/config"), &[]).await;
     assert_ne!(fa.json()["keys_sha256"], fo.json()["keys_sha256"]);
 }
+
+#[tokio::test]
+async fn a_named_route_labels_its_metrics() {
+    let up = Upstream::start().await;
+    let gw = gateway()
+        .raw("[admin]\nlisten = \"127.0.0.1:0\"")
+        .route_with("/api", &up.url(), "required", &["name = \"orders\""])
+        .start()
+        .await;
+    let auth = format!("JWT {}", token());
+    assert_eq!(
+        get(&gw.url("/api"), &[("authorization", &auth)])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(get(&gw.url("/api"), &[]).await.status, 401);
+    let m = scrape(&gw).await;
+    for (status, count) in [("200", 1.0), ("401", 1.0)] {
+        assert_eq!(
+            value(
+                &m,
+                "gateway_requests_total",
+                &[("route", "orders"), ("status", status)]
+            ),
+            count
+        );
+    }
+    assert_eq!(
+        value(&m, "gateway_requests_total", &[("route", "routes[0]")]),
+        0.0
+    );
+    // The inline upstream keeps the key path as its label.
+    assert_eq!(
+        value(
+            &m,
+            "gateway_upstream_server_up",
+            &[("upstream", "routes[0]")]
+        ),
+        1.0
+    );
+}

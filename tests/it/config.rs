@@ -326,3 +326,38 @@ fn proxy_engine_keys_are_checked() {
         );
     }
 }
+
+#[test]
+fn route_names_are_checked_and_name_the_route_in_messages() {
+    let toml = format!(
+        "{BASE}[[routes]]\nname = \"orders\"\npath = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"public\"\n\
+         [[routes]]\nname = \"orders\"\npath = \"/b\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"public\"\n\
+         [[routes]]\nname = \"no spaces\"\npath = \"/c\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"public\"\n\
+         [[routes]]\npath = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"public\"\n"
+    );
+    let p = problems(&toml);
+    for (key, words) in [
+        ("routes[1].name", "already the name of routes[0]"),
+        ("routes[2].name", "not a route name"),
+        ("routes[3].path", "overlaps routes[0] (`orders`)"),
+    ] {
+        assert!(
+            p.iter().any(|p| p.starts_with(key) && p.contains(words)),
+            "{key}: {words} not in {p:#?}"
+        );
+    }
+    // Without a name the key path names the route; with one, the name does.
+    let named = format!(
+        "{BASE}[[routes]]\nname = \"orders\"\npath = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"public\"\n\
+         [[routes]]\npath = \"/b\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"public\"\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), crate::support::SECRET).unwrap();
+    let c = load::from_str(&named, dir.path()).unwrap().config;
+    let names: Vec<(&str, &str)> = c
+        .routes
+        .iter()
+        .map(|r| (r.at.as_str(), r.name.as_str()))
+        .collect();
+    assert_eq!(names, [("routes[0]", "orders"), ("routes[1]", "routes[1]")]);
+}
