@@ -116,12 +116,18 @@ fn answer<B>(state: &AdminState, req: &Request<B>) -> Response<Body> {
             let pipeline = state.pipeline.load();
             json_response(
                 StatusCode::OK,
-                json!({"config_sha256": pipeline.config_sha256(), "keys_sha256": pipeline.keys_sha256()}),
+                json!({
+                    "config_sha256": pipeline.config_sha256(),
+                    "keys_sha256": pipeline.keys_sha256(),
+                }),
             )
         }
         _ => json_response(
             StatusCode::NOT_FOUND,
-            json!({"status": "not found", "endpoints": ["/healthz", "/readyz", "/metrics", "/config"]}),
+            json!({
+                "status": "not found",
+                "endpoints": ["/healthz", "/readyz", "/metrics", "/config"],
+            }),
         ),
     }
 }

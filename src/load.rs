@@ -117,7 +117,9 @@ fn keys(list: &[KeyConfig], problems: &mut Vec<Problem>) -> Option<Keyring> {
             Err(e) => problems.push(Problem {
                 key: format!("{}.{}", k.at, k.field),
                 message: e.to_string(),
-                hint: "use a PKCS#8 private key (convert with `openssl pkcs8 -topk8 -nocrypt -in OLD`) or an SPKI public key; `gateway keygen` writes both".into(),
+                hint: "use a PKCS#8 private key (convert with `openssl pkcs8 -topk8 -nocrypt \
+                    -in OLD`) or an SPKI public key; `gateway keygen` writes both"
+                    .into(),
             }),
         }
     }
@@ -141,7 +143,9 @@ fn tls(
             problems.push(Problem {
                 key: t.at.clone(),
                 message: e,
-                hint: "check that each cert file holds a PEM chain and its key file the matching PEM private key".into(),
+                hint: "check that each cert file holds a PEM chain and its key file the \
+                    matching PEM private key"
+                    .into(),
             });
             return None;
         }

@@ -279,13 +279,17 @@ fn keygen(algorithm: &str, out: &Path, id: Option<String>) -> anyhow::Result<()>
             let private = write(format!("{id}.private.pem"), &key.private, true)?;
             let public = write(format!("{id}.public.pem"), public, false)?;
             format!(
-                "private_key_file = \"{}\"   # signing instances\n# public_key_file = \"{}\"   # verify-only",
+                "private_key_file = \"{}\"   # signing instances\n# public_key_file = \"{}\"   \
+                    # verify-only",
                 private.display(),
                 public.display()
             )
         }
     };
-    println!("[[keys]]\nid = \"{id}\"\nalgorithm = \"{algorithm}\"\n{entry}\nsign = false   # true once every instance has the key");
+    println!(
+        "[[keys]]\nid = \"{id}\"\nalgorithm = \"{algorithm}\"\n{entry}\nsign = false   # \
+        true once every instance has the key"
+    );
     Ok(())
 }
 

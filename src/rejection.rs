@@ -178,13 +178,16 @@ impl Rejection {
         let reason = self.reason();
         match self.fault() {
             Fault::Client => {
-                tracing::debug!(route, path, reason, fault = "client", error = %self, "request refused")
+                let fault = "client";
+                tracing::debug!(route, path, reason, fault, error = %self, "request refused")
             }
             Fault::Upstream => {
-                tracing::warn!(route, path, reason, fault = "upstream", error = %self, "request failed")
+                let fault = "upstream";
+                tracing::warn!(route, path, reason, fault, error = %self, "request failed")
             }
             Fault::Gateway => {
-                tracing::error!(route, path, reason, fault = "gateway", error = %self, "request failed")
+                let fault = "gateway";
+                tracing::error!(route, path, reason, fault, error = %self, "request failed")
             }
         }
     }
@@ -454,14 +457,25 @@ fn render_token(t: &TokenError, ctx: &ErrorContext) -> Rendered {
         ErrorStyle::Rfc6750 => {
             let realm = quoted(&ctx.realm);
             let (status, challenge) = match t.rfc6750() {
-                Rfc6750::Challenge => (StatusCode::UNAUTHORIZED, format!("Bearer realm=\"{realm}\"")),
+                Rfc6750::Challenge => (
+                    StatusCode::UNAUTHORIZED,
+                    format!("Bearer realm=\"{realm}\""),
+                ),
                 Rfc6750::InvalidRequest => (
                     StatusCode::BAD_REQUEST,
-                    format!("Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{}\"", quoted(&description)),
+                    format!(
+                        "Bearer realm=\"{realm}\", error=\"invalid_request\", \
+                        error_description=\"{}\"",
+                        quoted(&description)
+                    ),
                 ),
                 Rfc6750::InvalidToken => (
                     StatusCode::UNAUTHORIZED,
-                    format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"", quoted(&description)),
+                    format!(
+                        "Bearer realm=\"{realm}\", error=\"invalid_token\", \
+                        error_description=\"{}\"",
+                        quoted(&description)
+                    ),
                 ),
             };
             Rendered {
@@ -591,11 +605,13 @@ mod tests {
         assert_eq!(expired.0, TokenError::Expired);
         assert_eq!(
             expired.1.challenge.as_ref().unwrap(),
-            "Bearer realm=\"r\", error=\"invalid_token\", error_description=\"Signature has expired\""
+            "Bearer realm=\"r\", error=\"invalid_token\", \
+                error_description=\"Signature has expired\""
         );
         assert_eq!(
             &expired.1.body[..],
-            b"{\"description\":\"Signature has expired\",\"error\":\"Invalid token\",\"status_code\":401}\n"
+            b"{\"description\":\"Signature has expired\",\
+                \"error\":\"Invalid token\",\"status_code\":401}\n"
         );
     }
 
@@ -752,7 +768,8 @@ mod tests {
             assert_eq!(res.headers()[CONTENT_TYPE], "application/json", "{label}");
             let body = res.into_body().collect().await.unwrap().to_bytes();
             let expected = format!(
-                "{{\"description\":\"{description}\",\"error\":\"{error}\",\"status_code\":{status}}}\n"
+                "{{\"description\":\"{description}\",\"error\":\"{error}\",\
+                \"status_code\":{status}}}\n"
             );
             assert_eq!(std::str::from_utf8(&body).unwrap(), expected, "{label}");
         }

@@ -58,7 +58,8 @@ impl ResolvesServerCert for SniResolver {
             }
         }
         if self.reject_unknown {
-            tracing::debug!(server_name = %name, "no certificate for this name; refusing the handshake");
+            tracing::debug!(server_name = %name, "no certificate for this name; refusing the \
+                handshake");
             return None;
         }
         self.default.clone()

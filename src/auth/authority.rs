@@ -92,7 +92,9 @@ impl Authority {
         if let Err(e) = &result {
             // The access log has the reason label; this adds which key the token named
             // (read unverified, on the failure path only). Never the token itself.
-            tracing::debug!(reason = %e, kid = unverified_kid(token).as_deref().unwrap_or("-"), "token refused");
+            let kid = unverified_kid(token);
+            let kid = kid.as_deref().unwrap_or("-");
+            tracing::debug!(reason = %e, kid, "token refused");
         }
         result
     }

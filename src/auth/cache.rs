@@ -5,9 +5,10 @@
 //! token equals the presented one, byte for byte: hashing the short signature is cheaper
 //! than hashing the token (every request, forged ones too, pays for the lookup), and the
 //! full comparison means no other token, however crafted, can hit it. Only verified tokens
-//! are inserted. An entry remembers the generation of the keyring that verified it, so a keyring change (reload, JWKS rotation) makes every older
-//! entry miss. It is used only until the token's own `exp` (plus the same leeway the
-//! verifier allows): after that the token goes through full verification and fails there.
+//! are inserted. An entry remembers the generation of the keyring that verified it, so a
+//! keyring change (reload, JWKS rotation) makes every older entry miss. It is used only
+//! until the token's own `exp` (plus the same leeway the verifier allows): after that the
+//! token goes through full verification and fails there.
 //! Time only moves forward, so `nbf` and `iat`, which passed once, keep passing.
 
 use std::collections::HashMap;

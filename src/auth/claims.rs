@@ -291,7 +291,10 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&c).unwrap(),
-            r#"{"exp":3,"iat":1,"nbf":2,"identity":1,"iss":"gw","sub":"1","jti":"j","roles":["admin"]}"#
+            concat!(
+                r#"{"exp":3,"iat":1,"nbf":2,"identity":1,"#,
+                r#""iss":"gw","sub":"1","jti":"j","roles":["admin"]}"#
+            )
         );
     }
 }

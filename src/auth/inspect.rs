@@ -53,7 +53,10 @@ mod tests {
 
     #[test]
     fn decodes_without_verifying() {
-        let t = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU4NjcyMjUsImlhdCI6MTc5NTg2NjkyNSwibmJmIjoxNzk1ODY2OTI1LCJpZGVudGl0eSI6MX0.YPa3yKBeiFA8WxpRgnXvJdee8ci8KrfQTH1EjZ2NJAE";
+        let t = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.\
+            eyJleHAiOjE3OTU4NjcyMjUsImlhdCI6MTc5NTg2NjkyNSwi\
+            bmJmIjoxNzk1ODY2OTI1LCJpZGVudGl0eSI6MX0.\
+            YPa3yKBeiFA8WxpRgnXvJdee8ci8KrfQTH1EjZ2NJAE";
         let u = decode_unverified(t).unwrap();
         assert_eq!(u.header["alg"], "HS256");
         assert_eq!(u.payload["identity"], 1);

@@ -144,7 +144,8 @@ impl ExternalIssuer {
         match self.fetch_locked(&mut st).await {
             Ok(changed) => changed,
             Err(e) => {
-                tracing::warn!(issuer = %self.issuer, error = %e, "JWKS refetch for an unknown kid failed; keeping the last good key set");
+                tracing::warn!(issuer = %self.issuer, error = %e, "JWKS refetch for an unknown \
+                    kid failed; keeping the last good key set");
                 false
             }
         }
@@ -208,7 +209,8 @@ impl ExternalIssuer {
                 let wait = match this.refresh().await {
                     Ok(_) => ttl.mul_f64(0.75),
                     Err(e) => {
-                        tracing::warn!(issuer = %this.issuer, error = %e, "JWKS refresh failed; keeping the last good key set");
+                        tracing::warn!(issuer = %this.issuer, error = %e, "JWKS refresh failed; \
+                            keeping the last good key set");
                         (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(30))
                     }
                 };

@@ -30,7 +30,8 @@ pub(super) fn issuers(
                 r.problem(
                     format!("{at}.issuer"),
                     "missing or empty",
-                    "write the exact `iss` of the IdP's tokens, e.g. \"https://idp.example/realms/main\"",
+                    "write the exact `iss` of the IdP's tokens, e.g. \
+                        \"https://idp.example/realms/main\"",
                 );
                 continue;
             }
@@ -54,7 +55,8 @@ pub(super) fn issuers(
             r.problem(
                 format!("{at}.audiences"),
                 "at least one non-empty audience is required",
-                "list the `aud` values meant for this gateway: a token for another API must not pass",
+                "list the `aud` values meant for this gateway: a token for another API must not \
+                    pass",
             );
         }
         let jwks = match (&f.jwks_url, &f.jwks_file) {

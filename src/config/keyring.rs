@@ -40,7 +40,8 @@ pub(super) fn keys(
             r.problem(
                 format!("tokens.{name}"),
                 "the [[keys]] keyring replaces the [tokens] secret settings",
-                "move the secret into a [[keys]] entry (id, algorithm, secret_env) and remove this line",
+                "move the secret into a [[keys]] entry (id, algorithm, secret_env) and remove \
+                    this line",
             );
         }
     }
@@ -54,7 +55,8 @@ pub(super) fn keys(
                 r.problem(
                     format!("{at}.id"),
                     "missing, empty or not printable ASCII",
-                    "give every key a unique id, e.g. id = \"2026-11-a\"; it becomes the token's kid",
+                    "give every key a unique id, e.g. id = \"2026-11-a\"; it becomes the \
+                        token's kid",
                 );
                 continue;
             }

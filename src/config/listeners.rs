@@ -106,7 +106,12 @@ fn tls(r: &mut Report, at: &str, t: &ListenerTlsFile, base: &Path) -> Option<Tls
     for (i, c) in t.certificates.iter().enumerate() {
         let key = format!("{at}.certificates[{i}]");
         if c.names.is_empty() {
-            r.problem(&key, "no names", "list the server names it serves, e.g. names = [\"api.example.com\", \"*.example.com\"]");
+            r.problem(
+                &key,
+                "no names",
+                "list the server names it serves, e.g. names = \
+                [\"api.example.com\", \"*.example.com\"]",
+            );
         }
         for n in &c.names {
             let plain = n.strip_prefix("*.").unwrap_or(n);

@@ -407,8 +407,13 @@ pub(super) fn routes(
         if let Some(earlier) = out.iter().find(|o| shadows(o, &route)) {
             r.problem(
                 format!("{at}.path"),
-                format!("`{}` overlaps {} (same host, path and methods)", route.path, label(earlier)),
-                "two routes that match the same requests would shadow each other: merge them or split their methods",
+                format!(
+                    "`{}` overlaps {} (same host, path and methods)",
+                    route.path,
+                    label(earlier)
+                ),
+                "two routes that match the same requests would shadow each other: merge them or \
+                    split their methods",
             );
         }
         out.push(route);

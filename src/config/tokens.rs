@@ -255,8 +255,12 @@ fn secret(r: &mut Report, t: &TokensFile, base: &Path, env: Env<'_>) -> Option<S
                 .unwrap_or_else(|| "no secret_env or secret_file".into());
             r.warning(
                 "tokens.missing_secret",
-                format!("no signing secret ({what} unset): a random secret is generated per process; tokens will not survive a restart nor validate on other instances"),
-                "set the secret (e.g. GATEWAY_SECRET=$(openssl rand -base64 48)) before production use",
+                format!(
+                    "no signing secret ({what} unset): a random secret is generated per \
+                    process; tokens will not survive a restart nor validate on other instances"
+                ),
+                "set the secret (e.g. GATEWAY_SECRET=$(openssl rand -base64 48)) before \
+                    production use",
             );
             let mut bytes = vec![0u8; 48];
             rand::fill(&mut bytes[..]);
@@ -288,8 +292,12 @@ fn secret(r: &mut Report, t: &TokensFile, base: &Path, env: Env<'_>) -> Option<S
         };
         r.problem(
             key,
-            format!("the secret is {} bytes; at least {MIN_SECRET_BYTES} are required", secret.bytes.len()),
-            "generate one with `openssl rand -base64 48`, or set tokens.allow_short_secret = true to accept a weak legacy secret",
+            format!(
+                "the secret is {} bytes; at least {MIN_SECRET_BYTES} are required",
+                secret.bytes.len()
+            ),
+            "generate one with `openssl rand -base64 48`, or set tokens.allow_short_secret = \
+                true to accept a weak legacy secret",
         );
     }
     Some(secret)

@@ -316,7 +316,13 @@ impl Cluster {
                 server: server.label.clone(),
             })
             .inc();
-        tracing::warn!(upstream = %self.name, server = %server.label, reason = why, eject_for = ?self.eject_for, "server ejected");
+        tracing::warn!(
+            upstream = %self.name,
+            server = %server.label,
+            reason = why,
+            eject_for = ?self.eject_for,
+            "server ejected"
+        );
     }
 
     /// Sends the request to a server of this cluster. Returns the response (its body keeps the
@@ -547,7 +553,8 @@ fn record_check(cluster: &str, server: &Server, ok: bool, cfg: &HealthConfig) {
         let n = server.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if was && n >= cfg.unhealthy_threshold {
             server.healthy.store(false, Ordering::Relaxed);
-            tracing::warn!(upstream = cluster, server = %server.label, "server failed its health checks");
+            tracing::warn!(upstream = cluster, server = %server.label, "server failed its \
+                health checks");
         }
     }
 }

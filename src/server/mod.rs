@@ -42,7 +42,9 @@ pub type SharedPipeline = Arc<ArcSwap<Pipeline>>;
 /// as raw bytes, not through `Rejection`'s mapping: no HTTP connection is served for it (the
 /// point is to spend nothing on it), so there is no `Response` to map into. Its body is
 /// pinned to the mapping's JSON shape by a unit test below.
-const OVER_LIMIT: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{\"description\":\"Too many connections; retry later\",\"error\":\"Service Unavailable\",\"status_code\":503}\n";
+const OVER_LIMIT: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: \
+    application/json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{\"description\":\"Too \
+        many connections; retry later\",\"error\":\"Service Unavailable\",\"status_code\":503}\n";
 
 /// A bound listener: one socket per worker, and what it serves.
 struct Bound {
@@ -222,7 +224,11 @@ impl Server {
             Ok(g) => g,
             Err(shared) => {
                 let open = shared.count();
-                tracing::error!(open, "cannot drain: the connection watcher is still shared; closing remaining connections");
+                tracing::error!(
+                    open,
+                    "cannot drain: the connection watcher is still shared; \
+                    closing remaining connections"
+                );
                 self.workers.stop().await;
                 return Drained::Unwatched(open);
             }

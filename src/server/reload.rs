@@ -71,28 +71,42 @@ impl Reloader {
     /// Loads, checks and builds the file, then swaps it in; on any problem keeps the old one.
     pub fn reload(&self) -> Result<(), ReloadError> {
         let bytes = std::fs::read(&self.path).ok();
-        let result = crate::load::load(&self.path).map_err(ReloadError::from).and_then(|loaded| {
-            for w in &loaded.warnings {
-                tracing::warn!("{w}");
-            }
-            let s = &loaded.config.server;
-            if s.listen != self.server.listen || s.header_read_timeout != self.server.header_read_timeout || s.max_connections != self.server.max_connections || s.workers != self.server.workers {
-                tracing::warn!("server.listen, header_read_timeout, max_connections and workers take effect at the next restart");
-            }
-            let pipeline = Pipeline::build_with(&loaded.config, &loaded.built, self.metrics.clone())
-                .map_err(ReloadError::Build)?;
-            // New certificates for the listeners we have (matched by address). The load
-            // built them all before this point, so a broken one leaves every listener as it
-            // was.
-            for (addr, live) in &self.tls {
-                let built = s.listeners.iter().position(|l| l.addr == *addr).and_then(|i| loaded.built.tls.get(i).cloned().flatten());
-                if let Some(config) = built {
-                    live.store(config);
+        let result = crate::load::load(&self.path)
+            .map_err(ReloadError::from)
+            .and_then(|loaded| {
+                for w in &loaded.warnings {
+                    tracing::warn!("{w}");
                 }
-            }
-            self.pipeline.store(Arc::new(pipeline));
-            Ok(())
-        });
+                let s = &loaded.config.server;
+                if s.listen != self.server.listen
+                    || s.header_read_timeout != self.server.header_read_timeout
+                    || s.max_connections != self.server.max_connections
+                    || s.workers != self.server.workers
+                {
+                    tracing::warn!(
+                        "server.listen, header_read_timeout, max_connections and workers \
+                        take effect at the next restart"
+                    );
+                }
+                let pipeline =
+                    Pipeline::build_with(&loaded.config, &loaded.built, self.metrics.clone())
+                        .map_err(ReloadError::Build)?;
+                // New certificates for the listeners we have (matched by address). The load
+                // built them all before this point, so a broken one leaves every listener as it
+                // was.
+                for (addr, live) in &self.tls {
+                    let built = s
+                        .listeners
+                        .iter()
+                        .position(|l| l.addr == *addr)
+                        .and_then(|i| loaded.built.tls.get(i).cloned().flatten());
+                    if let Some(config) = built {
+                        live.store(config);
+                    }
+                }
+                self.pipeline.store(Arc::new(pipeline));
+                Ok(())
+            });
         if let Ok(mut last) = self.last.lock() {
             *last = bytes;
         }
@@ -108,7 +122,8 @@ impl Reloader {
                     .inc();
             }
             Err(e) => {
-                tracing::error!(path = %self.path.display(), "reload refused, the previous configuration keeps serving: {e}");
+                tracing::error!(path = %self.path.display(), "reload refused, the previous \
+                    configuration keeps serving: {e}");
                 self.outcomes.send_modify(|c| c.refused += 1);
                 self.metrics
                     .reloads
