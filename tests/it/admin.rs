@@ -242,7 +242,7 @@ async fn a_named_route_labels_its_metrics() {
         .route_with("/api", &up.url(), "required", &["name = \"orders\""])
         .start()
         .await;
-    let auth = format!("JWT {}", token());
+    let auth = jwt_header(&token());
     assert_eq!(
         get(&gw.url("/api"), &[("authorization", &auth)])
             .await
