@@ -29,14 +29,17 @@
 //!   parses no key or certificate.
 //! - [`tls`] — rustls configs from files: the listeners' (certificates by SNI, client
 //!   certificates) and the outbound connector's.
+//! - [`store`] — state shared across requests and instances: memory or Redis.
 //! - [`auth`] — ③ token extraction, the keyring and external issuers, verification, the
-//!   verified-token cache, the login endpoint, the published JWKS, users.
+//!   verified-token cache, the login endpoint, the published JWKS, users, login limits,
+//!   the delegated credential check.
 //! - [`load`] — config checks, then the keyring and TLS configs built once per load.
 //! - [`routing`] — ① route table, host/path/method matching, path normalization.
 //! - [`policy`] — ② route requirements over claims.
 //! - [`identity`] — ④ strip-then-set of identity headers.
 //! - [`proxy`] — ⑤ hop-by-hop rules, `X-Forwarded-*`, upstream clusters and their
 //!   connection pools, upgrades.
+//! - [`client_addr`] — the real client address behind `trusted_proxies`.
 //! - [`rejection`] — every early end of a request, whose fault it is, and its response (the
 //!   one mapping); each phase's error folds into it with `?`.
 //! - [`pipeline`] — builds the runtime pieces; the only code that knows the step order.
@@ -53,6 +56,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod client_addr;
 pub mod config;
 pub mod identity;
 pub mod load;
@@ -63,6 +67,7 @@ pub mod proxy;
 pub mod rejection;
 pub mod routing;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod worker;
@@ -114,8 +119,10 @@ async fn start_inner(
 ) -> Result<Started<impl Future<Output = server::Drained>>, String> {
     let config = &loaded.config;
     let metrics = Arc::new(metrics::Metrics::new());
+    // One store for the process: reloads reuse it (and its Redis connection).
+    let stores = Arc::new(store::Stores::new());
     let pipeline: server::SharedPipeline = Arc::new(ArcSwap::from_pointee(
-        pipeline::Pipeline::build_with(config, &loaded.built, metrics.clone())?,
+        pipeline::Pipeline::build_in(config, &loaded.built, metrics.clone(), &stores)?,
     ));
     let draining = Arc::new(AtomicBool::new(false));
     let server = server::Server::bind(
@@ -147,13 +154,10 @@ async fn start_inner(
         None => None,
     };
     let reloader = path.map(|p| {
-        Arc::new(server::reload::Reloader::new(
-            p,
-            pipeline,
-            config.server.clone(),
-            metrics.clone(),
-            tls,
-        ))
+        Arc::new(
+            server::reload::Reloader::new(p, pipeline, config.server.clone(), metrics.clone(), tls)
+                .with_stores(stores.clone()),
+        )
     });
     if let Some(r) = &reloader {
         if let Some(poll) = config.server.reload_poll {

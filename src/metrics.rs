@@ -36,6 +36,18 @@ pub struct ServerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThrottleLabels {
+    /// `flood`, `account`, `address` or `pair`.
+    pub key: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    pub backend: String,
+    pub op: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: String,
 }
@@ -53,6 +65,28 @@ pub struct Metrics {
     pub open_connections: Gauge,
     pub reloads: Family<OutcomeLabels, Counter>,
     pub tls_handshake_failures: Counter,
+    /// Login attempts refused by a limit, by the limit's key kind.
+    pub throttled: Family<ThrottleLabels, Counter>,
+    /// Logins by outcome and by the store that held their limit counters.
+    pub logins_by_store: Family<LoginStoreLabels, Counter>,
+    pub store_errors: Family<StoreLabels, Counter>,
+    pub store_duration: Histogram,
+    /// 1 while the shared store answers (also 1 with the memory backend).
+    pub store_up: Gauge,
+    pub store_outages: Counter,
+    /// Limit operations answered by local counters because the shared store was down.
+    pub store_fallbacks: Counter,
+    /// Password hashes verified (one per login attempt that reaches the check).
+    pub password_hashes: Counter,
+    /// Delegated credential checks, by outcome.
+    pub remote_checks: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoginStoreLabels {
+    pub outcome: String,
+    /// `memory`, `redis` or `local_fallback`.
+    pub store: String,
 }
 
 fn latency() -> Histogram {
@@ -80,6 +114,15 @@ impl Metrics {
             open_connections: Gauge::default(),
             reloads: Family::default(),
             tls_handshake_failures: Counter::default(),
+            throttled: Family::default(),
+            logins_by_store: Family::default(),
+            store_errors: Family::default(),
+            store_duration: latency(),
+            store_up: Gauge::default(),
+            store_outages: Counter::default(),
+            store_fallbacks: Counter::default(),
+            password_hashes: Counter::default(),
+            remote_checks: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -131,6 +174,52 @@ impl Metrics {
             "gateway_tls_handshake_failures",
             "TLS handshakes that failed or timed out",
             m.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "gateway_login_throttled",
+            "Login attempts refused by a limit, by key kind (flood, account, address, pair)",
+            m.throttled.clone(),
+        );
+        registry.register(
+            "gateway_login_outcomes",
+            "Login attempts by outcome and by the store that held their limit counters",
+            m.logins_by_store.clone(),
+        );
+        registry.register(
+            "gateway_store_errors",
+            "Store operations that failed or timed out, by backend and operation",
+            m.store_errors.clone(),
+        );
+        registry.register(
+            "gateway_store_duration_seconds",
+            "Time the shared store took to answer an operation",
+            m.store_duration.clone(),
+        );
+        m.store_up.set(1);
+        registry.register(
+            "gateway_store_up",
+            "1 while the shared store answers, 0 during an outage",
+            m.store_up.clone(),
+        );
+        registry.register(
+            "gateway_store_outages",
+            "Times the shared store became unreachable",
+            m.store_outages.clone(),
+        );
+        registry.register(
+            "gateway_store_fallbacks",
+            "Login-limit operations answered by this instance's counters during an outage",
+            m.store_fallbacks.clone(),
+        );
+        registry.register(
+            "gateway_password_hashes",
+            "Password hashes verified at the login path",
+            m.password_hashes.clone(),
+        );
+        registry.register(
+            "gateway_remote_login_checks",
+            "Delegated credential checks, by outcome",
+            m.remote_checks.clone(),
         );
         let build: Family<BuildLabels, Gauge> = Family::default();
         build

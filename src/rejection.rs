@@ -153,6 +153,8 @@ impl Rejection {
             | Rejection::Forbidden(_)
             | Rejection::HeadersTooLarge => Fault::Client,
             Rejection::Login(LoginError::Internal(_)) => Fault::Gateway,
+            // The user service or the store (with fail_closed) could not answer.
+            Rejection::Login(LoginError::Unavailable(_)) => Fault::Upstream,
             Rejection::Login(
                 LoginError::MethodNotAllowed
                 | LoginError::NotJson
@@ -533,10 +535,16 @@ fn login_response(l: LoginError) -> Response<Body> {
             );
             res.headers_mut().insert(
                 http::header::RETRY_AFTER,
-                HeaderValue::from(wait.as_secs().max(1)),
+                // Rounded up: retrying at the advertised second must not be too early.
+                HeaderValue::from(wait.as_millis().div_ceil(1000).max(1) as u64),
             );
             res
         }
+        LoginError::Unavailable(_) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            "Logins are unavailable right now; retry later",
+        ),
         LoginError::InvalidCredentials => json(
             StatusCode::UNAUTHORIZED,
             "Bad Request",
@@ -661,6 +669,22 @@ mod tests {
                 Fault::Client,
                 "Bad Request",
                 "Invalid credentials",
+            ),
+            (
+                Rejection::Login(LoginError::RateLimited(std::time::Duration::from_millis(
+                    1500,
+                ))),
+                429,
+                Fault::Client,
+                "Too Many Requests",
+                "Too many login attempts; retry later",
+            ),
+            (
+                Rejection::Login(LoginError::Unavailable("the user service: timeout".into())),
+                503,
+                Fault::Upstream,
+                "Service Unavailable",
+                "Logins are unavailable right now; retry later",
             ),
             (
                 Rejection::Login(LoginError::Internal("x".into())),

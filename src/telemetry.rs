@@ -5,7 +5,6 @@
 //! The access log is the `access` target, one event per request. Nothing here ever
 //! receives a token, password or secret.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::Method;
@@ -32,7 +31,8 @@ pub struct Finished<'a> {
 /// The access-log fields beyond [`Finished`]; built only when the access log is on.
 pub struct AccessLine<'a> {
     pub request_id: &'a str,
-    pub client: SocketAddr,
+    /// The client behind a trusted proxy (an address); otherwise the peer (address:port).
+    pub client: &'a dyn std::fmt::Display,
     /// The path, with its query only when `[logging] query` allows it.
     pub path: String,
     pub upstream: &'a str,

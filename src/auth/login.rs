@@ -1,8 +1,6 @@
 //! The login endpoint (Flask-JWT's `POST /auth`): credentials in, signed token out.
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -17,6 +15,8 @@ use serde_json::Value;
 
 use super::claims::IssuedClaims;
 use super::keys::{KeyError, Keyring};
+use super::remote::Remote;
+use super::throttle::{Refusal, Throttle};
 use super::users::Users;
 use crate::body::{empty, full, Body};
 use crate::config::{LoginConfig, TokensConfig, UserId};
@@ -39,6 +39,9 @@ pub enum LoginError {
     InvalidCredentials,
     #[error("too many attempts; retry in {0:?}")]
     RateLimited(std::time::Duration),
+    /// The shared store (with `fail_closed`) or the user service could not answer.
+    #[error("login unavailable: {0}")]
+    Unavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -51,6 +54,7 @@ impl LoginError {
             LoginError::BodyTooLarge => "body_too_large",
             LoginError::InvalidCredentials => "invalid_credentials",
             LoginError::RateLimited(_) => "rate_limited",
+            LoginError::Unavailable(_) => "unavailable",
             LoginError::Internal(_) => "internal",
         }
     }
@@ -154,18 +158,16 @@ impl Issuer {
     }
 }
 
-type Limiter = governor::DefaultKeyedRateLimiter<IpAddr>;
-
 /// The login endpoint.
 pub struct Login {
     pub path: String,
     config: LoginConfig,
     issuer: Issuer,
     users: Arc<Users>,
-    /// Attempts per client address (per instance; a shared store is a later step).
-    limiter: Option<Limiter>,
-    /// Calls since the limiter last forgot idle clients.
-    calls: AtomicUsize,
+    /// The flood cap and the failed-login limits.
+    throttle: Throttle,
+    /// The delegated credential check, for usernames the local users do not know.
+    remote: Option<Remote>,
 }
 
 #[derive(Serialize)]
@@ -173,38 +175,31 @@ struct TokenResponse<'a> {
     access_token: &'a str,
 }
 
+impl From<Refusal> for LoginError {
+    fn from(r: Refusal) -> LoginError {
+        match r {
+            Refusal::Limited(_, wait) => LoginError::RateLimited(wait),
+            Refusal::StoreDown => LoginError::Unavailable("the store is unreachable".into()),
+        }
+    }
+}
+
 impl Login {
-    pub fn new(config: LoginConfig, issuer: Issuer, users: Arc<Users>) -> Login {
-        let quota = NonZeroU32::new(config.max_attempts).and_then(|burst| {
-            governor::Quota::with_period(config.attempts_window / burst.get())
-                .map(|q| q.allow_burst(burst))
-        });
+    pub fn new(
+        config: LoginConfig,
+        issuer: Issuer,
+        users: Arc<Users>,
+        throttle: Throttle,
+        remote: Option<Remote>,
+    ) -> Login {
         Login {
             path: config.path.clone(),
-            limiter: quota.map(governor::RateLimiter::keyed),
             config,
             issuer,
             users,
-            calls: AtomicUsize::new(0),
+            throttle,
+            remote,
         }
-    }
-
-    /// Counts an attempt from `client`; refuses it past the per-client budget. Runs before
-    /// any parsing or hashing, so a flood costs almost nothing.
-    fn admit(&self, client: IpAddr) -> Result<(), LoginError> {
-        let Some(limiter) = &self.limiter else {
-            return Ok(());
-        };
-        // Forget clients whose budget is full again, so the table stays bounded.
-        if self.calls.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
-            limiter.retain_recent();
-        }
-        limiter.check_key(&client).map_err(|not_until| {
-            use governor::clock::Clock;
-            LoginError::RateLimited(
-                not_until.wait_time_from(governor::clock::DefaultClock::default().now()),
-            )
-        })
     }
 
     /// Answers one request to the login path from `client`.
@@ -228,7 +223,26 @@ impl Login {
             }
             _ => return Err(LoginError::MethodNotAllowed),
         }
-        self.admit(client)?;
+        let result = self.attempt(req, client, now).await;
+        self.throttle.count_outcome(match &result {
+            Ok(_) => "success",
+            Err(e) => e.reason(),
+        });
+        result
+    }
+
+    /// One `POST`: the limits, the body, the credential check, the token.
+    async fn attempt<B>(
+        &self,
+        req: Request<B>,
+        client: IpAddr,
+        now: impl FnOnce() -> i64,
+    ) -> Result<Response<Body>, LoginError>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        self.throttle.admit(client)?;
         if !is_json(req.headers().get(CONTENT_TYPE)) {
             return Err(LoginError::NotJson);
         }
@@ -267,15 +281,25 @@ impl Login {
             }
             _ => None,
         };
-        let id = self
-            .users
-            .authenticate(credentials)
-            .await
-            .ok_or(LoginError::InvalidCredentials)?;
-        let token = self
-            .issuer
-            .issue_with(&id, now(), self.users.claims(&id))
-            .map_err(|e| LoginError::Internal(e.to_string()))?;
+        // Limits are keyed by the submitted name; a request without a usable pair counts
+        // against the empty name (and its address) like any other failure.
+        let name = credentials.map_or("", |(u, _)| u);
+        self.throttle.check(client, name).await?;
+        let token = match self.verify(credentials).await? {
+            Some((id, claims)) => {
+                // A failure to clear the pair counter must not cost the user the login.
+                let _ = self.throttle.succeeded(client, name).await;
+                let claims = match claims {
+                    Some(remote) => self.issuer.sign(&id, now(), &remote),
+                    None => self.issuer.issue_with(&id, now(), self.users.claims(&id)),
+                };
+                claims.map_err(|e| LoginError::Internal(e.to_string()))?
+            }
+            None => {
+                self.throttle.failed(client, name).await?;
+                return Err(LoginError::InvalidCredentials);
+            }
+        };
         let mut body = serde_json::to_vec(&TokenResponse {
             access_token: &token,
         })
@@ -286,6 +310,38 @@ impl Login {
         res.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(res)
+    }
+}
+
+impl Login {
+    /// The user the credentials prove, with the claims of a remote answer (`None` for a
+    /// local user). Local users first; the user service only for names they do not know.
+    /// An unknown name pays the local dummy hash either way.
+    async fn verify(
+        &self,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<Option<(UserId, Option<Vec<(String, Value)>>)>, LoginError> {
+        if let Some(id) = self.users.authenticate(credentials).await {
+            return Ok(Some((id, None)));
+        }
+        let (Some(remote), Some((user, password))) = (&self.remote, credentials) else {
+            return Ok(None);
+        };
+        if self.users.knows(user) {
+            return Ok(None);
+        }
+        let answer = remote.check(user, password).await;
+        self.throttle.count_remote(match &answer {
+            Ok(Some(_)) => "accepted",
+            Ok(None) => "refused",
+            Err(e) => e.label(),
+        });
+        match answer {
+            Ok(Some(u)) => Ok(Some((u.id, Some(u.claims)))),
+            Ok(None) => Ok(None),
+            // Logged (as the upstream's fault) with the rejection; never with credentials.
+            Err(e) => Err(LoginError::Unavailable(format!("the user service: {e}"))),
+        }
     }
 }
 
@@ -379,6 +435,8 @@ mod tests {
             max_concurrent_hashes: 1,
             max_attempts: 1,
             attempts_window: std::time::Duration::from_secs(60),
+            limits: Default::default(),
+            remote: None,
         }
     }
 

@@ -11,6 +11,8 @@ pub mod jwks;
 pub mod keygen;
 pub mod keys;
 pub mod login;
+pub mod remote;
+pub mod throttle;
 pub mod users;
 pub mod verify;
 

@@ -1,4 +1,4 @@
-//! The local user store and password checks (argon2id).
+//! The local user store and password checks (argon2id; bcrypt for imported users).
 //!
 //! Hashing runs on tokio's blocking pool behind a semaphore: argon2 on the reactor would
 //! stall every connection, and unbounded concurrent hashing would let a login storm take
@@ -25,6 +25,9 @@ pub struct Users {
     /// "wrong password" and cannot be told apart by timing.
     dummy_hash: Option<String>,
     hashing: Arc<Semaphore>,
+    /// Counts every hash verified, so tests and operators can see that every kind of
+    /// failure pays the same work.
+    hashes: prometheus_client::metrics::counter::Counter,
 }
 
 impl Users {
@@ -43,7 +46,19 @@ impl Users {
             // The first user's hash has the cost parameters every login pays.
             dummy_hash: users.first().map(|u| u.password_hash.clone()),
             hashing: Arc::new(Semaphore::new(max_concurrent_hashes.max(1))),
+            hashes: Default::default(),
         }
+    }
+
+    /// Counts the hashes this store verifies into `counter`.
+    pub fn counting_into(mut self, counter: prometheus_client::metrics::counter::Counter) -> Users {
+        self.hashes = counter;
+        self
+    }
+
+    /// Whether `username` is a local user (the remote check is asked only for others).
+    pub fn knows(&self, username: &str) -> bool {
+        self.by_name.contains_key(username)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -74,6 +89,7 @@ impl Users {
         };
         let password = password.as_bytes().to_vec();
         let permit = self.hashing.clone().acquire_owned().await.ok()?;
+        let hashes = self.hashes.clone();
         // A thread of its own per hash (its start costs microseconds, the hash ~20 ms): its
         // lowered priority cannot outlive it and slow other blocking work, such as the DNS
         // lookups the upstream connector runs on the runtime's blocking pool.
@@ -83,13 +99,8 @@ impl Users {
             .spawn(move || {
                 let _permit = permit;
                 yield_to_requests();
-                let ok = PasswordHash::new(&hash)
-                    .map(|parsed| {
-                        Argon2::default()
-                            .verify_password(&password, &parsed)
-                            .is_ok()
-                    })
-                    .unwrap_or(false);
+                let ok = verify(&password, &hash);
+                hashes.inc();
                 let _ = done.send(ok);
             });
         if let Err(e) = spawned {
@@ -102,6 +113,17 @@ impl Users {
             _ => None,
         }
     }
+}
+
+/// Checks `password` against an argon2id PHC string or a bcrypt hash (`$2b$`/`$2y$`;
+/// bcrypt reads at most 72 bytes of the password, as every bcrypt implementation does).
+fn verify(password: &[u8], hash: &str) -> bool {
+    if hash.starts_with("$2") {
+        return bcrypt::verify(password, hash).unwrap_or(false);
+    }
+    PasswordHash::new(hash)
+        .map(|parsed| Argon2::default().verify_password(password, &parsed).is_ok())
+        .unwrap_or(false)
 }
 
 /// Lowers the calling thread's CPU priority (nice 10). Password hashes run on threads of
@@ -152,5 +174,25 @@ mod tests {
         assert_eq!(users.authenticate(None).await, None);
         let long = "x".repeat(MAX_PASSWORD_BYTES + 1);
         assert_eq!(users.authenticate(Some(("user1", &long))).await, None);
+    }
+
+    #[tokio::test]
+    async fn checks_bcrypt_passwords_and_counts_every_hash() {
+        let users = Users::new(
+            &[User {
+                id: UserId::Str("flask".into()),
+                username: "flask".into(),
+                password_hash: bcrypt::hash("s3cret", 4).unwrap(),
+                claims: Vec::new(),
+            }],
+            1,
+        );
+        assert_eq!(
+            users.authenticate(Some(("flask", "s3cret"))).await,
+            Some(UserId::Str("flask".into()))
+        );
+        assert_eq!(users.authenticate(Some(("flask", "nope"))).await, None);
+        assert_eq!(users.authenticate(Some(("nobody", "s3cret"))).await, None);
+        assert_eq!(users.hashes.get(), 3);
     }
 }

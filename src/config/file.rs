@@ -39,6 +39,21 @@ pub struct GatewayFile {
     pub listeners: Vec<ListenerFile>,
     #[serde(default)]
     pub logging: LoggingFile,
+    /// Where state shared across requests lives (login limits).
+    #[serde(default)]
+    pub store: StoreFile,
+}
+
+/// `[store]`: the embedded store or Redis.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
+    pub backend: Option<String>,
+    pub url: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+    pub key_prefix: Option<String>,
+    pub timeout: Option<String>,
 }
 
 /// One `[[listeners]]` entry.
@@ -109,6 +124,8 @@ pub struct ServerFile {
     pub max_connections: Option<usize>,
     pub request_id: Option<String>,
     pub reload_poll: Option<String>,
+    /// CIDRs of the proxies whose `X-Forwarded-For` names the real client.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// `[tokens]`: how tokens are read, verified and issued.
@@ -150,6 +167,36 @@ pub struct LoginFile {
     pub max_concurrent_hashes: Option<usize>,
     pub max_attempts: Option<u32>,
     pub attempts_window: Option<String>,
+    /// Failed-login limits per account, address and (address, account).
+    pub limits: Option<LoginLimitsFile>,
+    /// A user service that checks credentials the local users do not know.
+    pub remote: Option<RemoteLoginFile>,
+}
+
+/// `[login.limits]`: brute-force limits that count failed logins.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginLimitsFile {
+    pub account_failures: Option<u32>,
+    pub account_window: Option<String>,
+    pub lockout: Option<String>,
+    pub max_lockout: Option<String>,
+    pub address_failures: Option<u32>,
+    pub address_window: Option<String>,
+    pub pair_failures: Option<u32>,
+    pub pair_window: Option<String>,
+    pub on_store_error: Option<String>,
+}
+
+/// `[login.remote]`: the delegated credential check.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteLoginFile {
+    pub url: Option<String>,
+    pub timeout: Option<String>,
+    pub identity: Option<String>,
+    pub claims: Option<Vec<String>>,
+    pub ca_file: Option<String>,
 }
 
 /// One `[[users]]` entry (or one entry of `users_file`).

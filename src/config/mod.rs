@@ -11,9 +11,12 @@ mod issuers;
 pub mod key_files;
 mod keyring;
 mod listeners;
+mod login_limits;
+mod proxies;
 mod report;
 mod routes;
 mod size;
+mod store;
 mod tokens;
 mod upstreams;
 mod users;
@@ -29,6 +32,8 @@ use std::time::Duration;
 
 use http::{HeaderName, Method, Uri};
 
+pub use login_limits::{FailureLimit, LoginLimits, OnStoreError, RemoteLogin};
+pub use store::{RedisConfig, StoreBackend, StoreConfig};
 pub use validate::from_file;
 
 /// The whole validated configuration.
@@ -50,6 +55,8 @@ pub struct Config {
     /// The admin listener's address, when enabled.
     pub admin: Option<SocketAddr>,
     pub logging: LoggingConfig,
+    /// `[store]`: the embedded store or Redis.
+    pub store: StoreConfig,
     /// SHA-256 (hex) of the file this came from, to spot instances running different files.
     pub source_sha256: Option<String>,
 }
@@ -89,6 +96,8 @@ pub struct ServerConfig {
     pub request_id: RequestIdMode,
     /// How often the config file is checked for changes; `None` disables watching.
     pub reload_poll: Option<Duration>,
+    /// Peers whose `X-Forwarded-For` names the client (for limits, logs, forwarding).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// One listener: plain, TLS, or a plain one that redirects to HTTPS.
@@ -321,10 +330,15 @@ pub struct LoginConfig {
     pub password_field: String,
     pub max_body: usize,
     pub max_concurrent_hashes: usize,
-    /// Login attempts allowed per client address within `attempts_window` (burst), refilled
-    /// evenly over the window; more get 429.
+    /// Login attempts of any outcome allowed per client address within `attempts_window`
+    /// (burst), refilled evenly over the window, per instance; more get 429 before the body
+    /// is read. A flood cap that bounds hashing work, set well above honest use.
     pub max_attempts: u32,
     pub attempts_window: Duration,
+    /// Failed-login limits (shared through the store).
+    pub limits: LoginLimits,
+    /// The delegated credential check, asked for usernames the local users do not know.
+    pub remote: Option<RemoteLogin>,
 }
 
 /// A user id keeps its JSON type in tokens: `1` and `"1"` are different users.

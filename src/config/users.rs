@@ -46,6 +46,7 @@ pub(super) fn collect_users(r: &mut Report, prefix: &str, list: &[UserFile], out
             }
         };
         let hash = match &u.password_hash {
+            Some(h) if h.starts_with("$2") => bcrypt_hash(r, &format!("{at}.password_hash"), h),
             Some(h) => match argon2::PasswordHash::new(h) {
                 // A hash without salt or output never verifies, and as the first user's it
                 // would be the dummy hash: unknown users would be answered without any work.
@@ -68,7 +69,7 @@ pub(super) fn collect_users(r: &mut Report, prefix: &str, list: &[UserFile], out
                     r.problem(
                         format!("{at}.password_hash"),
                         format!("algorithm `{}` is not accepted", parsed.algorithm),
-                        "hash passwords with `gateway hash-password` (argon2id)",
+                        "hash passwords with `gateway hash-password` (argon2id); bcrypt ($2b$, $2y$) is accepted too",
                     );
                     None
                 }
@@ -103,6 +104,38 @@ pub(super) fn collect_users(r: &mut Report, prefix: &str, list: &[UserFile], out
                 password_hash,
                 claims,
             });
+        }
+    }
+}
+
+/// A bcrypt hash (`$2b$` or `$2y$`, as htpasswd and Flask-Bcrypt write them), accepted
+/// for imports; `gateway hash-password` writes argon2id.
+fn bcrypt_hash(r: &mut Report, key: &str, h: &str) -> Option<String> {
+    if !(h.starts_with("$2b$") || h.starts_with("$2y$")) {
+        r.problem(
+            key,
+            "only $2b$ and $2y$ bcrypt hashes are accepted",
+            "$2a$ and $2x$ hashes may come from buggy implementations: rehash with `gateway hash-password`",
+        );
+        return None;
+    }
+    match h.parse::<bcrypt::HashParts>() {
+        Ok(parts) if parts.get_cost() >= 10 => Some(h.to_string()),
+        Ok(parts) => {
+            r.warning(
+                key,
+                format!("bcrypt cost {} is below 10", parts.get_cost()),
+                "rehash with `gateway hash-password` (argon2id) when the user next logs in",
+            );
+            Some(h.to_string())
+        }
+        Err(_) => {
+            r.problem(
+                key,
+                "not a valid bcrypt hash",
+                "a bcrypt hash is 60 characters: $2b$<cost>$<22 salt><31 hash>",
+            );
+            None
         }
     }
 }

@@ -37,12 +37,17 @@ pub fn from_file(file: GatewayFile, base: &Path, env: Env<'_>) -> Result<Loaded,
         load_users_file(&mut r, users_file, base, &mut users);
     }
     check_unique_users(&mut r, &users);
-    let login = file.login.as_ref().map(|l| login(&mut r, l));
-    if login.is_some() && users.is_empty() {
+    let identity_claim = file.tokens.identity_claim.as_deref().unwrap_or("identity");
+    let login = file
+        .login
+        .as_ref()
+        .map(|l| login(&mut r, l, base, identity_claim));
+    let store = super::store::store(&mut r, &file.store, base);
+    if login.as_ref().is_some_and(|l| l.remote.is_none()) && users.is_empty() {
         r.problem(
             "login",
             "a login endpoint is configured but there are no users",
-            "add [[users]] entries or a users_file, or remove [login]",
+            "add [[users]] entries, a users_file or [login.remote], or remove [login]",
         );
     }
     let mut upstreams = upstreams(&mut r, &file.upstreams, base);
@@ -78,6 +83,7 @@ pub fn from_file(file: GatewayFile, base: &Path, env: Env<'_>) -> Result<Loaded,
                 jwks,
                 admin,
                 logging,
+                store,
                 source_sha256: None,
             },
             warnings: r.warnings,
@@ -168,11 +174,12 @@ fn server(r: &mut Report, s: &ServerFile, listeners: &[ListenerFile], base: &Pat
             d if d.is_zero() => None,
             d => Some(d),
         },
+        trusted_proxies: super::proxies::trusted_proxies(r, s.trusted_proxies.as_ref()),
     }
 }
 
-fn login(r: &mut Report, l: &LoginFile) -> LoginConfig {
-    let max_attempts = l.max_attempts.unwrap_or(20);
+fn login(r: &mut Report, l: &LoginFile, base: &Path, identity_claim: &str) -> LoginConfig {
+    let max_attempts = l.max_attempts.unwrap_or(600);
     let attempts_window = r.duration(
         "login.attempts_window",
         l.attempts_window.as_ref(),
@@ -182,7 +189,7 @@ fn login(r: &mut Report, l: &LoginFile) -> LoginConfig {
         r.problem(
             "login.max_attempts",
             "the login rate limit must allow at least one attempt per window",
-            "leave both out (20 per \"1m\")",
+            "leave both out (600 per \"1m\")",
         );
     }
     let path = l.path.clone().unwrap_or_else(|| "/auth".into());
@@ -229,6 +236,11 @@ fn login(r: &mut Report, l: &LoginFile) -> LoginConfig {
         max_concurrent_hashes,
         max_attempts,
         attempts_window,
+        limits: super::login_limits::login_limits(r, l.limits.as_ref()),
+        remote: l
+            .remote
+            .as_ref()
+            .and_then(|f| super::login_limits::remote(r, f, base, identity_claim)),
     }
 }
 

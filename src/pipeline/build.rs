@@ -9,6 +9,8 @@ use super::{Pipeline, Route, RouteTarget};
 use crate::auth::authority::Authority;
 use crate::auth::jwks::PublishedJwks;
 use crate::auth::login::{Issuer, Login};
+use crate::auth::remote::Remote;
+use crate::auth::throttle::Throttle;
 use crate::auth::users::Users;
 use crate::config::{AuthMode, Config, RouteConfig, Target};
 use crate::identity::{ClaimHeaders, IdentityHeaders};
@@ -18,6 +20,7 @@ use crate::policy::Policy;
 use crate::proxy::Cluster;
 use crate::rejection::ErrorContext;
 use crate::routing::{Matcher, RouteTable};
+use crate::store::Stores;
 use http::HeaderName;
 
 impl Pipeline {
@@ -34,11 +37,25 @@ impl Pipeline {
         built: &Built,
         metrics: Arc<Metrics>,
     ) -> Result<Pipeline, String> {
+        Self::build_in(config, built, metrics, &Stores::new())
+    }
+
+    /// Like [`Pipeline::build_with`], with the process's stores (kept across reloads, so
+    /// login counters survive them).
+    pub fn build_in(
+        config: &Config,
+        built: &Built,
+        metrics: Arc<Metrics>,
+        stores: &Stores,
+    ) -> Result<Pipeline, String> {
         let t = &config.tokens;
-        let users = Arc::new(Users::new(
-            &config.users,
-            config.login.as_ref().map_or(1, |l| l.max_concurrent_hashes),
-        ));
+        let users = Arc::new(
+            Users::new(
+                &config.users,
+                config.login.as_ref().map_or(1, |l| l.max_concurrent_hashes),
+            )
+            .counting_into(metrics.password_hashes.clone()),
+        );
         let mut pools = HashMap::new();
         let workers = crate::worker::count(config.server.workers);
         for u in &config.upstreams {
@@ -76,10 +93,21 @@ impl Pipeline {
         }
         let issuer = Issuer::new(t, authority.keys())
             .map_err(|e| format!("tokens: cannot build the signer: {e}"))?;
-        let login = config
-            .login
-            .clone()
-            .map(|l| Login::new(l, issuer, users.clone()));
+        let login = match config.login.clone() {
+            Some(l) => {
+                let shared = match &config.store.backend {
+                    crate::config::StoreBackend::Memory => None,
+                    crate::config::StoreBackend::Redis(_) => Some(stores.get(&config.store)),
+                };
+                let throttle = Throttle::new(&l, shared, stores.local(), metrics.clone());
+                let remote = l.remote.as_ref().map(Remote::new).transpose()?;
+                Some(Login::new(l, issuer, users.clone(), throttle, remote))
+            }
+            None => None,
+        };
+        // Identities from the user service are not local users: with one configured, a
+        // token's identity is not checked against the local list.
+        let check_users = config.login.as_ref().is_none_or(|l| l.remote.is_none());
 
         let mut routes = Vec::new();
         for r in &config.routes {
@@ -150,12 +178,17 @@ impl Pipeline {
             login,
             jwks: PublishedJwks::new(&config.jwks, authority.keys()),
             authority,
-            users,
+            users: if check_users {
+                users
+            } else {
+                Arc::new(Users::new(&[], 1))
+            },
             identity: IdentityHeaders::new(owned.iter(), config.identity.arrays),
             token_header: t.header.clone(),
             prefix: t.prefix.clone(),
             errors: ErrorContext::new(t.errors, t.realm.clone(), t.prefix.clone()),
             trust_forwarded: config.server.trust_forwarded,
+            trusted_proxies: config.server.trusted_proxies.clone(),
             max_header_bytes: config.server.max_header_bytes,
             request_id: config.server.request_id,
             log_query: config.logging.query,

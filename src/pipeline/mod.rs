@@ -79,6 +79,8 @@ pub struct Pipeline {
     prefix: String,
     errors: ErrorContext,
     trust_forwarded: bool,
+    /// Peers whose `X-Forwarded-For` names the client.
+    trusted_proxies: Vec<ipnet::IpNet>,
     max_header_bytes: usize,
     request_id: RequestIdMode,
     log_query: bool,
@@ -147,6 +149,12 @@ impl Pipeline {
     /// Answers one request: the upstream's response, or our JSON error. Never panics on input.
     pub async fn handle(&self, mut req: Request<Incoming>, conn: &Conn) -> Response<Body> {
         let started = Instant::now();
+        // One client address for the limits, the access log and the forwarding headers.
+        let client = crate::client_addr::client_address(
+            conn.peer.ip(),
+            req.headers(),
+            &self.trusted_proxies,
+        );
         let id = self.request_id(req.headers().get(X_REQUEST_ID));
         req.headers_mut().insert(X_REQUEST_ID, id.clone());
         let method = req.method().clone();
@@ -159,7 +167,7 @@ impl Pipeline {
         };
         let mut outcome = Outcome::default();
         let sent_body = !http_body::Body::is_end_stream(req.body());
-        let (mut response, reason) = match self.try_handle(req, conn, &mut outcome).await {
+        let (mut response, reason) = match self.try_handle(req, conn, client, &mut outcome).await {
             Ok(res) => (res, None),
             Err(rejection) => {
                 if sent_body {
@@ -189,7 +197,8 @@ impl Pipeline {
         // `path()` leaves out the query unless `[logging] query`: queries often carry secrets.
         let access = self.access_log.then(|| telemetry::AccessLine {
             request_id: id.to_str().unwrap_or("-"),
-            client: conn.peer,
+            // The client behind a trusted proxy; otherwise the peer, with its port.
+            client: if client.1 { &client.0 } else { &conn.peer },
             path: path(),
             upstream: outcome.server.as_deref().unwrap_or("-"),
             bytes: http_body::Body::size_hint(response.body()).exact(),
@@ -222,6 +231,7 @@ impl Pipeline {
         &'p self,
         req: Request<Incoming>,
         conn: &Conn,
+        (client, via_proxy): (std::net::IpAddr, bool),
         outcome: &mut Outcome<'p>,
     ) -> Result<Response<Body>, Rejection> {
         // A request whose site is ambiguous is refused before anything reads it.
@@ -234,7 +244,7 @@ impl Pipeline {
         if let Some(login) = self.login.as_ref().filter(|l| req.uri().path() == l.path) {
             outcome.route = Some(&self.login_counters);
             let attempt = req.method() == Method::POST;
-            let result = login.handle(req, conn.peer.ip(), unix_now).await;
+            let result = login.handle(req, client, unix_now).await;
             outcome.login = match &result {
                 Ok(_) if attempt => Some("success"),
                 Ok(_) => None,
@@ -266,7 +276,8 @@ impl Pipeline {
         let leg = forward::Leg {
             client_ip: &conn.peer_ip,
             tls: conn.tls,
-            trust_forwarded: self.trust_forwarded,
+            // A trusted proxy's chain is kept and extended with the peer.
+            trust_forwarded: self.trust_forwarded || via_proxy,
             path_and_query: route.path_and_query(&decision.path, parts.uri.query()),
             max_body: route.max_body,
             timeout: route.timeout,
@@ -274,7 +285,11 @@ impl Pipeline {
         // The 413 for a declared oversize body comes only now: a route that answers itself
         // (above) never reads the body.
         let req = Request::from_parts(parts, body);
-        let (out, on_client) = forward::prepare(req, decision.noted, leg)?;
+        let (mut out, on_client) = forward::prepare(req, decision.noted, leg)?;
+        // `X-Real-IP` is always ours: the resolved client (a client's own was stripped).
+        if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
+            out.headers.insert(forward::X_REAL_IP, v);
+        }
         if let Some(on_client) = on_client {
             let res = cluster.send_upgrade(out).await?;
             return Ok(upgrade::splice(on_client, res).map(|b| b.map_err(Into::into).boxed()));

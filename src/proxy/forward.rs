@@ -25,6 +25,8 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// The client address as the gateway resolved it (never the client's own claim).
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// Removes the connection-specific headers: every header named in `Connection`, then the
@@ -134,6 +136,7 @@ fn strip_underscore_spellings(headers: &mut HeaderMap) {
         X_FORWARDED_FOR,
         X_FORWARDED_PROTO,
         X_FORWARDED_HOST,
+        X_REAL_IP,
     ];
     let doomed: Vec<HeaderName> = headers
         .keys()

@@ -35,6 +35,8 @@ pub struct Reloader {
     metrics: Arc<Metrics>,
     /// Live TLS configs by listener address: certificates are re-read on reload.
     tls: Vec<super::TlsHandle>,
+    /// The process's stores: a reload keeps the login counters and the Redis connection.
+    stores: Arc<crate::store::Stores>,
 }
 
 /// How many reloads took effect, and how many were refused, since start.
@@ -60,7 +62,14 @@ impl Reloader {
             server,
             last: Mutex::new(std::fs::read(path).ok()),
             outcomes: tokio::sync::watch::Sender::new(ReloadCounts::default()),
+            stores: Arc::default(),
         }
+    }
+
+    /// Builds reloaded pipelines in `stores` (the ones the first pipeline uses).
+    pub fn with_stores(mut self, stores: Arc<crate::store::Stores>) -> Reloader {
+        self.stores = stores;
+        self
     }
 
     /// Reload outcomes so far; the receiver sees every change (for tests and metrics).
@@ -88,9 +97,13 @@ impl Reloader {
                         take effect at the next restart"
                     );
                 }
-                let pipeline =
-                    Pipeline::build_with(&loaded.config, &loaded.built, self.metrics.clone())
-                        .map_err(ReloadError::Build)?;
+                let pipeline = Pipeline::build_in(
+                    &loaded.config,
+                    &loaded.built,
+                    self.metrics.clone(),
+                    &self.stores,
+                )
+                .map_err(ReloadError::Build)?;
                 // New certificates for the listeners we have (matched by address). The load
                 // built them all before this point, so a broken one leaves every listener as it
                 // was.

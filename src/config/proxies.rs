@@ -1,0 +1,24 @@
+//! `[server] trusted_proxies`: whose `X-Forwarded-For` names the real client.
+
+use ipnet::IpNet;
+
+use super::report::Report;
+
+pub(super) fn trusted_proxies(r: &mut Report, list: Option<&Vec<String>>) -> Vec<IpNet> {
+    let mut out = Vec::new();
+    for (i, text) in list.into_iter().flatten().enumerate() {
+        // A bare address is its own /32 (or /128).
+        let parsed = text
+            .parse::<IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
+        match parsed {
+            Ok(net) => out.push(net.trunc()),
+            Err(_) => r.problem(
+                format!("server.trusted_proxies[{i}]"),
+                format!("`{text}` is not a CIDR or an address"),
+                "write e.g. \"10.0.0.0/8\" or \"127.0.0.1/32\"",
+            ),
+        }
+    }
+    out
+}

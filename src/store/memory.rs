@@ -1,0 +1,202 @@
+//! The embedded store: one instance, nothing to run. Also the local fallback of the login
+//! limits while a shared store is unreachable.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{Count, Store, StoreFuture};
+
+/// Keys held at most. Each failed login may add three; past this many the store forgets
+/// expired keys first, then the ones closest to expiring, so an attacker spraying random
+/// usernames can cost memory only up to this bound.
+pub const MAX_KEYS: usize = 200_000;
+
+struct Entry {
+    value: u64,
+    expires: Instant,
+}
+
+/// Expiring counters and values in a map behind one lock (each operation is a few map
+/// lookups; the lock is never held across an await).
+pub struct MemoryStore {
+    map: Mutex<HashMap<String, Entry>>,
+    max_keys: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::with_capacity(MAX_KEYS)
+    }
+}
+
+impl MemoryStore {
+    /// A store that holds at most `max_keys` keys.
+    pub fn with_capacity(max_keys: usize) -> MemoryStore {
+        MemoryStore {
+            map: Mutex::new(HashMap::new()),
+            max_keys: max_keys.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        match self.map.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Keys held now (expired ones included until they are swept).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes room for one more key.
+    fn make_room(map: &mut HashMap<String, Entry>, max: usize, now: Instant) {
+        if map.len() < max {
+            return;
+        }
+        map.retain(|_, e| e.expires > now);
+        while map.len() >= max {
+            let Some(soonest) = map
+                .iter()
+                .min_by_key(|(_, e)| e.expires)
+                .map(|(k, _)| k.clone())
+            else {
+                return;
+            };
+            map.remove(&soonest);
+        }
+    }
+
+    fn incr_now(&self, keys: &[(&str, Duration)], now: Instant) -> Vec<Count> {
+        let mut map = self.lock();
+        keys.iter()
+            .map(|(key, window)| {
+                let live = map.get(*key).is_some_and(|e| e.expires > now);
+                if !live {
+                    map.remove(*key);
+                    Self::make_room(&mut map, self.max_keys, now);
+                    map.insert(
+                        key.to_string(),
+                        Entry {
+                            value: 0,
+                            expires: now + *window,
+                        },
+                    );
+                }
+                match map.get_mut(*key) {
+                    Some(e) => {
+                        e.value = e.value.saturating_add(1);
+                        Count {
+                            value: e.value,
+                            ttl: e.expires - now,
+                        }
+                    }
+                    None => Count::default(),
+                }
+            })
+            .collect()
+    }
+
+    fn peek_now(&self, keys: &[&str], now: Instant) -> Vec<Count> {
+        let map = self.lock();
+        keys.iter()
+            .map(|key| match map.get(*key) {
+                Some(e) if e.expires > now => Count {
+                    value: e.value,
+                    ttl: e.expires - now,
+                },
+                _ => Count::default(),
+            })
+            .collect()
+    }
+}
+
+impl Store for MemoryStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    fn incr<'a>(&'a self, keys: &'a [(&'a str, Duration)]) -> StoreFuture<'a, Vec<Count>> {
+        let out = self.incr_now(keys, Instant::now());
+        Box::pin(async move { Ok(out) })
+    }
+
+    fn peek<'a>(&'a self, keys: &'a [&'a str]) -> StoreFuture<'a, Vec<Count>> {
+        let out = self.peek_now(keys, Instant::now());
+        Box::pin(async move { Ok(out) })
+    }
+
+    fn set<'a>(&'a self, key: &'a str, value: u64, ttl: Duration) -> StoreFuture<'a, ()> {
+        let now = Instant::now();
+        let mut map = self.lock();
+        if !map.contains_key(key) {
+            Self::make_room(&mut map, self.max_keys, now);
+        }
+        map.insert(
+            key.to_string(),
+            Entry {
+                value,
+                expires: now + ttl,
+            },
+        );
+        drop(map);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn delete<'a>(&'a self, keys: &'a [&'a str]) -> StoreFuture<'a, ()> {
+        let mut map = self.lock();
+        for k in keys {
+            map.remove(*k);
+        }
+        drop(map);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_expire_after_their_window() {
+        let s = MemoryStore::default();
+        let t0 = Instant::now();
+        let w = Duration::from_secs(10);
+        assert_eq!(s.incr_now(&[("a", w)], t0)[0].value, 1);
+        let c = s.incr_now(&[("a", w)], t0 + Duration::from_secs(4))[0];
+        assert_eq!(c.value, 2);
+        // A fixed window: the second hit does not push the expiry out.
+        assert_eq!(c.ttl, Duration::from_secs(6));
+        assert_eq!(s.peek_now(&["a"], t0 + Duration::from_secs(9))[0].value, 2);
+        assert_eq!(s.peek_now(&["a"], t0 + w)[0], Count::default());
+        assert_eq!(s.incr_now(&[("a", w)], t0 + w)[0].value, 1);
+    }
+
+    #[test]
+    fn bounded_by_max_keys() {
+        let s = MemoryStore::with_capacity(3);
+        let t0 = Instant::now();
+        for (i, k) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            s.incr_now(&[(k, Duration::from_secs(10 + i as u64))], t0);
+        }
+        assert_eq!(s.len(), 3);
+        // The keys closest to expiry went first.
+        assert_eq!(s.peek_now(&["a"], t0)[0].value, 0);
+        assert_eq!(s.peek_now(&["e"], t0)[0].value, 1);
+    }
+
+    #[tokio::test]
+    async fn set_and_delete() {
+        let s = MemoryStore::default();
+        s.set("k", 7, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(s.peek(&["k"]).await.unwrap()[0].value, 7);
+        s.delete(&["k"]).await.unwrap();
+        assert_eq!(s.peek(&["k"]).await.unwrap()[0].value, 0);
+    }
+}

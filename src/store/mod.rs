@@ -1,0 +1,105 @@
+//! State shared across requests and, with Redis, across instances.
+//!
+//! One [`Store`] trait, two backends: [`memory::MemoryStore`] (the default: one instance,
+//! nothing to run) and [`redis::RedisStore`] (many instances share one Redis). Callers
+//! never wait on a store without a bound: every operation of the Redis backend is limited
+//! by `[store] timeout`, and callers decide what a failure means (the login limits fall
+//! back to local counters, see `auth/throttle.rs`).
+//!
+//! The operations are the small set the features above need, each atomic on its own:
+//! windowed counters (login limits) and values with an expiry (the refresh-token families
+//! and revocation entries that build on this store use the same keys-with-TTL model).
+//! Keys are the caller's; a backend only prepends `[store] key_prefix`.
+
+pub mod memory;
+pub mod redis;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{StoreBackend, StoreConfig};
+
+/// A counter's value and the time left before it expires (zero when it does not exist).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Count {
+    pub value: u64,
+    pub ttl: Duration,
+}
+
+/// Why a store operation did not complete. The message never carries a value or secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the store is not connected yet")]
+    NotConnected,
+    #[error("store error: {0}")]
+    Backend(String),
+}
+
+/// The future every store operation returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A key-value store with expiring keys. Every method is one atomic step on the backend
+/// (one round trip for Redis), so instances sharing it never see half an update.
+pub trait Store: Send + Sync {
+    /// `"memory"` or `"redis"`, for metrics and logs.
+    fn backend(&self) -> &'static str;
+
+    /// Adds one to each counter and returns the new values. A counter that did not exist
+    /// starts at 1 and expires after its window; an existing one keeps its expiry (a fixed
+    /// window from the first hit).
+    fn incr<'a>(&'a self, keys: &'a [(&'a str, Duration)]) -> StoreFuture<'a, Vec<Count>>;
+
+    /// The current value of each counter (0 when absent or expired), without changing any.
+    fn peek<'a>(&'a self, keys: &'a [&'a str]) -> StoreFuture<'a, Vec<Count>>;
+
+    /// Sets `key` to `value`, expiring after `ttl`.
+    fn set<'a>(&'a self, key: &'a str, value: u64, ttl: Duration) -> StoreFuture<'a, ()>;
+
+    /// Removes the keys (absent keys are fine).
+    fn delete<'a>(&'a self, keys: &'a [&'a str]) -> StoreFuture<'a, ()>;
+}
+
+/// The configured store, built once per process and kept across reloads, so counters
+/// survive a reload and the Redis connection is not re-opened for each one. A reload that
+/// changes `[store]` gets a new store (the old one's counters are dropped with it).
+#[derive(Default)]
+pub struct Stores {
+    current: std::sync::Mutex<Option<(StoreConfig, Arc<dyn Store>)>>,
+    /// The per-instance counters used when the shared store is down (and as the store
+    /// itself with `backend = "memory"`).
+    local: Arc<memory::MemoryStore>,
+}
+
+impl Stores {
+    pub fn new() -> Stores {
+        Stores::default()
+    }
+
+    /// The store for `config`: the one already built when `config` is unchanged.
+    pub fn get(&self, config: &StoreConfig) -> Arc<dyn Store> {
+        let mut current = match self.current.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((c, store)) = current.as_ref() {
+            if c == config {
+                return store.clone();
+            }
+        }
+        let store: Arc<dyn Store> = match &config.backend {
+            StoreBackend::Memory => self.local.clone(),
+            StoreBackend::Redis(r) => Arc::new(redis::RedisStore::connect(r, config)),
+        };
+        *current = Some((config.clone(), store.clone()));
+        store
+    }
+
+    /// This instance's own counters.
+    pub fn local(&self) -> Arc<memory::MemoryStore> {
+        self.local.clone()
+    }
+}

@@ -1,0 +1,204 @@
+//! The shared store: Redis (or Valkey), for several instances.
+//!
+//! One multiplexed connection per process, behind redis-rs's `ConnectionManager`, which
+//! reconnects with exponential backoff after the connection drops. The first connection is
+//! made lazily: the gateway starts (and answers logins from local counters) while Redis is
+//! still unreachable. Every command is bounded by `[store] timeout`, and
+//! each operation is one Lua script, so it is atomic and one round trip.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{Count, Store, StoreError, StoreFuture};
+use crate::config::{RedisConfig, StoreConfig};
+
+/// Adds one to each key; a key new to the window gets its expiry (ARGV[i], ms). A key
+/// left without one (written by something else) is given it, so no counter lives forever.
+/// Returns value, ttl (ms) pairs.
+const INCR: &str = r"
+local out = {}
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  local ttl = redis.call('PTTL', key)
+  if n == 1 or ttl < 0 then
+    redis.call('PEXPIRE', key, ARGV[i])
+    ttl = tonumber(ARGV[i])
+  end
+  out[#out + 1] = n
+  out[#out + 1] = ttl
+end
+return out
+";
+
+/// Value (0 when absent or not a number) and ttl (ms, 0 when absent) of each key.
+const PEEK: &str = r"
+local out = {}
+for _, key in ipairs(KEYS) do
+  local v = tonumber(redis.call('GET', key)) or 0
+  local ttl = redis.call('PTTL', key)
+  if ttl < 0 then ttl = 0 end
+  out[#out + 1] = v
+  out[#out + 1] = ttl
+end
+return out
+";
+
+pub struct RedisStore {
+    /// `None` when the client could not be built (outside a tokio runtime, as in
+    /// `gateway check`): every operation then fails at once.
+    conn: Option<ConnectionManager>,
+    prefix: String,
+    timeout: Duration,
+    incr: redis::Script,
+    peek: redis::Script,
+}
+
+impl RedisStore {
+    /// A store for `redis`. Returns at once: the connection is made by the first
+    /// operation (and made again after it drops), never blocking start.
+    pub fn connect(redis: &RedisConfig, store: &StoreConfig) -> RedisStore {
+        // Reconnects after a drop: a few quick retries with backoff (each bounded by our
+        // timeout too); after them the next operation starts a new attempt.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(store.timeout.max(Duration::from_millis(100))))
+            .set_response_timeout(Some(store.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = tokio::runtime::Handle::try_current()
+            .ok()
+            .and_then(|_| {
+                let client = redis.connection_info().and_then(redis::Client::open);
+                client
+                    .and_then(|c| ConnectionManager::new_lazy_with_config(c, config))
+                    .map_err(|e| {
+                        tracing::error!(error = %e.kind_name(), "store: cannot use the Redis address")
+                    })
+                    .ok()
+            });
+        RedisStore {
+            conn,
+            prefix: store.key_prefix.clone(),
+            timeout: store.timeout,
+            incr: redis::Script::new(INCR),
+            peek: redis::Script::new(PEEK),
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        self.conn.clone().ok_or(StoreError::NotConnected)
+    }
+
+    /// Runs `op` bounded by the store's timeout.
+    async fn bounded<T>(
+        &self,
+        op: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(StoreError::Backend(e.kind_name())),
+            Err(_) => Err(StoreError::Timeout(self.timeout)),
+        }
+    }
+
+    async fn counts(
+        &self,
+        script: &redis::Script,
+        keys: Vec<String>,
+        args: Vec<u64>,
+    ) -> Result<Vec<Count>, StoreError> {
+        let mut conn = self.connection()?;
+        let mut invocation = script.prepare_invoke();
+        for k in &keys {
+            invocation.key(k);
+        }
+        for a in &args {
+            invocation.arg(a);
+        }
+        let flat: Vec<i64> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        if flat.len() != keys.len() * 2 {
+            return Err(StoreError::Backend("unexpected script answer".into()));
+        }
+        Ok(flat
+            .chunks(2)
+            .map(|pair| Count {
+                value: pair[0].max(0) as u64,
+                ttl: Duration::from_millis(pair[1].max(0) as u64),
+            })
+            .collect())
+    }
+}
+
+/// Error kinds are fixed words: the error text of a failed AUTH or a URL could carry a
+/// secret, so only the kind is kept.
+trait KindName {
+    fn kind_name(&self) -> String;
+}
+
+impl KindName for redis::RedisError {
+    fn kind_name(&self) -> String {
+        if self.is_timeout() {
+            "timeout".into()
+        } else if self.is_connection_refusal() {
+            "connection refused".into()
+        } else if self.is_connection_dropped() || self.is_io_error() {
+            "connection lost".into()
+        } else {
+            format!("{:?}", self.kind())
+        }
+    }
+}
+
+impl Store for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    fn incr<'a>(&'a self, keys: &'a [(&'a str, Duration)]) -> StoreFuture<'a, Vec<Count>> {
+        Box::pin(async move {
+            let names = keys.iter().map(|(k, _)| self.key(k)).collect();
+            let windows = keys
+                .iter()
+                .map(|(_, w)| (w.as_millis() as u64).max(1))
+                .collect();
+            self.counts(&self.incr, names, windows).await
+        })
+    }
+
+    fn peek<'a>(&'a self, keys: &'a [&'a str]) -> StoreFuture<'a, Vec<Count>> {
+        Box::pin(async move {
+            let names = keys.iter().map(|k| self.key(k)).collect();
+            self.counts(&self.peek, names, Vec::new()).await
+        })
+    }
+
+    fn set<'a>(&'a self, key: &'a str, value: u64, ttl: Duration) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.connection()?;
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(self.key(key))
+                .arg(value)
+                .arg("PX")
+                .arg((ttl.as_millis() as u64).max(1));
+            self.bounded(cmd.query_async::<()>(&mut conn)).await
+        })
+    }
+
+    fn delete<'a>(&'a self, keys: &'a [&'a str]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(());
+            }
+            let mut conn = self.connection()?;
+            let mut cmd = redis::cmd("DEL");
+            for k in keys {
+                cmd.arg(self.key(k));
+            }
+            self.bounded(cmd.query_async::<()>(&mut conn)).await
+        })
+    }
+}
