@@ -26,6 +26,13 @@
 //! - `token_cache`: the verified-token cache against `exp` and keyring changes.
 //! - `token_cli`: `gateway keygen` and `gateway token mint | verify | inspect`.
 //! - `keys_config`: keyring, issuer and JWKS config problems name their key.
+//! - `login_limits`: failed-login limits per account, address and pair; lockout backoff;
+//!   the flood cap; `trusted_proxies` and `X-Forwarded-For`.
+//! - `store_redis`: the limits shared through a real Redis by several instances; Redis
+//!   killed, hung and restarted; fail_open / fail_closed; the Redis password; rediss://.
+//! - `remote_login`: `[login.remote]` against a real user service: good, refused, slow,
+//!   down, malformed.
+//! - `users_file`: bcrypt users, per-user claims, users re-read on reload.
 
 mod support;
 
@@ -38,12 +45,16 @@ mod keys;
 mod keys_config;
 mod limits;
 mod login;
+mod login_limits;
 mod pools;
 mod protocols;
+mod remote_login;
 mod rfc6750;
 mod routing;
+mod store_redis;
 mod streaming;
 mod tls;
 mod token_cache;
 mod token_cli;
 mod upstream_tls;
+mod users_file;

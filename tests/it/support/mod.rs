@@ -22,6 +22,7 @@
 
 pub mod capture;
 pub mod pki;
+pub mod redis;
 
 mod client;
 mod keypairs;
