@@ -259,7 +259,7 @@ async fn a_password_comes_from_password_file_and_never_inline() {
     assert_eq!(metric(&gw, "gateway_store_outages_total").await, 0.0);
     // An inline password is refused at load, naming the key.
     let dir = tempfile::tempdir().unwrap();
-    let err = gateway::config::from_str(
+    let err = gateway::load::from_str(
         "[tokens]\nsecret_env = \"X\"\nmissing_secret = \"generate\"\n[store]\nbackend = \"redis\"\nurl = \"redis://:hunter2@127.0.0.1:1/0\"\n",
         dir.path(),
     )

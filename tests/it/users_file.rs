@@ -40,9 +40,9 @@ async fn start(users_toml: &str) -> FileGateway {
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, text).unwrap();
     std::fs::write(dir.path().join("users.toml"), users_toml).unwrap();
-    let loaded = gateway::config::load(&path).unwrap();
+    let loaded = gateway::load::load(&path).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let started = gateway::start_file(&path, &loaded.config, async {
+    let started = gateway::start_file(&path, &loaded, async {
         let _ = stopped.await;
     })
     .await
@@ -117,7 +117,7 @@ fn only_2b_and_2y_bcrypt_hashes_are_accepted() {
     let text = format!(
         "[tokens]\nsecret_env = \"X\"\nmissing_secret = \"generate\"\n[login]\n[[users]]\nid = 1\nusername = \"a\"\npassword_hash = \"{a}\"\n[[users]]\nid = 2\nusername = \"b\"\npassword_hash = \"$2b$10$short\"\n[[users]]\nid = 3\nusername = \"c\"\npassword_hash = \"{good}\"\n"
     );
-    let err = gateway::config::from_str(&text, dir.path())
+    let err = gateway::load::from_str(&text, dir.path())
         .unwrap_err()
         .to_string();
     assert!(
