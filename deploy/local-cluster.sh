@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The compose topology (deploy/compose.yaml) as native processes on 127.0.0.1:
 # three gateways behind HAProxy (health-checking each gateway's /readyz on its admin
-# port), in front of an nginx backend that echoes X-Identity. Linux only.
+# port), in front of an nginx backend that echoes X-Identity, sharing one Redis for their
+# login limits. Linux only.
 #
 #   deploy/local-cluster.sh start             start everything, wait; Ctrl-C stops it all
 #   deploy/local-cluster.sh rolling-restart   restart the gateways one by one (SIGTERM,
@@ -15,13 +16,18 @@
 #                        base     HAProxy (the entry point)
 #                        base+1   backend (nginx)
 #                        base+2   HAProxy stats (/stats, /stats;csv)
+#                        base+3   Redis (the gateways' shared store)
 #                        base+10+i  gateway i, base+20+i  its admin listener (i = 1..3)
 #   CLUSTER_DIR        state folder: configs, logs, PID files
 #                      (default ${TMPDIR:-/tmp}/gateway-cluster-<base port>)
 #   GATEWAY_SECRET     shared signing secret (default: 48 random bytes, base64)
 #   CLUSTER_WAIT_SECS  how long each wait may take before giving up (default 60)
+#   CLUSTER_TRUSTED_PROXIES  the gateways' [server] trusted_proxies (default
+#                      ["127.0.0.1/32"]: HAProxy's X-Forwarded-For names the client)
+#   CLUSTER_ADDRESS_FAILURES  [login.limits] address_failures (default 50)
 #
-# Needs haproxy, nginx and curl (Debian: apt-get install haproxy nginx curl).
+# Needs haproxy, nginx, redis-server and curl
+# (Debian: apt-get install haproxy nginx redis-server curl).
 # Every process `start` launches has its PID recorded in CLUSTER_DIR, and exactly those
 # PIDs are stopped when `start` exits (Ctrl-C, SIGTERM, `stop`, or an error).
 
@@ -39,6 +45,9 @@ GRACE_SECS=10
 LB_PORT=$BASE
 BACKEND_PORT=$((BASE + 1))
 STATS_PORT=$((BASE + 2))
+REDIS_PORT=$((BASE + 3))
+TRUSTED_PROXIES=${CLUSTER_TRUSTED_PROXIES:-'["127.0.0.1/32"]'}
+ADDRESS_FAILURES=${CLUSTER_ADDRESS_FAILURES:-50}
 gw_port() { echo $((BASE + 10 + $1)); }
 admin_port() { echo $((BASE + 20 + $1)); }
 
@@ -60,6 +69,16 @@ wait_for() {
 }
 
 http_ok() { curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; }
+
+# redis_ok: Redis answers PING (bash's /dev/tcp: no client needed).
+redis_ok() {
+    local reply
+    exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT" 2>/dev/null || return 1
+    printf 'PING\r\n' >&3
+    read -r -t 2 reply <&3 || true
+    exec 3<&- 3>&-
+    [[ $reply == +PONG* ]]
+}
 
 # alive PID: the process exists and is not a zombie.
 alive() {
@@ -117,6 +136,8 @@ listen = "127.0.0.1:$(gw_port "$i")"
 shutdown_grace = "${GRACE_SECS}s"
 # Only HAProxy reaches the gateways.
 trust_forwarded = true
+# HAProxy's X-Forwarded-For names the client (for the login limits and the logs).
+trusted_proxies = $TRUSTED_PROXIES
 # Reload with SIGHUP only: kill -HUP \$(cat $DIR/gateway$i.pid)
 reload_poll = "0s"
 
@@ -130,6 +151,14 @@ missing_secret = "refuse"
 
 [login]
 path = "/auth"
+
+[login.limits]
+address_failures = $ADDRESS_FAILURES
+
+# The three gateways share their failed-login counters in one Redis.
+[store]
+backend = "redis"
+url = "redis://127.0.0.1:$REDIS_PORT/0"
 
 [[users]]
 id = 1
@@ -189,6 +218,8 @@ defaults
     retries 3
     option redispatch 1
     retry-on conn-failure empty-response junk-response
+    # The client's address, for the gateways' trusted_proxies.
+    option forwardfor
 
 frontend public
     bind 127.0.0.1:$LB_PORT
@@ -218,6 +249,7 @@ EOF
         echo "LB_PORT=$LB_PORT"
         echo "BACKEND_PORT=$BACKEND_PORT"
         echo "STATS_PORT=$STATS_PORT"
+        echo "REDIS_PORT=$REDIS_PORT"
         for i in $(seq 1 $N); do
             echo "GATEWAY${i}_PORT=$(gw_port "$i")"
             echo "GATEWAY${i}_ADMIN_PORT=$(admin_port "$i")"
@@ -270,6 +302,7 @@ cleanup() {
     for i in $(seq 1 $N); do stop_pid "$DIR/gateway$i.pid" $((GRACE_SECS + 5)); done
     for i in $(seq 1 $N); do stop_pid "$DIR/supervisor$i.pid" 5; done
     stop_pid "$DIR/haproxy.pid" 5
+    stop_pid "$DIR/redis.pid" 5
     stop_pid "$DIR/backend.pid" 5
     wait 2>/dev/null || true
     rm -f "$DIR/start.pid"
@@ -279,8 +312,8 @@ cleanup() {
 
 start() {
     local tool
-    for tool in haproxy nginx curl; do
-        command -v "$tool" >/dev/null || die "$tool is needed (apt-get install haproxy nginx curl)"
+    for tool in haproxy nginx redis-server curl; do
+        command -v "$tool" >/dev/null || die "$tool is needed (apt-get install haproxy nginx redis-server curl)"
     done
     if [[ ! -x $GATEWAY_BIN ]]; then
         [[ $GATEWAY_BIN == "$ROOT/target/release/gateway" ]] || die "GATEWAY_BIN=$GATEWAY_BIN is not executable"
@@ -302,6 +335,13 @@ start() {
     wait_for "$WAIT_SECS" "the backend on :$BACKEND_PORT" \
         still "$DIR/backend.pid" nginx http_ok "http://127.0.0.1:$BACKEND_PORT/"
 
+    # The shared store: no persistence (the counters are short-lived by design).
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+        --dir "$DIR" >"$DIR/redis.log" 2>&1 &
+    echo $! >"$DIR/redis.pid"
+    wait_for "$WAIT_SECS" "Redis on :$REDIS_PORT" \
+        still "$DIR/redis.pid" redis-server redis_ok
+
     local i
     for i in $(seq 1 $N); do
         supervise "$i" &
@@ -319,7 +359,7 @@ start() {
     done
 
     touch "$DIR/ready"
-    echo "ready: http://127.0.0.1:$LB_PORT (HAProxy) -> gateways :$(gw_port 1) :$(gw_port 2) :$(gw_port 3) (admin :$(admin_port 1) :$(admin_port 2) :$(admin_port 3)) -> backend :$BACKEND_PORT; stats http://127.0.0.1:$STATS_PORT/stats; state $DIR"
+    echo "ready: http://127.0.0.1:$LB_PORT (HAProxy) -> gateways :$(gw_port 1) :$(gw_port 2) :$(gw_port 3) (admin :$(admin_port 1) :$(admin_port 2) :$(admin_port 3)) -> backend :$BACKEND_PORT; redis :$REDIS_PORT; stats http://127.0.0.1:$STATS_PORT/stats; state $DIR"
     # Until a signal (or every child exiting): the EXIT trap stops what was started.
     wait
 }

@@ -50,6 +50,7 @@ pub struct GatewayFile {
 pub struct StoreFile {
     pub backend: Option<String>,
     pub url: Option<String>,
+    pub url_file: Option<String>,
     pub password_env: Option<String>,
     pub password_file: Option<String>,
     pub key_prefix: Option<String>,

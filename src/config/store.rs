@@ -82,6 +82,7 @@ pub(super) fn store(r: &mut Report, s: &StoreFile, base: &Path) -> StoreConfig {
         "memory" => {
             for (set, key) in [
                 (s.url.is_some(), "store.url"),
+                (s.url_file.is_some(), "store.url_file"),
                 (s.password_env.is_some(), "store.password_env"),
                 (s.password_file.is_some(), "store.password_file"),
             ] {
@@ -116,13 +117,43 @@ pub(super) fn store(r: &mut Report, s: &StoreFile, base: &Path) -> StoreConfig {
 }
 
 fn redis_config(r: &mut Report, s: &StoreFile, base: &Path) -> Option<RedisConfig> {
-    let Some(url) = s.url.clone() else {
-        r.problem(
-            "store.url",
-            "missing",
-            "write e.g. url = \"redis://127.0.0.1:6379/0\" (rediss:// for TLS)",
-        );
-        return None;
+    let url = match (&s.url, &s.url_file) {
+        (Some(_), Some(_)) => {
+            r.problem("store.url", "both url and url_file are set", "keep one");
+            return None;
+        }
+        (Some(u), None) => u.clone(),
+        // From a mounted secret (Kubernetes): the address is deployment data, not config.
+        (None, Some(file)) => {
+            let full = resolve(base, file);
+            match std::fs::read_to_string(&full) {
+                Ok(v) if !v.trim().is_empty() => v.trim().to_string(),
+                Ok(_) => {
+                    r.problem(
+                        "store.url_file",
+                        format!("{} is empty", full.display()),
+                        "write the Redis URL into it, e.g. redis://redis:6379/0",
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    r.problem(
+                        "store.url_file",
+                        format!("cannot read {}: {e}", full.display()),
+                        "fix the path (relative paths start at the config file's folder)",
+                    );
+                    return None;
+                }
+            }
+        }
+        (None, None) => {
+            r.problem(
+                "store.url",
+                "missing",
+                "write e.g. url = \"redis://127.0.0.1:6379/0\" (rediss:// for TLS), or url_file",
+            );
+            return None;
+        }
     };
     if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
         r.problem(

@@ -161,6 +161,12 @@ def kubernetes(deploy):
           and os.path.dirname(secret_file) == mounts["secret"]["mountPath"]
           and os.path.basename(secret_file) in secret.get("stringData", {}),
           "[tokens] secret_file is a key of the mounted Secret")
+    store = config.get("store", {})
+    check(store.get("backend") == "redis"
+          and all(os.path.dirname(store[k]) == mounts["secret"]["mountPath"]
+                  and os.path.basename(store[k]) in secret.get("stringData", {})
+                  for k in ("url_file", "password_file")),
+          "[store] is Redis, its URL and password keys of the mounted Secret")
 
     # Services, HPA, PDB select and target the Deployment's pods.
     services = {s["metadata"]["name"]: s for s in docs["service.yaml"]}
@@ -210,6 +216,11 @@ def compose(deploy):
     check(len({services[n].get("image") for n in gateways}) == 1, "the three instances run one image")
     check(doc["secrets"]["gateway-hmac"].get("environment") == "GATEWAY_SECRET",
           "the signing secret comes from the GATEWAY_SECRET environment variable")
+    check("redis" in services and all("redis" in services[g].get("depends_on", []) for g in gateways),
+          "compose.yaml runs one Redis the three gateways depend on")
+    check(all("redis-password" in services[g].get("secrets", []) for g in gateways)
+          and "redis-password" in services["redis"].get("secrets", []),
+          "the gateways and Redis share the Redis password secret")
     lb = services["lb"]
     check(set(lb.get("depends_on", {})) >= set(gateways), "the load balancer starts after the gateways")
     with open(os.path.join(deploy, "compose", "haproxy.cfg"), encoding="utf-8") as f:
@@ -223,6 +234,10 @@ def compose(deploy):
         gw = tomllib.loads(f.read())
     check(gw["tokens"].get("secret_file") == "/run/secrets/gateway-hmac",
           "the compose gateway.toml reads the compose secret")
+    check(gw.get("store", {}).get("backend") == "redis"
+          and gw["store"].get("url", "").startswith("redis://redis:")
+          and gw["store"].get("password_file") == "/run/secrets/redis-password",
+          "the compose gateways share the compose Redis")
     check("backend" in services and gw["upstreams"]["backend"]["servers"] == ["http://backend:8080"],
           "the gateways forward to the backend service")
     with open(os.path.join(deploy, "compose", "backend.conf"), encoding="utf-8") as f:

@@ -39,7 +39,7 @@ fn free_base_port() -> u16 {
     for _ in 0..200 {
         let slot = NEXT.fetch_add(1, Ordering::Relaxed) as u32 + std::process::id();
         let base = 10_000 + (slot % 220) as u16 * 100;
-        let free = [0, 1, 2, 11, 12, 13, 21, 22, 23]
+        let free = [0, 1, 2, 3, 11, 12, 13, 21, 22, 23]
             .iter()
             .all(|off| std::net::TcpListener::bind(("127.0.0.1", base + off)).is_ok());
         if free {
@@ -74,17 +74,23 @@ impl Cluster {
     /// Starts the cluster and returns once the script says every piece is up and HAProxy
     /// has every gateway UP.
     async fn start() -> Cluster {
-        tokio::task::spawn_blocking(Self::start_blocking)
+        Self::start_with(&[]).await
+    }
+
+    /// Like [`Cluster::start`], with extra environment for the script.
+    async fn start_with(env: &'static [(&'static str, &'static str)]) -> Cluster {
+        tokio::task::spawn_blocking(move || Self::start_blocking(env))
             .await
             .unwrap()
     }
 
-    fn start_blocking() -> Cluster {
+    fn start_blocking(env: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let base = free_base_port();
         let err = std::fs::File::create(dir.path().join("start.err")).unwrap();
         let mut child = Self::command(&state, base, "start")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(err)
             .spawn()
@@ -510,4 +516,91 @@ async fn an_instance_that_is_not_ready_is_taken_out_of_the_load_balancer() {
         served.insert(r.header("x-served-by").unwrap().to_string());
     }
     assert!(served.contains("gateway2"), "{served:?}");
+}
+
+/// A login through `url` from the loopback source address `from` (curl binds it), as
+/// (status, Retry-After).
+fn login_from(url: &str, from: &str, user: &str, password: &str) -> (u16, Option<u64>) {
+    let body = json!({"username": user, "password": password}).to_string();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-o", "/dev/null", "-D", "-"])
+        .args(["--interface", from, "-H", "content-type: application/json"])
+        .args(["--data", &body, url])
+        .output()
+        .expect("curl is needed");
+    let head = String::from_utf8_lossy(&out.stdout).to_string();
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no status from curl: {head} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let retry = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("retry-after")
+            .then(|| v.trim().parse().ok())
+            .flatten()
+    });
+    (status, retry)
+}
+
+#[tokio::test]
+async fn the_three_gateways_share_login_limits_in_redis_behind_haproxy() {
+    let _one = SERIAL.lock().await;
+    let cluster = Cluster::start_with(&[("CLUSTER_ADDRESS_FAILURES", "5")]).await;
+    let lb = cluster.lb("/auth");
+    // A password spray from one client, spread by HAProxy over the three gateways.
+    for i in 0..5 {
+        let (status, _) = login_from(&lb, "127.0.0.2", &format!("spray{i}"), "Autumn2026!");
+        assert_eq!(status, 401, "attempt {i}\n{}", cluster.logs());
+    }
+    let (status, retry) = login_from(&lb, "127.0.0.2", "spray9", "Autumn2026!");
+    assert_eq!(status, 429, "{}", cluster.logs());
+    assert!(retry.is_some_and(|r| r > 0));
+    // Another client behind the same HAProxy has its own budget (trusted_proxies).
+    assert_eq!(login_from(&lb, "127.0.0.3", "user1", "abcxyz").0, 200);
+    assert_eq!(login_from(&lb, "127.0.0.3", "spray1", "x").0, 401);
+    // Wrong passwords for one account from ten addresses: locked on every gateway.
+    for i in 0..10 {
+        let from = format!("127.0.1.{}", i + 1);
+        assert_eq!(
+            login_from(&lb, &from, "user2", "wrong").0,
+            401,
+            "attempt {i}"
+        );
+    }
+    for i in 1..=3 {
+        let (status, retry) =
+            login_from(&cluster.gateway(i, "/auth"), "127.0.0.1", "user2", "abcxyz");
+        assert_eq!(status, 429, "gateway {i}");
+        assert!(retry.is_some_and(|r| r >= 50), "gateway {i}: {retry:?}");
+    }
+    // Successful logins were never limited.
+    for _ in 0..30 {
+        assert_eq!(login_from(&lb, "127.0.0.4", "user1", "abcxyz").0, 200);
+    }
+}
+
+#[tokio::test]
+async fn without_trusted_proxies_every_client_shares_the_proxy_budget() {
+    let _one = SERIAL.lock().await;
+    let cluster = Cluster::start_with(&[
+        ("CLUSTER_ADDRESS_FAILURES", "5"),
+        ("CLUSTER_TRUSTED_PROXIES", "[]"),
+    ])
+    .await;
+    let lb = cluster.lb("/auth");
+    for i in 0..5 {
+        assert_eq!(
+            login_from(&lb, "127.0.0.2", &format!("spray{i}"), "x").0,
+            401
+        );
+    }
+    // A different client, but all the gateways see is HAProxy's address.
+    assert_eq!(login_from(&lb, "127.0.0.3", "user1", "abcxyz").0, 429);
 }

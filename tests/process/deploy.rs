@@ -101,7 +101,23 @@ fn load_with_secret(rel: &str, secret: &[u8]) -> Result<gateway::load::Loaded, S
         std::fs::Permissions::from_mode(0o600),
     )
     .unwrap();
-    let text = text.replace(line, "secret_file = \"hmac\"");
+    let mut text = text.replace(line, "secret_file = \"hmac\"");
+    // The Redis URL and password files of [store], like the HMAC secret, are mounted
+    // secrets: stand-ins next to the config (the store connects lazily, never at load).
+    for (key, name, value) in [
+        ("url_file", "redis-url", "redis://127.0.0.1:6379/0"),
+        ("password_file", "redis-password", "stand-in"),
+    ] {
+        let prefix = format!("{key} = ");
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .map(str::to_string)
+        {
+            std::fs::write(dir.path().join(name), value).unwrap();
+            text = text.replace(&line, &format!("{key} = \"{name}\""));
+        }
+    }
     gateway::load::from_str(&text, dir.path()).map_err(|e| e.to_string())
 }
 
@@ -118,6 +134,12 @@ fn every_deploy_config_loads_with_the_real_loader() {
         assert!(!warnings.contains("secret"), "{rel}: {warnings}");
         assert_eq!(loaded.config.server.shutdown_grace.as_secs(), 30, "{rel}");
         assert!(!loaded.config.routes.is_empty(), "{rel}");
+        // The instances of compose and Kubernetes share their login limits in Redis.
+        let shared = matches!(
+            loaded.config.store.backend,
+            gateway::config::StoreBackend::Redis(_)
+        );
+        assert_eq!(shared, !rel.starts_with("systemd"), "{rel}");
         let table: toml::Table = read(rel).parse().unwrap();
         let admin = table["admin"]["listen"].as_str().unwrap();
         assert!(admin.ends_with(":9901"), "{rel}: admin on {admin}");
