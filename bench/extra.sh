@@ -31,6 +31,8 @@
 #              SETTLE_MAX=30 (s, bound of each wait for a stable RSS) SETTLE_TOL_KB=8
 #   soak:      SOAK_SECONDS=600 SAMPLE_SECONDS=30 SOAK_CONNS=64 SOAK_WARMUP=5
 #   login:     LOGIN_SECONDS=10 LOGIN_CONNS=8 STORM_SECONDS=10 STORM_CONNS=64
+#              LOGIN_STORE=memory|redis: the [store] of the login limits; with redis, a
+#              redis-server of our own on PORT_BASE+5 (stopped with the others)
 #   flood-mix: FLOOD_SECONDS=10 VALID_CONNS=32 FLOOD_CONNS=32
 #
 # Every process this script starts is stopped by its PID on exit (EXIT trap), and the
@@ -63,6 +65,8 @@ SOAK_CONNS=${SOAK_CONNS:-64}
 SOAK_WARMUP=${SOAK_WARMUP:-5}
 LOGIN_SECONDS=${LOGIN_SECONDS:-10}
 LOGIN_CONNS=${LOGIN_CONNS:-8}
+LOGIN_STORE=${LOGIN_STORE:-memory}
+REDIS_PORT=$(( ${PORT_BASE:-19080} + 5 ))
 STORM_SECONDS=${STORM_SECONDS:-10}
 STORM_CONNS=${STORM_CONNS:-64}
 FLOOD_SECONDS=${FLOOD_SECONDS:-10}
@@ -468,6 +472,21 @@ cmd_login() {
   start_backend
   render "$BENCH_DIR/gateway-login.toml" "$RUN_DIR/gateway-login.toml"
   grep -q '^workers' "$RUN_DIR/gateway-login.toml" && die "gateway-login.toml must leave workers at its default"
+  case $LOGIN_STORE in
+    memory) ;;
+    redis)
+      need_ports "$REDIS_PORT"
+      # Unpinned like the gateway: it shares the cores with the hashing threads.
+      start_bg redis "" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --dir "$RUN_DIR"
+      for _ in $(seq 100); do
+        [[ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]] && break
+        sleep 0.1
+      done
+      [[ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]] || die "redis-server not answering on :$REDIS_PORT"
+      printf '\n[store]\nbackend = "redis"\nurl = "redis://127.0.0.1:%s/0"\n' "$REDIS_PORT" >>"$RUN_DIR/gateway-login.toml"
+      ;;
+    *) die "LOGIN_STORE must be memory or redis" ;;
+  esac
   start_gateway "$RUN_DIR/gateway-login.toml" ""   # NOT pinned: hashing runs on the blocking pool
   local base=http://127.0.0.1:$GATEWAY_PORT gw=${PID[gateway]} body token seen
   body='{"username":"user1","password":"abcxyz"}'
@@ -516,7 +535,7 @@ cmd_login() {
   stop_servers
 
   {
-    echo "### Login (/auth, argon2id) and login storm"
+    echo "### Login (/auth, argon2id) and login storm, \`[store] backend = \"$LOGIN_STORE\"\`"
     echo
     run_line
     echo

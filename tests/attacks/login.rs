@@ -1,5 +1,5 @@
-//! Login attacks: user enumeration, hostile JSON, huge passwords: bounded work per attempt.
-//! Per-client rate limiting of brute force is tested in `tests/it/login.rs`.
+//! Login attacks: user enumeration, hostile JSON, huge passwords, brute force against the
+//! shipped limits (which must not tell existing accounts from others either).
 
 use serde_json::json;
 
@@ -31,7 +31,11 @@ fn fingerprint(r: &Resp) -> String {
 
 #[tokio::test]
 async fn credential_failures_are_indistinguishable() {
-    let t = target().await;
+    // Limits above the 17 failures below: each must reach the credential check.
+    let t = target_with(
+        gateway().table("[login.limits]\npair_failures = 100\naccount_failures = 100\n"),
+    )
+    .await;
     let long = "p".repeat(15 * 1024);
     let bodies = [
         json!({"username": "user1", "password": "wrong"}),
@@ -164,4 +168,32 @@ async fn oversized_login_bodies_are_refused_unread() {
     let r = login_raw(&t.gw, "text/plain", body).await;
     assert_refused(&r, 400, "text/plain login");
     t.still_serves("after oversized logins").await;
+}
+
+#[tokio::test]
+async fn brute_force_is_refused_alike_for_real_and_unknown_accounts() {
+    // The shipped limits: five failures for one (address, account) pair.
+    let t = target().await;
+    let mut locked = Vec::new();
+    for user in ["user1", "nobody"] {
+        for i in 0..5 {
+            let body = json!({"username": user, "password": format!("guess{i}")});
+            assert_refused(
+                &post_json(&t.gw.url("/auth"), &body.to_string()).await,
+                401,
+                user,
+            );
+        }
+        // The right password does not get through either: guessing it gains nothing.
+        let body = json!({"username": user, "password": PASSWORD});
+        let r = post_json(&t.gw.url("/auth"), &body.to_string()).await;
+        assert_refused(&r, 429, user);
+        assert!(r.header("retry-after").is_some(), "{user}");
+        locked.push((r.status, r.body.clone()));
+    }
+    // Byte-identical: a lockout reveals no account.
+    assert_eq!(locked[0], locked[1]);
+    t.assert_nothing_forwarded("login");
+    // Another account from the same address is not locked.
+    assert!(!t.gw.login("user2", PASSWORD).await.is_empty());
 }
