@@ -55,6 +55,7 @@ pub struct StoreFile {
     pub password_file: Option<String>,
     pub key_prefix: Option<String>,
     pub timeout: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 /// One `[[listeners]]` entry.

@@ -41,6 +41,8 @@ pub struct RedisConfig {
     pub url: String,
     /// From `password_env` or `password_file`.
     pub password: Option<String>,
+    /// PEM trust anchors for a `rediss://` server (instead of the system roots).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl RedisConfig {
@@ -63,6 +65,7 @@ impl fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("url", &self.url)
             .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
             .finish()
     }
 }
@@ -85,6 +88,7 @@ pub(super) fn store(r: &mut Report, s: &StoreFile, base: &Path) -> StoreConfig {
                 (s.url_file.is_some(), "store.url_file"),
                 (s.password_env.is_some(), "store.password_env"),
                 (s.password_file.is_some(), "store.password_file"),
+                (s.ca_file.is_some(), "store.ca_file"),
             ] {
                 if set {
                     r.problem(
@@ -227,5 +231,34 @@ fn redis_config(r: &mut Report, s: &StoreFile, base: &Path) -> Option<RedisConfi
         }
         (None, None) => None,
     };
-    Some(RedisConfig { url, password })
+    let ca_pem = match &s.ca_file {
+        None => None,
+        Some(_) if !url.starts_with("rediss://") => {
+            r.problem(
+                "store.ca_file",
+                "only used with a rediss:// URL",
+                "use rediss:// for TLS, or remove ca_file",
+            );
+            return None;
+        }
+        Some(file) => {
+            let full = resolve(base, file);
+            match std::fs::read(&full) {
+                Ok(pem) => Some(pem),
+                Err(e) => {
+                    r.problem(
+                        "store.ca_file",
+                        format!("cannot read {}: {e}", full.display()),
+                        "fix the path (relative paths start at the config file's folder)",
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    Some(RedisConfig {
+        url,
+        password,
+        ca_pem,
+    })
 }

@@ -68,7 +68,18 @@ impl RedisStore {
         let conn = tokio::runtime::Handle::try_current()
             .ok()
             .and_then(|_| {
-                let client = redis.connection_info().and_then(redis::Client::open);
+                let client = redis.connection_info().and_then(|info| match &redis.ca_pem {
+                    // Our CA instead of the system roots; rustls with the process's
+                    // provider (aws-lc-rs, the only one built in).
+                    Some(pem) => redis::Client::build_with_tls(
+                        info,
+                        redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(pem.clone()),
+                        },
+                    ),
+                    None => redis::Client::open(info),
+                });
                 client
                     .and_then(|c| ConnectionManager::new_lazy_with_config(c, config))
                     .map_err(|e| {

@@ -314,3 +314,35 @@ async fn the_flood_cap_counts_every_attempt_before_the_body_is_read() {
     let v: Value = serde_json::from_slice(&post_json(&gw.url("/auth"), "{}").await.body).unwrap();
     assert_eq!(v["status_code"], 429);
 }
+
+#[test]
+fn bad_limit_store_and_proxy_settings_name_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), SECRET).unwrap();
+    let text = "[server]\ntrusted_proxies = [\"10.0.0.0/33\", \"not-an-ip\", \"127.0.0.1\"]\n[tokens]\nsecret_file = \"secret\"\n[login]\n[login.limits]\naccount_failures = 0\nlockout = \"10m\"\nmax_lockout = \"1m\"\non_store_error = \"maybe\"\n[login.remote]\nurl = \"ftp://x/\"\n[store]\nbackend = \"redis\"\nurl = \"http://127.0.0.1:6379\"\ntimeout = \"0s\"\n";
+    let err = gateway::load::from_str(text, dir.path())
+        .unwrap_err()
+        .to_string();
+    for key in [
+        "server.trusted_proxies[0]",
+        "server.trusted_proxies[1]",
+        "login.limits.account_failures",
+        "login.limits.max_lockout",
+        "login.limits.on_store_error",
+        "login.remote.url",
+        "store.url",
+        "store.timeout",
+    ] {
+        assert!(err.contains(key), "{key} not in {err}");
+    }
+    assert!(!err.contains("trusted_proxies[2]"), "{err}");
+    // Redis keys with the memory backend are a mistake, not ignored.
+    let text = "[tokens]\nsecret_file = \"secret\"\n[store]\nurl = \"redis://127.0.0.1/0\"\n";
+    let err = gateway::load::from_str(text, dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("store.url") && err.contains("only used with backend"),
+        "{err}"
+    );
+}

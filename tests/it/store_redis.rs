@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::login_limits::{assert_invalid, assert_limited, login_from, metric, WRONG};
+use crate::support::pki::Pki;
 use crate::support::redis::Redis;
 use crate::support::*;
 
@@ -270,4 +271,43 @@ async fn a_password_comes_from_password_file_and_never_inline() {
         "{err}"
     );
     assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[tokio::test]
+async fn rediss_verifies_the_server_against_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("redis test CA");
+    let ca = pki.write_ca(dir.path(), "ca.pem");
+    let (cert, key) = pki.leaf(&["127.0.0.1"]).write(dir.path(), "redis");
+    let redis = Redis::start_tls(&cert, &key, &ca);
+    let url = format!("rediss://127.0.0.1:{}/0", redis.port);
+    let tls_gateway = |ca_line: String| {
+        gateway()
+            .server("trusted_proxies = [\"127.0.0.1/32\"]")
+            .raw("[admin]\nlisten = \"127.0.0.1:0\"\n")
+            .table(&format!(
+                "[store]\nbackend = \"redis\"\nurl = \"{url}\"\n{ca_line}\n[login.limits]\naccount_failures = 2\npair_failures = 100\n"
+            ))
+    };
+    let ca_line = format!("ca_file = \"{}\"", ca.display());
+    let a = tls_gateway(ca_line.clone()).start().await;
+    let b = tls_gateway(ca_line).start().await;
+    // Failures on A lock the account on B: the counters crossed TLS to one Redis.
+    assert_invalid(&login_from(&a, "198.51.100.1", "user1", WRONG).await);
+    assert_invalid(&login_from(&a, "198.51.100.2", "user1", WRONG).await);
+    assert_limited(&login_from(&b, "198.51.100.3", "user1", PASSWORD).await);
+    assert_eq!(metric(&a, "gateway_store_outages_total").await, 0.0);
+    // Without our CA the server is not trusted: the limits run locally, and say so.
+    let untrusting = tls_gateway(String::new()).start().await;
+    assert_eq!(
+        login_from(&untrusting, "198.51.100.4", "user2", PASSWORD)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        metric(&untrusting, "gateway_store_outages_total").await,
+        1.0
+    );
+    assert_eq!(metric(&untrusting, "gateway_store_up").await, 0.0);
 }

@@ -12,6 +12,8 @@ pub struct Redis {
     dir: tempfile::TempDir,
     /// Whether the process is stopped with SIGSTOP (resumed before it is killed).
     paused: bool,
+    /// `--tls-*` arguments: the port then speaks TLS only.
+    tls: Vec<String>,
 }
 
 /// A port nothing listens on right now (bound, read, released).
@@ -30,7 +32,32 @@ impl Redis {
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
             paused: false,
+            tls: Vec::new(),
         };
+        r.spawn();
+        r
+    }
+
+    /// A server that speaks only TLS, with `cert`/`key` (PEM files); clients need no
+    /// certificate.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path, ca: &std::path::Path) -> Redis {
+        let mut r = Redis {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            paused: false,
+            tls: Vec::new(),
+        };
+        r.tls = vec![
+            "--tls-cert-file".into(),
+            cert.display().to_string(),
+            "--tls-key-file".into(),
+            key.display().to_string(),
+            "--tls-ca-cert-file".into(),
+            ca.display().to_string(),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ];
         r.spawn();
         r
     }
@@ -41,9 +68,17 @@ impl Redis {
     }
 
     fn spawn(&mut self) {
+        let (plain, tls) = if self.tls.is_empty() {
+            (self.port, 0)
+        } else {
+            (0, self.port)
+        };
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port"])
-            .arg(self.port.to_string())
+            .arg(plain.to_string())
+            .arg("--tls-port")
+            .arg(tls.to_string())
+            .args(&self.tls)
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -52,7 +87,15 @@ impl Redis {
             .expect("redis-server is needed (tests/prepare.sh installs it)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.ping() {
+        // A TLS port is ready once it accepts connections.
+        let ready = |r: &Redis| {
+            if r.tls.is_empty() {
+                r.ping()
+            } else {
+                TcpStream::connect(("127.0.0.1", r.port)).is_ok()
+            }
+        };
+        while !ready(self) {
             assert!(
                 Instant::now() < deadline,
                 "redis-server did not answer on port {}",
