@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::file::StoreFile;
 use super::report::{resolve, Report};
+use super::Env;
 
 /// The validated `[store]` table.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,7 +71,7 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
-pub(super) fn store(r: &mut Report, s: &StoreFile, base: &Path) -> StoreConfig {
+pub(super) fn store(r: &mut Report, s: &StoreFile, base: &Path, env: Env<'_>) -> StoreConfig {
     let defaults = StoreConfig::default();
     let timeout = r.duration("store.timeout", s.timeout.as_ref(), defaults.timeout);
     if timeout.is_zero() || timeout > Duration::from_secs(10) {
@@ -100,7 +101,7 @@ pub(super) fn store(r: &mut Report, s: &StoreFile, base: &Path) -> StoreConfig {
             }
             StoreBackend::Memory
         }
-        "redis" => match redis_config(r, s, base) {
+        "redis" => match redis_config(r, s, base, env) {
             Some(c) => StoreBackend::Redis(c),
             None => StoreBackend::Memory,
         },
@@ -120,7 +121,7 @@ pub(super) fn store(r: &mut Report, s: &StoreFile, base: &Path) -> StoreConfig {
     }
 }
 
-fn redis_config(r: &mut Report, s: &StoreFile, base: &Path) -> Option<RedisConfig> {
+fn redis_config(r: &mut Report, s: &StoreFile, base: &Path, env: Env<'_>) -> Option<RedisConfig> {
     let url = match (&s.url, &s.url_file) {
         (Some(_), Some(_)) => {
             r.problem("store.url", "both url and url_file are set", "keep one");
@@ -196,8 +197,8 @@ fn redis_config(r: &mut Report, s: &StoreFile, base: &Path) -> Option<RedisConfi
             );
             return None;
         }
-        (Some(var), None) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Some(v),
+        (Some(var), None) => match env(var) {
+            Some(v) if !v.is_empty() => Some(v),
             _ => {
                 r.problem(
                     "store.password_env",

@@ -23,7 +23,7 @@ use super::{
 };
 
 /// Validates a parsed file. `base` is the directory relative paths are resolved against;
-/// `env` supplies the values of `secret_env` names.
+/// `env` supplies the values of `secret_env` and `password_env` names.
 pub fn from_file(file: GatewayFile, base: &Path, env: Env<'_>) -> Result<Loaded, Refused> {
     let mut r = Report::default();
     let server = server(&mut r, &file.server, &file.listeners, base);
@@ -42,7 +42,7 @@ pub fn from_file(file: GatewayFile, base: &Path, env: Env<'_>) -> Result<Loaded,
         .login
         .as_ref()
         .map(|l| login(&mut r, l, base, identity_claim));
-    let store = super::store::store(&mut r, &file.store, base);
+    let store = super::store::store(&mut r, &file.store, base, env);
     if login.as_ref().is_some_and(|l| l.remote.is_none()) && users.is_empty() {
         r.problem(
             "login",

@@ -21,15 +21,6 @@ fn on_redis(redis: &Redis, limits: &str, store_extra: &str) -> GatewayBuilder {
         ))
 }
 
-/// Polls `check` every 50 ms until it holds; panics after 20 s naming `what`.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn three_instances_share_the_account_and_address_limits() {
     let redis = Redis::start();
@@ -136,10 +127,14 @@ async fn redis_killed_falls_back_to_local_limits_then_shares_again() {
     redis.restart();
     // Back to shared (each instance probes once a second during an outage).
     for gw in [&a, &b] {
-        eventually("the store to be used again", async || {
-            login_from(gw, "198.51.100.30", "user1", PASSWORD).await;
-            metric(gw, "gateway_store_up").await == 1.0
-        })
+        eventually_within(
+            Duration::from_secs(20),
+            "the store to be used again",
+            async || {
+                login_from(gw, "198.51.100.30", "user1", PASSWORD).await;
+                metric(gw, "gateway_store_up").await == 1.0
+            },
+        )
         .await;
     }
     for (gw, client) in [
@@ -189,10 +184,14 @@ async fn a_hung_redis_never_hangs_a_login() {
             >= 1.0
     );
     redis.resume();
-    eventually("the store to answer again", async || {
-        login_from(&gw, "198.51.100.1", "user1", PASSWORD).await;
-        metric(&gw, "gateway_store_up").await == 1.0
-    })
+    eventually_within(
+        Duration::from_secs(20),
+        "the store to answer again",
+        async || {
+            login_from(&gw, "198.51.100.1", "user1", PASSWORD).await;
+            metric(&gw, "gateway_store_up").await == 1.0
+        },
+    )
     .await;
 }
 
@@ -230,12 +229,16 @@ async fn fail_closed_refuses_logins_while_redis_is_down() {
         200
     );
     redis.restart();
-    eventually("logins to work again", async || {
-        login_from(&gw, "198.51.100.1", "user1", PASSWORD)
-            .await
-            .status
-            == 200
-    })
+    eventually_within(
+        Duration::from_secs(20),
+        "logins to work again",
+        async || {
+            login_from(&gw, "198.51.100.1", "user1", PASSWORD)
+                .await
+                .status
+                == 200
+        },
+    )
     .await;
 }
 
@@ -310,4 +313,26 @@ async fn rediss_verifies_the_server_against_ca_file() {
         1.0
     );
     assert_eq!(metric(&untrusting, "gateway_store_up").await, 0.0);
+}
+
+#[test]
+fn password_env_is_read_through_the_environment_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), SECRET).unwrap();
+    let text = "[tokens]\nsecret_file = \"secret\"\n[store]\nbackend = \"redis\"\n\
+                url = \"redis://127.0.0.1:6379/0\"\npassword_env = \"GW_TEST_REDIS_PW\"\n";
+    let env = |k: &str| (k == "GW_TEST_REDIS_PW").then(|| "from-env".to_string());
+    let loaded = gateway::load::from_str_with_env(text, dir.path(), &env).unwrap();
+    match &loaded.config.store.backend {
+        gateway::config::StoreBackend::Redis(r) => {
+            assert_eq!(r.password.as_deref(), Some("from-env"));
+            // Debug output never shows it.
+            assert!(!format!("{r:?}").contains("from-env"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = gateway::load::from_str_with_env(text, dir.path(), &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("store.password_env"), "{err}");
 }
