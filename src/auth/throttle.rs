@@ -323,10 +323,20 @@ impl Throttle {
             self.metrics.store_outages.inc();
             match self.limits.on_store_error {
                 OnStoreError::FailOpen => {
-                    tracing::error!(backend = store.backend(), error = %e, "store: unreachable; login limits fall back to this instance's counters until it is back")
+                    tracing::error!(
+                        backend = store.backend(),
+                        error = %e,
+                        "store: unreachable; login limits fall back to this instance's \
+                         counters until it is back"
+                    )
                 }
                 OnStoreError::FailClosed => {
-                    tracing::error!(backend = store.backend(), error = %e, "store: unreachable; logins are refused (503) until it is back (on_store_error = \"fail_closed\")")
+                    tracing::error!(
+                        backend = store.backend(),
+                        error = %e,
+                        "store: unreachable; logins are refused (503) until it is back \
+                         (on_store_error = \"fail_closed\")"
+                    )
                 }
             }
         }

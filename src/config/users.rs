@@ -69,7 +69,8 @@ pub(super) fn collect_users(r: &mut Report, prefix: &str, list: &[UserFile], out
                     r.problem(
                         format!("{at}.password_hash"),
                         format!("algorithm `{}` is not accepted", parsed.algorithm),
-                        "hash passwords with `gateway hash-password` (argon2id); bcrypt ($2b$, $2y$) is accepted too",
+                        "hash passwords with `gateway hash-password` (argon2id); \
+                         bcrypt ($2b$, $2y$) is accepted too",
                     );
                     None
                 }
@@ -115,7 +116,8 @@ fn bcrypt_hash(r: &mut Report, key: &str, h: &str) -> Option<String> {
         r.problem(
             key,
             "only $2b$ and $2y$ bcrypt hashes are accepted",
-            "$2a$ and $2x$ hashes may come from buggy implementations: rehash with `gateway hash-password`",
+            "$2a$ and $2x$ hashes may come from buggy implementations: \
+             rehash with `gateway hash-password`",
         );
         return None;
     }

@@ -65,10 +65,10 @@ impl RedisStore {
             .set_response_timeout(Some(store.timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
-        let conn = tokio::runtime::Handle::try_current()
-            .ok()
-            .and_then(|_| {
-                let client = redis.connection_info().and_then(|info| match &redis.ca_pem {
+        let conn = tokio::runtime::Handle::try_current().ok().and_then(|_| {
+            let client = redis
+                .connection_info()
+                .and_then(|info| match &redis.ca_pem {
                     // Our CA instead of the system roots; rustls with the process's
                     // provider (aws-lc-rs, the only one built in).
                     Some(pem) => redis::Client::build_with_tls(
@@ -80,13 +80,14 @@ impl RedisStore {
                     ),
                     None => redis::Client::open(info),
                 });
-                client
-                    .and_then(|c| ConnectionManager::new_lazy_with_config(c, config))
-                    .map_err(|e| {
-                        tracing::error!(error = %e.kind_name(), "store: cannot use the Redis address")
-                    })
-                    .ok()
-            });
+            client
+                .and_then(|c| ConnectionManager::new_lazy_with_config(c, config))
+                .map_err(|e| {
+                    let error = e.kind_name();
+                    tracing::error!(%error, "store: cannot use the Redis address")
+                })
+                .ok()
+        });
         RedisStore {
             conn,
             prefix: store.key_prefix.clone(),

@@ -319,7 +319,11 @@ async fn the_flood_cap_counts_every_attempt_before_the_body_is_read() {
 fn bad_limit_store_and_proxy_settings_name_their_keys() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("secret"), SECRET).unwrap();
-    let text = "[server]\ntrusted_proxies = [\"10.0.0.0/33\", \"not-an-ip\", \"127.0.0.1\"]\n[tokens]\nsecret_file = \"secret\"\n[login]\n[login.limits]\naccount_failures = 0\nlockout = \"10m\"\nmax_lockout = \"1m\"\non_store_error = \"maybe\"\n[login.remote]\nurl = \"ftp://x/\"\n[store]\nbackend = \"redis\"\nurl = \"http://127.0.0.1:6379\"\ntimeout = \"0s\"\n";
+    let text = "[server]\ntrusted_proxies = [\"10.0.0.0/33\", \"not-an-ip\", \"127.0.0.1\"]\n\
+        [tokens]\nsecret_file = \"secret\"\n[login]\n[login.limits]\naccount_failures = 0\n\
+        lockout = \"10m\"\nmax_lockout = \"1m\"\non_store_error = \"maybe\"\n[login.remote]\n\
+        url = \"ftp://x/\"\n[store]\nbackend = \"redis\"\nurl = \"http://127.0.0.1:6379\"\n\
+        timeout = \"0s\"\n";
     let err = gateway::load::from_str(text, dir.path())
         .unwrap_err()
         .to_string();

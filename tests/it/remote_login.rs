@@ -51,7 +51,8 @@ fn with_remote(url: &str) -> GatewayBuilder {
         .tokens("user_claims = [\"roles\"]")
         .raw("[admin]\nlisten = \"127.0.0.1:0\"\n")
         .table(&format!(
-            "[login.remote]\nurl = \"{url}/check\"\ntimeout = \"500ms\"\nidentity = \"id\"\nclaims = [\"roles\"]\n"
+            "[login.remote]\nurl = \"{url}/check\"\ntimeout = \"500ms\"\nidentity = \"id\"\n\
+                claims = [\"roles\"]\n"
         ))
         .respond_identity("/whoami")
 }

@@ -19,14 +19,17 @@ impl FileGateway {
     }
 }
 
-const CONFIG: &str = "[server]\nlisten = \"127.0.0.1:0\"\nreload_poll = \"0s\"\n[tokens]\nsecret_file = \"secret\"\nuser_claims = [\"roles\"]\n[login]\n[[routes]]\npath = \"/whoami\"\nrespond = \"identity\"\nauth = \"required\"\n";
+const CONFIG: &str = "[server]\nlisten = \"127.0.0.1:0\"\nreload_poll = \"0s\"\n[tokens]\n\
+    secret_file = \"secret\"\nuser_claims = [\"roles\"]\n[login]\n[[routes]]\npath = \"/whoami\"\n\
+    respond = \"identity\"\nauth = \"required\"\n";
 
 fn users(list: &[(&str, Value, &str, &str)]) -> String {
     let mut out = String::new();
     for (name, id, password, roles) in list {
         let hash = bcrypt::hash(password, 4).unwrap();
         out.push_str(&format!(
-            "[[users]]\nid = {id}\nusername = \"{name}\"\npassword_hash = \"{hash}\"\nclaims = {{ roles = [\"{roles}\"] }}\n"
+            "[[users]]\nid = {id}\nusername = \"{name}\"\npassword_hash = \"{hash}\"\n\
+                claims = {{ roles = [\"{roles}\"] }}\n"
         ));
     }
     out
@@ -115,7 +118,10 @@ fn only_2b_and_2y_bcrypt_hashes_are_accepted() {
     let good = bcrypt::hash("x", 10).unwrap();
     let a = good.replacen("$2b$", "$2a$", 1);
     let text = format!(
-        "[tokens]\nsecret_env = \"X\"\nmissing_secret = \"generate\"\n[login]\n[[users]]\nid = 1\nusername = \"a\"\npassword_hash = \"{a}\"\n[[users]]\nid = 2\nusername = \"b\"\npassword_hash = \"$2b$10$short\"\n[[users]]\nid = 3\nusername = \"c\"\npassword_hash = \"{good}\"\n"
+        "[tokens]\nsecret_env = \"X\"\nmissing_secret = \"generate\"\n[login]\n[[users]]\nid = 1\n\
+            username = \"a\"\npassword_hash = \"{a}\"\n[[users]]\nid = 2\nusername = \"b\"\n\
+            password_hash = \"$2b$10$short\"\n[[users]]\nid = 3\nusername = \"c\"\n\
+            password_hash = \"{good}\"\n"
     );
     let err = gateway::load::from_str(&text, dir.path())
         .unwrap_err()
