@@ -42,6 +42,19 @@ pub struct GatewayFile {
     /// Where state shared across requests lives (login limits).
     #[serde(default)]
     pub store: StoreFile,
+    /// Decision endpoints for a proxy in front (nginx, Traefik, Caddy, Envoy).
+    pub forward_auth: Option<ForwardAuthFile>,
+}
+
+/// `[forward_auth]`: answering another proxy's "may this request pass?".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthFile {
+    pub listen: Option<String>,
+    pub path: Option<String>,
+    pub contracts: Option<Vec<String>>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub max_age: Option<String>,
 }
 
 /// `[store]`: the embedded store or Redis.

@@ -11,7 +11,7 @@ use http::{HeaderName, HeaderValue};
 
 use super::file::{ListenerFile, ListenerTlsFile};
 use super::report::{resolve, Report};
-use super::{CertPaths, ClientAuth, ListenerConfig, TlsListenerConfig};
+use super::{CertPaths, ClientAuth, Front, ListenerConfig, TlsListenerConfig};
 
 /// The listeners; `listen` (from `[server]`) is the single plain one when none are listed.
 pub(super) fn listeners(
@@ -25,6 +25,7 @@ pub(super) fn listeners(
             addr: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             tls: None,
             redirect_https_port: None,
+            front: Front::Proxy,
         }];
     }
     if listen.is_some() {
@@ -71,6 +72,7 @@ pub(super) fn listeners(
             addr,
             tls,
             redirect_https_port: l.redirect_https_port,
+            front: Front::Proxy,
         });
     }
     out

@@ -7,6 +7,7 @@
 //! problems to the same report: this module never calls into the runtime.
 
 pub mod file;
+mod forward_auth;
 mod issuers;
 pub mod key_files;
 mod keyring;
@@ -57,6 +58,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// `[store]`: the embedded store or Redis.
     pub store: StoreConfig,
+    /// The forward-auth decision endpoints, when `[forward_auth]` is present.
+    pub forward_auth: Option<ForwardAuthConfig>,
     /// SHA-256 (hex) of the file this came from, to spot instances running different files.
     pub source_sha256: Option<String>,
 }
@@ -106,6 +109,64 @@ pub struct ListenerConfig {
     pub addr: SocketAddr,
     pub tls: Option<TlsListenerConfig>,
     pub redirect_https_port: Option<u16>,
+    /// What the listener answers: proxied requests, or only forward-auth decisions.
+    pub front: Front,
+}
+
+/// Which front-end a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Front {
+    /// The gateway as the proxy (and the forward-auth paths, when mounted there).
+    Proxy,
+    /// `[forward_auth] listen`: decision endpoints only.
+    ForwardAuth,
+}
+
+/// `[forward_auth]`: decision endpoints answering a proxy that asks before it forwards.
+#[derive(Debug, Clone)]
+pub struct ForwardAuthConfig {
+    /// Its own listener; `None`: the endpoints are paths on the main listeners.
+    pub listen: Option<SocketAddr>,
+    /// The endpoints' common prefix: `{path}/nginx`, `{path}/traefik`, `{path}/caddy`,
+    /// `{path}/envoy` (Envoy appends the original path to the last).
+    pub path: String,
+    pub contracts: Vec<Contract>,
+    /// Peers whose description of the original request is believed; anyone else gets 400.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Longest `Cache-Control: max-age` an allow carries (never past the token's `exp`).
+    pub max_age: Duration,
+}
+
+/// A proxy's forward-auth wire contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// nginx `auth_request`.
+    Nginx,
+    /// Traefik `ForwardAuth`.
+    Traefik,
+    /// Caddy `forward_auth`.
+    Caddy,
+    /// Envoy `ext_authz` with an HTTP service.
+    Envoy,
+}
+
+impl Contract {
+    pub const ALL: [Contract; 4] = [
+        Contract::Nginx,
+        Contract::Traefik,
+        Contract::Caddy,
+        Contract::Envoy,
+    ];
+
+    /// The name in `contracts = [...]` and in the endpoint path.
+    pub fn name(self) -> &'static str {
+        match self {
+            Contract::Nginx => "nginx",
+            Contract::Traefik => "traefik",
+            Contract::Caddy => "caddy",
+            Contract::Envoy => "envoy",
+        }
+    }
 }
 
 /// A PEM certificate chain and its key.

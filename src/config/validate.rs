@@ -26,7 +26,7 @@ use super::{
 /// `env` supplies the values of `secret_env` and `password_env` names.
 pub fn from_file(file: GatewayFile, base: &Path, env: Env<'_>) -> Result<Loaded, Refused> {
     let mut r = Report::default();
-    let server = server(&mut r, &file.server, &file.listeners, base);
+    let mut server = server(&mut r, &file.server, &file.listeners, base);
     let keys = keyring::keys(&mut r, &file.keys, &file.tokens, base, env);
     let tokens = tokens(&mut r, &file.tokens, base, env, keys, !file.keys.is_empty());
     let issuers = issuers(&mut r, &file.issuers, base, file.tokens.issuer.as_deref());
@@ -61,6 +61,15 @@ pub fn from_file(file: GatewayFile, base: &Path, env: Env<'_>) -> Result<Loaded,
     );
     let admin = file.admin.as_ref().and_then(|a| admin(&mut r, a, &server));
     let logging = logging(&mut r, &file.logging);
+    let taken: Vec<&str> = login
+        .iter()
+        .map(|l| l.path.as_str())
+        .chain(jwks.enabled.then_some(jwks.path.as_str()))
+        .collect();
+    let forward_auth = file
+        .forward_auth
+        .as_ref()
+        .map(|f| super::forward_auth::forward_auth(&mut r, f, &mut server, &routes, &taken));
     if routes.is_empty() && login.is_none() {
         r.warning(
             "routes",
@@ -84,6 +93,7 @@ pub fn from_file(file: GatewayFile, base: &Path, env: Env<'_>) -> Result<Loaded,
                 admin,
                 logging,
                 store,
+                forward_auth,
                 source_sha256: None,
             },
             warnings: r.warnings,

@@ -201,6 +201,7 @@ impl Pipeline {
             unrouted: RouteCounters::new("-"),
             config_sha256: config.source_sha256.clone(),
             keys_sha256: keys_fingerprint(config),
+            forward_auth: config.forward_auth.clone(),
         })
     }
 }

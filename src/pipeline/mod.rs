@@ -29,7 +29,7 @@ use crate::auth::login::Login;
 use crate::auth::users::Users;
 use crate::auth::{bearer, Claims, TokenError};
 use crate::body::{full, Body};
-use crate::config::{AuthMode, PathMatch, RequestIdMode, Responder};
+use crate::config::{AuthMode, ForwardAuthConfig, PathMatch, RequestIdMode, Responder};
 use crate::identity::{ClaimHeaders, IdentityHeaders};
 use crate::metrics::{Metrics, RouteCounters};
 use crate::policy::Policy;
@@ -92,6 +92,8 @@ pub struct Pipeline {
     unrouted: RouteCounters,
     config_sha256: Option<String>,
     keys_sha256: String,
+    /// `[forward_auth]`, read by the forward-auth front-end.
+    forward_auth: Option<ForwardAuthConfig>,
 }
 
 /// What the decision phases concluded about a request allowed to pass.
@@ -144,6 +146,16 @@ impl Pipeline {
     /// A fingerprint of the verification keys (hashes only), to spot skewed instances.
     pub fn keys_sha256(&self) -> &str {
         &self.keys_sha256
+    }
+
+    /// The forward-auth settings, when `[forward_auth]` is configured.
+    pub fn forward_auth(&self) -> Option<&ForwardAuthConfig> {
+        self.forward_auth.as_ref()
+    }
+
+    /// The header names the decision owns (stripped from every request, set from claims).
+    pub fn identity_headers(&self) -> &IdentityHeaders {
+        &self.identity
     }
 
     /// Answers one request: the upstream's response, or our JSON error. Never panics on input.
