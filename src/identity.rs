@@ -65,6 +65,11 @@ impl IdentityHeaders {
         IdentityHeaders { owned, arrays }
     }
 
+    /// Every header name we set on some route (`X-Identity` first).
+    pub fn names(&self) -> &[HeaderName] {
+        &self.owned
+    }
+
     /// Removes every inbound header that is, or could be read as, one we set.
     pub fn strip(&self, headers: &mut HeaderMap) {
         let doomed: Vec<HeaderName> = headers

@@ -22,6 +22,10 @@
 //!                     forward::finish   the upstream's hop-by-hop headers removed
 //!                   telemetry::record   metrics + access log
 //! client ◀─ upstream response, or Rejection::into_response (JSON body, one mapping)
+//!
+//! proxy ─▶ forward_auth::handle   (nginx auth_request, Traefik, Caddy, Envoy ext_authz)
+//!            the original request it describes → ①–④ as above → 200 + identity headers,
+//!            or the same refusal
 //! ```
 //!
 //! Modules, in flow order (each imports only modules listed before it, and the leaves):
@@ -43,6 +47,8 @@
 //! - [`rejection`] — every early end of a request, whose fault it is, and its response (the
 //!   one mapping); each phase's error folds into it with `?`.
 //! - [`pipeline`] — builds the runtime pieces; the only code that knows the step order.
+//! - [`forward_auth`] — the same decision answered to nginx `auth_request`, Traefik and
+//!   Caddy forward auth and Envoy `ext_authz`, for a proxy that forwards by itself.
 //! - [`server`] — worker threads, listeners, TLS handshakes, per-connection HTTP, reload,
 //!   graceful drain.
 //! - [`admin`] — the operator listener: health, readiness, metrics, fingerprints.
@@ -58,6 +64,7 @@ pub mod auth;
 pub mod body;
 pub mod client_addr;
 pub mod config;
+pub mod forward_auth;
 pub mod identity;
 pub mod load;
 pub mod metrics;

@@ -28,7 +28,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::config::ServerConfig;
+use crate::config::{Front, ServerConfig};
 use crate::load::Built;
 use crate::metrics::Metrics;
 use crate::pipeline::{Conn, Pipeline};
@@ -59,6 +59,7 @@ struct Serves {
     connections: Arc<Semaphore>,
     tls: Option<TlsListener>,
     redirect_https_port: Option<u16>,
+    front: Front,
 }
 
 /// A TLS listener's live settings. The rustls config sits behind an [`ArcSwap`] so a reload
@@ -133,6 +134,7 @@ impl Server {
                     connections: Arc::new(Semaphore::new(cfg.max_connections)),
                     tls,
                     redirect_https_port: l.redirect_https_port,
+                    front: l.front,
                 },
             });
         }
@@ -296,6 +298,7 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         let tls = bound.tls.clone();
         let redirect = bound.redirect_https_port;
+        let front = bound.front;
         tokio::spawn(async move {
             let _permit = permit;
             let _open = OpenConnection::new(&shared.metrics);
@@ -308,8 +311,8 @@ async fn accept_loop(
                         shared.header_read_timeout,
                         conn.linger_on_close.clone(),
                     );
-                    serve_connection(TokioIo::new(io), conn, None, redirect, &shared, watcher)
-                        .await;
+                    let io = TokioIo::new(io);
+                    serve_connection(io, conn, None, redirect, front, &shared, watcher).await;
                 }
                 Some(tls) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.load_full());
@@ -346,6 +349,7 @@ async fn accept_loop(
                         conn,
                         tls.hsts.clone(),
                         None,
+                        front,
                         &shared,
                         watcher,
                     )
@@ -361,6 +365,7 @@ async fn serve_connection<I>(
     conn: Conn,
     hsts: Option<HeaderValue>,
     redirect: Option<u16>,
+    front: Front,
     shared: &Shared,
     watcher: Watcher,
 ) where
@@ -380,7 +385,13 @@ async fn serve_connection<I>(
             }
             // Boxed: the pipeline's future is a few KB, and hyper moves the service's
             // future several times per request; a pointer is cheaper to move.
-            let mut res = Box::pin(pipeline.handle(req, &conn)).await;
+            let decision_only = front == Front::ForwardAuth
+                || crate::forward_auth::mounted(&pipeline, req.uri().path());
+            let mut res = if decision_only {
+                Box::pin(crate::forward_auth::handle(&pipeline, req, conn.peer)).await
+            } else {
+                Box::pin(pipeline.handle(req, &conn)).await
+            };
             if let Some(h) = hsts {
                 res.headers_mut()
                     .insert(http::header::STRICT_TRANSPORT_SECURITY, h);

@@ -1,0 +1,325 @@
+//! Forward-auth: the gateway as the auth service of another proxy (nginx `auth_request`,
+//! Traefik `ForwardAuth`, Caddy `forward_auth`, Envoy `ext_authz`) that asks, before it
+//! forwards a request itself, "may this pass, and as whom?".
+//!
+//! The answer is [`Pipeline::decide`], the very decision proxy mode makes, run over the
+//! original request the proxy describes (its method, host and path, normalized with the
+//! same bypass checks: the original URI is the client's, whatever the proxy says about
+//! it) and the headers the proxy passed (the token). An allow is an empty 200 carrying
+//! `X-Identity` and the route's claim headers, for the proxy to copy onto the request;
+//! a refusal is the response proxy mode would give, JSON body and `WWW-Authenticate`
+//! included. What each proxy sends and does with the answer is in [`contract`].
+//!
+//! The describing headers are believed only from `[forward_auth] trusted_proxies`
+//! (anyone else gets 400): the endpoints live on their own listener (`listen`) or under
+//! `path` on the main listeners.
+//!
+//! Caching: an allow carries `Cache-Control: private, max-age=N`, N at most `max_age` and
+//! never past the token's `exp`, plus `X-Accel-Expires: N` for nginx (whose
+//! `proxy_cache` would skip a `private` answer otherwise); a refusal carries `no-store`.
+
+pub mod contract;
+
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use http::header::CACHE_CONTROL;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+
+use crate::body::{full, Body};
+use crate::config::{Contract, ForwardAuthConfig};
+use crate::pipeline::{Decision, Outcome, Pipeline, RequestParts};
+use crate::proxy::forward;
+use crate::rejection::{self, Rejection};
+
+const X_ACCEL_EXPIRES: HeaderName = HeaderName::from_static("x-accel-expires");
+/// Envoy deletes the request headers named here after copying ours (on a 200 only).
+const X_ENVOY_AUTH_HEADERS_TO_REMOVE: HeaderName =
+    HeaderName::from_static("x-envoy-auth-headers-to-remove");
+
+/// Whether `path`, on a main listener, is a forward-auth endpoint (mounted there when
+/// `[forward_auth]` has no `listen` of its own).
+pub fn mounted(pipeline: &Pipeline, path: &str) -> bool {
+    pipeline
+        .forward_auth()
+        .filter(|f| f.listen.is_none())
+        .is_some_and(|f| under(&f.path, path).is_some())
+}
+
+/// What follows `prefix` in `path` when `path` is `prefix` or below it.
+fn under<'a>(prefix: &str, path: &'a str) -> Option<&'a str> {
+    path.strip_prefix(prefix)
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The contract an endpoint path names, and what follows it (Envoy's original path).
+fn endpoint<'a>(settings: &ForwardAuthConfig, path: &'a str) -> Option<(Contract, &'a str)> {
+    let rest = under(&settings.path, path)?;
+    settings.contracts.iter().find_map(|&c| {
+        let tail = rest.strip_prefix('/')?.strip_prefix(c.name())?;
+        match c {
+            // Envoy appends the original path, which always starts with `/`.
+            Contract::Envoy => tail.starts_with('/').then_some((c, tail)),
+            _ => tail.is_empty().then_some((c, tail)),
+        }
+    })
+}
+
+/// Answers one forward-auth request from `peer`. Never panics on input; never allows what
+/// proxy mode would refuse.
+pub async fn handle<B>(
+    pipeline: &Pipeline,
+    mut req: Request<B>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let started = Instant::now();
+    let Some(settings) = pipeline.forward_auth() else {
+        // A reload removed [forward_auth]; its listener stays bound until a restart.
+        return not_found();
+    };
+    let Some((contract, rest)) = endpoint(settings, req.uri().path()) else {
+        return not_found();
+    };
+    // Owned: the request's headers are edited below.
+    let rest = rest.to_string();
+    if !trusted(settings, peer) {
+        tracing::debug!(%peer, "forward-auth request from a peer outside trusted_proxies");
+        return no_store(rejection::json(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "Forward-auth requests are believed only from the trusted proxies",
+        ));
+    }
+    if let Err(r) = pipeline.check_head_size(req.headers()) {
+        return no_store(r.into_response(pipeline.errors()));
+    }
+    // The proxy's own connection headers are hop-by-hop to us, as on any inbound message.
+    forward::strip_hop_by_hop(req.headers_mut());
+    let original = match contract::describe(contract, &req, &rest) {
+        Ok(o) => o,
+        Err(why) => {
+            tracing::debug!(%peer, contract = contract.name(), error = %why, "forward-auth request does not describe a request");
+            return no_store(rejection::json(
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                &format!("Forward-auth request refused: {why}"),
+            ));
+        }
+    };
+    let parts = RequestParts {
+        method: &original.method,
+        host: original.host.as_deref(),
+        path: original.target.path(),
+        headers: req.headers(),
+    };
+    let mut outcome = Outcome::default();
+    let decided = pipeline.decide(&parts, &mut outcome).await;
+    let (response, refused) = match decided.and_then(|d| allow(pipeline, settings, contract, &d)) {
+        Ok(res) => (res, None),
+        Err(rejection) => {
+            let reason = rejection.reason();
+            let token = matches!(rejection, Rejection::Token(_) | Rejection::Forbidden(_));
+            (refuse(pipeline, contract, rejection), Some((reason, token)))
+        }
+    };
+    let status = response.status().as_u16();
+    pipeline.count(
+        &outcome,
+        &original.method,
+        status,
+        refused.filter(|(_, token)| *token).map(|(r, _)| r),
+        started.elapsed(),
+    );
+    if pipeline.access_log() {
+        tracing::info!(
+            target: "access",
+            front = contract.name(),
+            client = %peer,
+            method = %original.method,
+            path = original.target.path(),
+            route = outcome.route.map_or("-", |r| r.name()),
+            status,
+            identity = outcome.identity.as_deref().unwrap_or("-"),
+            reason = refused.map_or("-", |(r, _)| r),
+            micros = started.elapsed().as_micros() as u64,
+        );
+    }
+    response
+}
+
+/// Whether `peer` may describe requests. IPv4 peers of a dual-stack socket arrive mapped
+/// (`::ffff:a.b.c.d`) and are compared as IPv4.
+fn trusted(settings: &ForwardAuthConfig, peer: SocketAddr) -> bool {
+    let ip = peer.ip().to_canonical();
+    settings.trusted_proxies.iter().any(|net| net.contains(&ip))
+}
+
+/// The allow: an empty 200 with our identity headers and how long it may be cached.
+fn allow(
+    pipeline: &Pipeline,
+    settings: &ForwardAuthConfig,
+    contract: Contract,
+    decision: &Decision<'_>,
+) -> Result<Response<Body>, Rejection> {
+    let mut res = Response::new(full(bytes::Bytes::new()));
+    let headers = res.headers_mut();
+    pipeline.set_identity(decision, headers)?;
+    if contract == Contract::Envoy {
+        // Envoy leaves a client-sent header in place when our answer lacks it (a public
+        // route sets none): name the ones we did not set, for Envoy to delete.
+        let unset: Vec<&str> = pipeline
+            .identity_headers()
+            .names()
+            .iter()
+            .filter(|n| !headers.contains_key(*n))
+            .map(HeaderName::as_str)
+            .collect();
+        if !unset.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&unset.join(", ")) {
+                headers.insert(X_ENVOY_AUTH_HEADERS_TO_REMOVE, v);
+            }
+        }
+    }
+    let max_age = cache_seconds(settings, decision);
+    if contract == Contract::Nginx {
+        // nginx reads this before Cache-Control, and it wins over `private`.
+        headers.insert(X_ACCEL_EXPIRES, HeaderValue::from(max_age));
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("private, max-age={max_age}")) {
+        headers.insert(CACHE_CONTROL, v);
+    }
+    Ok(res)
+}
+
+/// Seconds an allow stays good: `max_age`, cut to the token's remaining lifetime.
+fn cache_seconds(settings: &ForwardAuthConfig, decision: &Decision<'_>) -> u64 {
+    let cap = settings.max_age.as_secs();
+    match &decision.claims {
+        None => cap,
+        Some(c) => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            let left = (c.exp - now).floor();
+            if left <= 0.0 {
+                0
+            } else {
+                cap.min(left as u64)
+            }
+        }
+    }
+}
+
+/// The refusal proxy mode would answer, never cached. nginx turns anything but 401 and
+/// 403 into a 500 of its own, so there the other client errors become 403 (the body says
+/// why); a gateway failure stays a 5xx.
+fn refuse(pipeline: &Pipeline, contract: Contract, rejection: Rejection) -> Response<Body> {
+    if contract == Contract::Nginx {
+        let why = rejection.to_string();
+        let res = rejection.into_response(pipeline.errors());
+        let status = res.status();
+        if status.is_client_error()
+            && status != StatusCode::UNAUTHORIZED
+            && status != StatusCode::FORBIDDEN
+        {
+            return no_store(rejection::json(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                &capitalized(&why),
+            ));
+        }
+        return no_store(res);
+    }
+    no_store(rejection.into_response(pipeline.errors()))
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+fn not_found() -> Response<Body> {
+    no_store(rejection::json(
+        StatusCode::NOT_FOUND,
+        "Not Found",
+        "No forward-auth endpoint at this path",
+    ))
+}
+
+fn no_store(mut res: Response<Body>) -> Response<Body> {
+    res.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn settings(contracts: &[Contract]) -> ForwardAuthConfig {
+        ForwardAuthConfig {
+            listen: None,
+            path: "/forward-auth".into(),
+            contracts: contracts.to_vec(),
+            trusted_proxies: vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            max_age: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn endpoints_by_contract() {
+        let s = settings(&Contract::ALL);
+        assert_eq!(
+            endpoint(&s, "/forward-auth/nginx"),
+            Some((Contract::Nginx, ""))
+        );
+        assert_eq!(
+            endpoint(&s, "/forward-auth/traefik"),
+            Some((Contract::Traefik, ""))
+        );
+        assert_eq!(
+            endpoint(&s, "/forward-auth/caddy"),
+            Some((Contract::Caddy, ""))
+        );
+        assert_eq!(
+            endpoint(&s, "/forward-auth/envoy/api/x"),
+            Some((Contract::Envoy, "/api/x"))
+        );
+        assert_eq!(
+            endpoint(&s, "/forward-auth/envoy/"),
+            Some((Contract::Envoy, "/"))
+        );
+        // The prefix is compared raw: dot segments belong to Envoy's original path.
+        assert_eq!(
+            endpoint(&s, "/forward-auth/envoy/../admin"),
+            Some((Contract::Envoy, "/../admin"))
+        );
+        for miss in [
+            "/forward-auth",
+            "/forward-auth/",
+            "/forward-auth/nginx/",
+            "/forward-auth/nginxx",
+            "/forward-auth/envoy",
+            "/forward-authx/nginx",
+            "/forward-auth/../forward-auth/nginx",
+        ] {
+            assert_eq!(endpoint(&s, miss), None, "{miss}");
+        }
+        let only = settings(&[Contract::Traefik]);
+        assert_eq!(endpoint(&only, "/forward-auth/nginx"), None);
+    }
+
+    #[test]
+    fn trust_by_peer_address() {
+        let s = settings(&Contract::ALL);
+        assert!(trusted(&s, "10.1.2.3:5000".parse().unwrap()));
+        assert!(trusted(&s, "[::ffff:10.1.2.3]:5000".parse().unwrap()));
+        assert!(trusted(&s, "[::1]:5000".parse().unwrap()));
+        assert!(!trusted(&s, "127.0.0.1:5000".parse().unwrap()));
+        assert!(!trusted(&s, "11.0.0.1:5000".parse().unwrap()));
+    }
+}
