@@ -33,12 +33,16 @@
 //! - `remote_login`: `[login.remote]` against a real user service: good, refused, slow,
 //!   down, malformed.
 //! - `users_file`: bcrypt users, per-user claims, users re-read on reload.
+//! - `forward_auth`: the decision endpoints with Traefik- and Envoy-shaped requests, the
+//!   same decisions as proxy mode, trust, cache lifetimes, `[forward_auth]` problems (real
+//!   nginx and Caddy in front: `tests/process`).
 
 mod support;
 
 mod admin;
 mod compat;
 mod config;
+mod forward_auth;
 mod forwarding;
 mod issuers;
 mod keys;

@@ -10,6 +10,9 @@
 //!   rolling restart under load, readiness taking an instance out and back.
 //! - `deploy`: the deploy files: Kubernetes schemas and invariants, compose, systemd,
 //!   HAProxy/nginx configs, the dashboard.
+//! - `forward_auth`: real nginx and Caddy in front of a recording upstream, the gateway as
+//!   their auth service, from the shipped `deploy/forward-auth/` examples; those examples
+//!   validated by `nginx -t`, `caddy validate` and a YAML parse.
 //! - `interop`: PyJWT decodes our tokens and signs tokens we accept; PyJWKClient verifies
 //!   our RS256/ES256/EdDSA tokens through our published JWKS.
 //! - `lifecycle`: reload on file change and SIGHUP, broken reloads, SIGTERM drain, the access
@@ -21,6 +24,7 @@ mod support;
 
 mod cluster;
 mod deploy;
+mod forward_auth;
 mod interop;
 mod lifecycle;
 mod rotation;

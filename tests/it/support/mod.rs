@@ -16,15 +16,21 @@
 //! - `poll`: `eventually`, a condition polled until a deadline.
 //! - `capture`: a log sink for binaries that install their own subscriber.
 //! - `pki`: throwaway certificate authorities for TLS.
+//! - `decider`: the gateway as a forward-auth decider, its tokens, Traefik- and
+//!   Envoy-shaped decision requests.
+//! - `proxies`: real nginx and Caddy processes from the `deploy/forward-auth/` examples
+//!   (used by path).
 
 // Each binary uses a different part of this module.
 #![allow(dead_code, unused_imports)]
 
 pub mod capture;
 pub mod pki;
+pub mod proxies;
 pub mod redis;
 
 mod client;
+mod decider;
 mod keypairs;
 mod poll;
 mod test_gateway;
@@ -32,6 +38,7 @@ mod tokens;
 mod upstream;
 
 pub use client::*;
+pub use decider::*;
 pub use keypairs::*;
 pub use poll::*;
 pub use test_gateway::*;
