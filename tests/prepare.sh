@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs besides Rust: the Python packages of the interop,
-# metrics and manifest tests, curl, HAProxy and nginx for the HTTP/2 client test and the
-# local three-instance cluster, and redis-server for the shared-store tests (each test
-# starts its own on a free loopback port). Safe to run again: it installs only what is
-# missing.
+# metrics and manifest tests; curl, HAProxy and nginx for the HTTP/2 client test and the
+# local three-instance cluster; redis-server for the shared-store tests (each test starts
+# its own on a free loopback port); nginx and Caddy for the forward-auth tests. Safe to run
+# again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m pip install -q --root-user-action=ignore -r tests/requirements.txt
 
 missing=()
-for tool in curl haproxy nginx redis-server; do
+for tool in curl haproxy nginx redis-server caddy; do
     command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
