@@ -2,7 +2,7 @@
 //! Traefik `ForwardAuth`, Caddy `forward_auth`, Envoy `ext_authz`) that asks, before it
 //! forwards a request itself, "may this pass, and as whom?".
 //!
-//! The answer is [`Pipeline::decide`], the very decision proxy mode makes, run over the
+//! The answer is `Pipeline::decide`, the very decision proxy mode makes, run over the
 //! original request the proxy describes (its method, host and path, normalized with the
 //! same bypass checks: the original URI is the client's, whatever the proxy says about
 //! it) and the headers the proxy passed (the token). An allow is an empty 200 carrying
