@@ -25,7 +25,8 @@ pub(super) fn forward_auth(
             r.problem(
                 "forward_auth.listen",
                 format!("`{text}` is not an address:port"),
-                "write e.g. \"127.0.0.1:9191\", or leave it out to serve the paths on the main listeners",
+                "write e.g. \"127.0.0.1:9191\", or leave it out to serve the paths on the \
+                 main listeners",
             );
             return None;
         };
@@ -33,7 +34,8 @@ pub(super) fn forward_auth(
             r.problem(
                 "forward_auth.listen",
                 format!("{addr} is also a [[listeners]] address"),
-                "give the decision endpoints their own address, or leave listen out to serve them on the main listeners",
+                "give the decision endpoints their own address, or leave listen out to serve \
+                 them on the main listeners",
             );
         }
         Some(addr)
@@ -84,7 +86,8 @@ pub(super) fn forward_auth(
                 r.problem(
                     "forward_auth.contracts",
                     "no contract is enabled",
-                    "list at least one of \"nginx\", \"traefik\", \"caddy\", \"envoy\", or remove [forward_auth]",
+                    "list at least one of \"nginx\", \"traefik\", \"caddy\", \"envoy\", or \
+                     remove [forward_auth]",
                 );
             }
             out
@@ -105,8 +108,12 @@ pub(super) fn forward_auth(
                 if net.prefix_len() == 0 && listen.is_none() {
                     r.problem(
                         format!("forward_auth.trusted_proxies[{i}]"),
-                        format!("`{text}` trusts every address, but the endpoints share the public listeners"),
-                        "list the proxy's addresses, or give the endpoints a listener only the proxy reaches (listen = ...)",
+                        format!(
+                            "`{text}` trusts every address, but the endpoints share the \
+                             public listeners"
+                        ),
+                        "list the proxy's addresses, or give the endpoints a listener only \
+                         the proxy reaches (listen = ...)",
                     );
                 }
                 trusted_proxies.push(net.trunc());

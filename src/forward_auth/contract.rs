@@ -17,13 +17,14 @@
 //!   a GET to `uri` with the client's headers, `X-Forwarded-Method` and `X-Forwarded-Uri`
 //!   set by the directive, `X-Forwarded-For/-Proto/-Host` set by `reverse_proxy`; a 2xx
 //!   copies `copy_headers` onto the request, any other response goes back to the client.
-//! - **Envoy `ext_authz`, HTTP service**
-//!   (<https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/http/ext_authz/v3/ext_authz.proto>):
-//!   the check request keeps the original method and `Host`, its path is `path_prefix`
-//!   followed by the original path (with the query), and it carries the headers of
-//!   `allowed_headers` (`Authorization` always). Only a 200 allows, copying
+//! - **Envoy `ext_authz`, HTTP service** ([ext_authz.proto][envoy]): the check request
+//!   keeps the original method and `Host`, its path is `path_prefix` followed by the
+//!   original path (with the query), and it carries the headers of `allowed_headers`
+//!   (`Authorization` always). Only a 200 allows, copying
 //!   `allowed_upstream_headers`; on a 200, `x-envoy-auth-headers-to-remove` names request
 //!   headers Envoy deletes after copying. A 5xx is an error Envoy turns into 403.
+//!
+//! [envoy]: https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/http/ext_authz/v3/ext_authz.proto
 
 use std::str::FromStr;
 

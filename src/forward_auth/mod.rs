@@ -23,13 +23,12 @@ pub mod contract;
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use http::header::CACHE_CONTROL;
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::header::{CACHE_CONTROL, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 
 use crate::body::{full, Body};
 use crate::config::{Contract, ForwardAuthConfig};
-use crate::pipeline::{Decision, Outcome, Pipeline, RequestParts};
-use crate::proxy::forward;
+use crate::pipeline::{Answer, Conn, Decision, Outcome, Pipeline};
 use crate::rejection::{self, Rejection};
 
 const X_ACCEL_EXPIRES: HeaderName = HeaderName::from_static("x-accel-expires");
@@ -65,13 +64,9 @@ fn endpoint<'a>(settings: &ForwardAuthConfig, path: &'a str) -> Option<(Contract
     })
 }
 
-/// Answers one forward-auth request from `peer`. Never panics on input; never allows what
-/// proxy mode would refuse.
-pub async fn handle<B>(
-    pipeline: &Pipeline,
-    mut req: Request<B>,
-    peer: SocketAddr,
-) -> Response<Body> {
+/// Answers one forward-auth request that came on `conn` (the proxy's connection). Never
+/// panics on input; never allows what proxy mode would refuse.
+pub async fn handle<B>(pipeline: &Pipeline, mut req: Request<B>, conn: &Conn) -> Response<Body> {
     let started = Instant::now();
     let Some(settings) = pipeline.forward_auth() else {
         // A reload removed [forward_auth]; its listener stays bound until a restart.
@@ -80,8 +75,9 @@ pub async fn handle<B>(
     let Some((contract, rest)) = endpoint(settings, req.uri().path()) else {
         return not_found();
     };
-    // Owned: the request's headers are edited below.
+    // Owned: the request's head is taken apart below.
     let rest = rest.to_string();
+    let peer = conn.peer;
     if !trusted(settings, peer) {
         tracing::debug!(%peer, "forward-auth request from a peer outside trusted_proxies");
         return no_store(rejection::json(
@@ -90,15 +86,15 @@ pub async fn handle<B>(
             "Forward-auth requests are believed only from the trusted proxies",
         ));
     }
-    if let Err(r) = pipeline.check_head_size(req.headers()) {
+    if let Err(r) = pipeline.check_header_size(req.headers()) {
         return no_store(r.into_response(pipeline.errors()));
     }
-    // The proxy's own connection headers are hop-by-hop to us, as on any inbound message.
-    forward::strip_hop_by_hop(req.headers_mut());
     let original = match contract::describe(contract, &req, &rest) {
         Ok(o) => o,
         Err(why) => {
-            tracing::debug!(%peer, contract = contract.name(), error = %why, "forward-auth request does not describe a request");
+            let contract = contract.name();
+            let error = why.to_string();
+            tracing::debug!(%peer, contract, error, "forward-auth request describes nothing");
             return no_store(rejection::json(
                 StatusCode::BAD_REQUEST,
                 "Bad Request",
@@ -106,44 +102,60 @@ pub async fn handle<B>(
             ));
         }
     };
-    let parts = RequestParts {
-        method: &original.method,
-        host: original.host.as_deref(),
-        path: original.target.path(),
-        headers: req.headers(),
-    };
+    // The original request's head: its method, target and host as described, and the
+    // headers the proxy passed on (the token among them).
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = original.method;
+    parts.uri = Uri::from(original.target);
+    parts.headers = std::mem::take(req.headers_mut());
+    parts.headers.remove(HOST);
+    if let Some(host) = original.host.as_deref() {
+        match HeaderValue::from_str(host) {
+            Ok(v) => {
+                parts.headers.insert(HOST, v);
+            }
+            Err(_) => {
+                return no_store(rejection::json(
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request",
+                    "Forward-auth request refused: the host is not a header value",
+                ))
+            }
+        }
+    }
     let mut outcome = Outcome::default();
-    let decided = pipeline.decide(&parts, &mut outcome).await;
-    let (response, refused) = match decided.and_then(|d| allow(pipeline, settings, contract, &d)) {
-        Ok(res) => (res, None),
+    let decided = pipeline.decide(&mut parts, conn, &mut outcome).await;
+    // A client-certificate subject set by ④ is the proxy's own certificate, not the
+    // client's: never part of the answer.
+    if let Some((name, _)) = &conn.client_subject {
+        parts.headers.remove(name);
+    }
+    let (response, reason, token_refused) = match decided {
+        Ok(d) => (
+            allow(pipeline, settings, contract, &d, &parts.headers),
+            None,
+            false,
+        ),
         Err(rejection) => {
+            pipeline.log_refusal(&outcome, &rejection, parts.uri.path());
             let reason = rejection.reason();
             let token = matches!(rejection, Rejection::Token(_) | Rejection::Forbidden(_));
-            (refuse(pipeline, contract, rejection), Some((reason, token)))
+            (refuse(pipeline, contract, rejection), Some(reason), token)
         }
     };
-    let status = response.status().as_u16();
-    pipeline.count(
+    pipeline.record_answer(
         &outcome,
-        &original.method,
-        status,
-        refused.filter(|(_, token)| *token).map(|(r, _)| r),
-        started.elapsed(),
+        &Answer {
+            method: &parts.method,
+            path: parts.uri.path(),
+            client: peer,
+            front: contract.name(),
+            status: response.status().as_u16(),
+            elapsed: started.elapsed(),
+            reason,
+            token_refused,
+        },
     );
-    if pipeline.access_log() {
-        tracing::info!(
-            target: "access",
-            front = contract.name(),
-            client = %peer,
-            method = %original.method,
-            path = original.target.path(),
-            route = outcome.route.map_or("-", |r| r.name()),
-            status,
-            identity = outcome.identity.as_deref().unwrap_or("-"),
-            reason = refused.map_or("-", |(r, _)| r),
-            micros = started.elapsed().as_micros() as u64,
-        );
-    }
     response
 }
 
@@ -154,22 +166,29 @@ fn trusted(settings: &ForwardAuthConfig, peer: SocketAddr) -> bool {
     settings.trusted_proxies.iter().any(|net| net.contains(&ip))
 }
 
-/// The allow: an empty 200 with our identity headers and how long it may be cached.
+/// The allow: an empty 200 with the identity headers the decision set on `decided` (the
+/// original request's headers after ④), and how long it may be cached.
 fn allow(
     pipeline: &Pipeline,
     settings: &ForwardAuthConfig,
     contract: Contract,
     decision: &Decision<'_>,
-) -> Result<Response<Body>, Rejection> {
+    decided: &HeaderMap,
+) -> Response<Body> {
     let mut res = Response::new(full(bytes::Bytes::new()));
     let headers = res.headers_mut();
-    pipeline.set_identity(decision, headers)?;
+    // ④ stripped every spelling of these from the request, then set ours: whatever is
+    // left under their names is the gateway's.
+    let owned = pipeline.identity_headers().names();
+    for name in owned {
+        for value in decided.get_all(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
     if contract == Contract::Envoy {
         // Envoy leaves a client-sent header in place when our answer lacks it (a public
         // route sets none): name the ones we did not set, for Envoy to delete.
-        let unset: Vec<&str> = pipeline
-            .identity_headers()
-            .names()
+        let unset: Vec<&str> = owned
             .iter()
             .filter(|n| !headers.contains_key(*n))
             .map(HeaderName::as_str)
@@ -188,7 +207,7 @@ fn allow(
     if let Ok(v) = HeaderValue::from_str(&format!("private, max-age={max_age}")) {
         headers.insert(CACHE_CONTROL, v);
     }
-    Ok(res)
+    res
 }
 
 /// Seconds an allow stays good: `max_age`, cut to the token's remaining lifetime.
@@ -214,23 +233,23 @@ fn cache_seconds(settings: &ForwardAuthConfig, decision: &Decision<'_>) -> u64 {
 /// 403 into a 500 of its own, so there the other client errors become 403 (the body says
 /// why); a gateway failure stays a 5xx.
 fn refuse(pipeline: &Pipeline, contract: Contract, rejection: Rejection) -> Response<Body> {
-    if contract == Contract::Nginx {
-        let why = rejection.to_string();
-        let res = rejection.into_response(pipeline.errors());
-        let status = res.status();
-        if status.is_client_error()
-            && status != StatusCode::UNAUTHORIZED
-            && status != StatusCode::FORBIDDEN
+    let why = (contract == Contract::Nginx).then(|| rejection.to_string());
+    let res = rejection.into_response(pipeline.errors());
+    let status = res.status();
+    match why {
+        Some(why)
+            if status.is_client_error()
+                && status != StatusCode::UNAUTHORIZED
+                && status != StatusCode::FORBIDDEN =>
         {
-            return no_store(rejection::json(
+            no_store(rejection::json(
                 StatusCode::FORBIDDEN,
                 "Forbidden",
                 &capitalized(&why),
-            ));
+            ))
         }
-        return no_store(res);
+        _ => no_store(res),
     }
-    no_store(rejection.into_response(pipeline.errors()))
 }
 
 fn capitalized(text: &str) -> String {

@@ -107,6 +107,23 @@ pub(crate) struct Decision<'p> {
     noted: forward::Noted,
 }
 
+/// A request answered by another front-end, for [`Pipeline::record_answer`].
+pub(crate) struct Answer<'a> {
+    /// The original request's method and path (never its query: queries carry secrets).
+    pub(crate) method: &'a Method,
+    pub(crate) path: &'a str,
+    /// The proxy that asked.
+    pub(crate) client: std::net::SocketAddr,
+    /// Which front-end answered (logged as the upstream: nothing was forwarded).
+    pub(crate) front: &'a str,
+    pub(crate) status: u16,
+    pub(crate) elapsed: Duration,
+    /// The refusal's reason, when the request was refused.
+    pub(crate) reason: Option<&'static str>,
+    /// Whether it was refused for its token or claims.
+    pub(crate) token_refused: bool,
+}
+
 /// What the metrics and the access log record about one request. The identity and
 /// server are only filled in when the access log is on.
 #[derive(Default)]
@@ -156,6 +173,36 @@ impl Pipeline {
     /// The header names the decision owns (stripped from every request, set from claims).
     pub fn identity_headers(&self) -> &IdentityHeaders {
         &self.identity
+    }
+
+    /// Logs a refusal another front-end answers (a forward-auth decision) against its
+    /// route, at the level its fault deserves, as `handle` does.
+    pub(crate) fn log_refusal(&self, outcome: &Outcome<'_>, rejection: &Rejection, path: &str) {
+        rejection.log(outcome.route.unwrap_or(&self.unrouted).name(), path);
+    }
+
+    /// Finishes a request another front-end answered with [`Pipeline::decide`] alone (a
+    /// forward-auth decision): counts it and writes its access-log line, as `handle` does
+    /// for a proxied request.
+    pub(crate) fn record_answer(&self, outcome: &Outcome<'_>, a: &Answer<'_>) {
+        let finished = telemetry::Finished {
+            counters: outcome.route.unwrap_or(&self.unrouted),
+            method: a.method,
+            status: a.status,
+            elapsed: a.elapsed,
+            login: None,
+            reason: a.reason,
+            token_refused: a.token_refused,
+        };
+        let access = self.access_log.then(|| telemetry::AccessLine {
+            request_id: "-",
+            client: a.client,
+            path: a.path.to_string(),
+            upstream: a.front,
+            bytes: Some(0),
+            identity: outcome.identity.as_deref().unwrap_or("-"),
+        });
+        telemetry::record(&self.metrics, &finished, access);
     }
 
     /// Answers one request: the upstream's response, or our JSON error. Never panics on input.
@@ -400,7 +447,7 @@ impl Pipeline {
     }
 
     /// 431 when the header names and values together exceed `server.max_header_bytes`.
-    fn check_header_size(&self, headers: &http::HeaderMap) -> Result<(), Rejection> {
+    pub(crate) fn check_header_size(&self, headers: &http::HeaderMap) -> Result<(), Rejection> {
         let bytes: usize = headers
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len())

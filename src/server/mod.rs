@@ -388,7 +388,7 @@ async fn serve_connection<I>(
             let decision_only = front == Front::ForwardAuth
                 || crate::forward_auth::mounted(&pipeline, req.uri().path());
             let mut res = if decision_only {
-                Box::pin(crate::forward_auth::handle(&pipeline, req, conn.peer)).await
+                Box::pin(crate::forward_auth::handle(&pipeline, req, &conn)).await
             } else {
                 Box::pin(pipeline.handle(req, &conn)).await
             };

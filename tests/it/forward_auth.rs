@@ -160,7 +160,8 @@ async fn envoy_ext_authz_contract() {
     // The original path comes after the prefix raw: its dot segments are the client's.
     let (status, text) = raw_status(
         decisions(&gw),
-        "GET /forward-auth/envoy/static/../api/items HTTP/1.1\r\nHost: app.example.com\r\ncontent-length: 0\r\nConnection: close\r\n\r\n",
+        "GET /forward-auth/envoy/static/../api/items HTTP/1.1\r\nHost: app.example.com\r\n\
+         content-length: 0\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert_eq!(status, 400, "{text}");
@@ -301,7 +302,8 @@ fn problems(toml: &str) -> Vec<String> {
 
 #[test]
 fn bad_forward_auth_configs_name_their_keys() {
-    let base = "[tokens]\nsecret_file = \"secret\"\n[[routes]]\npath = \"/api\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"required\"\n";
+    let base = "[tokens]\nsecret_file = \"secret\"\n[[routes]]\npath = \"/api\"\n\
+                upstream = \"http://127.0.0.1:1\"\nauth = \"required\"\n";
     let cases = [
         (
             "[forward_auth]\ncontracts = [\"haproxy\"]",
@@ -357,7 +359,8 @@ fn bad_forward_auth_configs_name_their_keys() {
     assert!(p.iter().any(|p| p.contains("lisen")), "{p:#?}");
     // Trusting everyone is fine on a listener only the proxy reaches.
     assert!(problems(&format!(
-        "{base}[forward_auth]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"0.0.0.0/0\", \"::/0\"]\n"
+        "{base}[forward_auth]\nlisten = \"127.0.0.1:0\"\n\
+         trusted_proxies = [\"0.0.0.0/0\", \"::/0\"]\n"
     ))
     .is_empty());
 }

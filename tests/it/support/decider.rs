@@ -3,9 +3,10 @@
 //! client send them (neither proxy is packaged here):
 //! - Traefik (<https://doc.traefik.io/traefik/middlewares/http/forwardauth/>): a GET to the
 //!   address with the client's headers and `X-Forwarded-Method/-Proto/-Host/-Uri/-For`.
-//! - Envoy (<https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/http/ext_authz/v3/ext_authz.proto>):
-//!   the original method and `Host`, `path_prefix` + the original path, `Content-Length: 0`,
-//!   the allowed headers (`Authorization` always).
+//! - Envoy ([ext_authz.proto][envoy]): the original method and `Host`, `path_prefix` +
+//!   the original path, `Content-Length: 0`, the allowed headers (`Authorization` always).
+//!
+//! [envoy]: https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/http/ext_authz/v3/ext_authz.proto
 
 use std::net::SocketAddr;
 
