@@ -97,6 +97,17 @@ impl Reloader {
                         take effect at the next restart"
                     );
                 }
+                // Listeners are bound once: a new [forward_auth] listen needs a restart too
+                // (the settings behind the endpoints change at once).
+                let decisions = |l: &[crate::config::ListenerConfig]| -> Vec<_> {
+                    l.iter()
+                        .filter(|l| l.front == crate::config::Front::ForwardAuth)
+                        .map(|l| l.addr)
+                        .collect()
+                };
+                if decisions(&s.listeners) != decisions(&self.server.listeners) {
+                    tracing::warn!("forward_auth.listen takes effect at the next restart");
+                }
                 let pipeline = Pipeline::build_in(
                     &loaded.config,
                     &loaded.built,
