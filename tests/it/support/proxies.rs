@@ -41,7 +41,8 @@ fn open_dir() -> tempfile::TempDir {
     dir
 }
 
-/// A child process killed (by its PID) and reaped on drop.
+/// A child process stopped (by its PID: SIGTERM, then SIGKILL after 10 s) and reaped on
+/// drop.
 pub struct Proxy {
     child: Child,
     pub port: u16,
@@ -83,6 +84,18 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: nginx's master then stops its workers and cache manager,
+        // which a killed master would leave running.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
