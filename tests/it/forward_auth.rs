@@ -1,6 +1,6 @@
 //! Forward-auth decision endpoints, in process: the Traefik and Envoy contracts with
 //! requests shaped as those proxies send them (`support/decider.rs`), the same decisions as
-//! proxy mode, trust, cache lifetimes, the example gateway config, `[forward_auth]`
+//! proxy mode, trust, cache lifetimes, metrics, the example gateway config, `[forward_auth]`
 //! problems. Real nginx and Caddy in front: `tests/process/forward_auth.rs`.
 
 use serde_json::json;
@@ -363,4 +363,43 @@ fn bad_forward_auth_configs_name_their_keys() {
          trusted_proxies = [\"0.0.0.0/0\", \"::/0\"]\n"
     ))
     .is_empty());
+}
+
+#[tokio::test]
+async fn decisions_are_counted_like_proxied_requests() {
+    let up = Upstream::start().await;
+    // The admin table rides after [forward_auth] (decider appends that table last).
+    let gw = decider(
+        &up,
+        &format!("{OWN_LISTENER}\n[admin]\nlisten = \"127.0.0.1:0\""),
+    )
+    .await;
+    let user = token_with(&["user"], 300);
+    let r = traefik(&gw, "GET", "/api/items", "app.example.com", Some(&user)).await;
+    assert_eq!(r.status, 200);
+    let r = traefik(&gw, "GET", "/api/items", "app.example.com", None).await;
+    assert_eq!(r.status, 401);
+    let metrics = get(&gw.admin_url("/metrics"), &[]).await.text();
+    let sample = |name: &str, labels: &[&str]| -> Vec<String> {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter(|l| labels.iter().all(|want| l.contains(want)))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+            .collect()
+    };
+    let api = "route=\"routes[1]\"";
+    assert_eq!(
+        sample("gateway_requests_total", &[api, "status=\"200\""]),
+        ["1"],
+        "{metrics}"
+    );
+    assert_eq!(
+        sample("gateway_requests_total", &[api, "status=\"401\""]),
+        ["1"]
+    );
+    assert_eq!(
+        sample("gateway_token_rejections_total", &["reason=\"missing\""]),
+        ["1"]
+    );
 }
