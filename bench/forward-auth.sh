@@ -59,6 +59,8 @@ cat >"$RUN_DIR/gateway.toml" <<EOF
 listen = "127.0.0.1:$GATEWAY_PORT"
 workers = 1
 reload_poll = "0s"
+# The front nginx, on loopback, may describe requests to the decision endpoints.
+trusted_proxies = ["127.0.0.1/32"]
 
 [logging]
 access = false

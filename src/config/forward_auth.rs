@@ -4,14 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ipnet::IpNet;
-
 use super::file::ForwardAuthFile;
 use super::report::Report;
 use super::{Contract, ForwardAuthConfig, Front, ListenerConfig, RouteConfig, ServerConfig};
-
-/// Loopback only: a proxy on the same host.
-const DEFAULT_TRUSTED: [&str; 2] = ["127.0.0.1/32", "::1/128"];
 
 pub(super) fn forward_auth(
     r: &mut Report,
@@ -93,44 +88,42 @@ pub(super) fn forward_auth(
             out
         }
     };
-    let trusted_text: Vec<String> = match &f.trusted_proxies {
-        Some(list) => list.clone(),
-        None => DEFAULT_TRUSTED.iter().map(|s| s.to_string()).collect(),
-    };
-    let mut trusted_proxies = Vec::new();
-    for (i, text) in trusted_text.iter().enumerate() {
-        // A bare address is a one-address block.
-        let parsed = text
-            .parse::<IpNet>()
-            .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
-        match parsed {
-            Ok(net) => {
-                if net.prefix_len() == 0 && listen.is_none() {
-                    r.problem(
-                        format!("forward_auth.trusted_proxies[{i}]"),
-                        format!(
-                            "`{text}` trusts every address, but the endpoints share the \
-                             public listeners"
-                        ),
-                        "list the proxy's addresses, or give the endpoints a listener only \
-                         the proxy reaches (listen = ...)",
-                    );
-                }
-                trusted_proxies.push(net.trunc());
-            }
-            Err(_) => r.problem(
-                format!("forward_auth.trusted_proxies[{i}]"),
-                format!("`{text}` is not an address or CIDR block"),
-                "write e.g. \"10.0.0.0/8\", \"192.168.1.7\" or \"::1/128\"",
-            ),
+    // One list of the proxies in front, unless the endpoints need their own (a listener
+    // only the proxy reaches may trust every address without widening X-Forwarded-For
+    // trust on the public listeners).
+    let trusted_proxies = match &f.trusted_proxies {
+        None => server.trusted_proxies.clone(),
+        Some(list) => {
+            super::proxies::trusted_proxies(r, "forward_auth.trusted_proxies", Some(list))
         }
-    }
-    if trusted_proxies.is_empty() && f.trusted_proxies.as_ref().is_some_and(|l| l.is_empty()) {
+    };
+    let key = if f.trusted_proxies.is_some() {
+        "forward_auth.trusted_proxies"
+    } else {
+        "server.trusted_proxies"
+    };
+    if trusted_proxies.is_empty() {
         r.problem(
-            "forward_auth.trusted_proxies",
-            "empty: no proxy would be believed",
-            "list the proxy's addresses, e.g. [\"127.0.0.1/32\"]",
+            key,
+            "empty: no proxy may describe a request to the forward-auth endpoints",
+            "list the proxies in front in [server] trusted_proxies (e.g. [\"127.0.0.1/32\"]), \
+             or give [forward_auth] a trusted_proxies list of its own",
         );
+    }
+    if listen.is_none() {
+        for (i, net) in trusted_proxies.iter().enumerate() {
+            if net.prefix_len() == 0 {
+                r.problem(
+                    format!("{key}[{i}]"),
+                    format!(
+                        "`{net}` trusts every address, but the endpoints share the public \
+                         listeners"
+                    ),
+                    "list the proxy's addresses, or give the endpoints a listener only the \
+                     proxy reaches ([forward_auth] listen = ...)",
+                );
+            }
+        }
     }
     let max_age = r.duration(
         "forward_auth.max_age",

@@ -132,6 +132,7 @@ pub struct ForwardAuthConfig {
     pub path: String,
     pub contracts: Vec<Contract>,
     /// Peers whose description of the original request is believed; anyone else gets 400.
+    /// `[server] trusted_proxies` unless `[forward_auth]` lists its own; never empty.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Longest `Cache-Control: max-age` an allow carries (never past the token's `exp`).
     pub max_age: Duration,

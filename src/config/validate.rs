@@ -184,7 +184,11 @@ fn server(r: &mut Report, s: &ServerFile, listeners: &[ListenerFile], base: &Pat
             d if d.is_zero() => None,
             d => Some(d),
         },
-        trusted_proxies: super::proxies::trusted_proxies(r, s.trusted_proxies.as_ref()),
+        trusted_proxies: super::proxies::trusted_proxies(
+            r,
+            "server.trusted_proxies",
+            s.trusted_proxies.as_ref(),
+        ),
     }
 }
 

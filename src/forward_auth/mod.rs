@@ -10,9 +10,9 @@
 //! a refusal is the response proxy mode would give, JSON body and `WWW-Authenticate`
 //! included. What each proxy sends and does with the answer is in [`contract`].
 //!
-//! The describing headers are believed only from `[forward_auth] trusted_proxies`
-//! (anyone else gets 400): the endpoints live on their own listener (`listen`) or under
-//! `path` on the main listeners.
+//! The describing headers are believed only from the trusted proxies (`[server]
+//! trusted_proxies`, or `[forward_auth]`'s own list; anyone else gets 400): the endpoints
+//! live on their own listener (`listen`) or under `path` on the main listeners.
 //!
 //! Caching: an allow carries `Cache-Control: private, max-age=N`, N at most `max_age` and
 //! never past the token's `exp`, plus `X-Accel-Expires: N` for nginx (whose

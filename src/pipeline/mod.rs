@@ -196,7 +196,7 @@ impl Pipeline {
         };
         let access = self.access_log.then(|| telemetry::AccessLine {
             request_id: "-",
-            client: a.client,
+            client: &a.client,
             path: a.path.to_string(),
             upstream: a.front,
             bytes: Some(0),

@@ -225,21 +225,33 @@ async fn forward_auth_decides_exactly_as_proxy_mode() {
 #[tokio::test]
 async fn describing_headers_are_believed_only_from_trusted_proxies() {
     let up = Upstream::start().await;
-    let gw = decider(
+    let user = token_with(&["admin"], 300);
+    // [forward_auth] trusted_proxies replaces [server] trusted_proxies for the endpoints.
+    let own = decider(
         &up,
         &format!("{OWN_LISTENER}\ntrusted_proxies = [\"10.0.0.0/8\"]"),
     )
     .await;
-    let user = token_with(&["admin"], 300);
-    let r = traefik(&gw, "GET", "/api/items", "app.example.com", Some(&user)).await;
+    let r = traefik(&own, "GET", "/api/items", "app.example.com", Some(&user)).await;
     r.assert_error(
         400,
         "Bad Request",
         "Forward-auth requests are believed only from the trusted proxies",
     );
     assert!(r.header("x-identity").is_none());
-    let r = envoy(&gw, "GET", "/", "www.example.com", None).await;
+    let r = envoy(&own, "GET", "/", "www.example.com", None).await;
     assert_eq!(r.status, 400);
+    // Without a list of its own, the endpoints believe the proxies in front: the test
+    // client (loopback) is not one of them here.
+    let shared = gateway()
+        .route("/api", &up.url(), "required")
+        .server("trusted_proxies = [\"10.0.0.0/8\"]")
+        .raw(&format!("[forward_auth]\n{OWN_LISTENER}"))
+        .start()
+        .await;
+    let r = traefik(&shared, "GET", "/api/items", "app.example.com", Some(&user)).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(up.requests().is_empty());
 }
 
 #[tokio::test]
@@ -314,6 +326,16 @@ fn bad_forward_auth_configs_name_their_keys() {
             "[forward_auth]\ntrusted_proxies = [\"10.0.0.0/33\"]",
             "forward_auth.trusted_proxies[0]",
             "CIDR",
+        ),
+        (
+            "[forward_auth]\ncontracts = [\"nginx\"]",
+            "server.trusted_proxies",
+            "no proxy may describe a request",
+        ),
+        (
+            "[server]\ntrusted_proxies = [\"::/0\"]\n[forward_auth]\n",
+            "server.trusted_proxies[0]",
+            "every address",
         ),
         (
             "[forward_auth]\ntrusted_proxies = [\"0.0.0.0/0\"]",

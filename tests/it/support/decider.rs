@@ -15,7 +15,8 @@ use serde_json::json;
 
 use super::{gateway, get, jwt_header, mint, now, request, sign_with, Gateway, Resp, Upstream};
 
-/// Routes every test shares: `/` public, `/api` required, `/admin` needs the admin role,
+/// `[server] trusted_proxies` is loopback (the test client plays the proxy). Routes every
+/// test shares: `/` public, `/api` required, `/admin` needs the admin role,
 /// `/reports` is GET only, and the host `admin.example.com` is required everywhere.
 pub async fn decider(up: &Upstream, forward_auth: &str) -> Gateway {
     gateway()
@@ -35,6 +36,8 @@ pub async fn decider(up: &Upstream, forward_auth: &str) -> Gateway {
             &["host = \"admin.example.com\""],
         )
         .raw("[identity]\nclaims = { \"X-Roles\" = \"roles\" }")
+        // The test client is the proxy: on loopback, trusted as the proxies in front.
+        .server("trusted_proxies = [\"127.0.0.1/32\"]")
         .raw(&format!("[forward_auth]\n{forward_auth}"))
         .start()
         .await
