@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs besides Rust: the Python packages of the interop,
-# metrics and manifest tests; curl, HAProxy and nginx for the HTTP/2 client test and the
-# local three-instance cluster; redis-server for the shared-store tests (each test starts
-# its own on a free loopback port); nginx and Caddy for the forward-auth tests. Safe to run
-# again: it installs only what is missing.
+# metrics and manifest tests and of the example backends; curl, HAProxy and nginx for the
+# HTTP/2 client test and the local three-instance cluster; redis-server for the shared-store
+# tests (each test starts its own on a free loopback port); nginx and Caddy for the
+# forward-auth tests; Node.js and the Express example's npm packages. Safe to run again: it
+# installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m pip install -q --root-user-action=ignore -r tests/requirements.txt
 
 missing=()
-for tool in curl haproxy nginx redis-server caddy; do
-    command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+# Debian names the Node.js binary's package nodejs.
+package() { if [ "$1" = node ]; then echo nodejs; else echo "$1"; fi; }
+for tool in curl haproxy nginx redis-server caddy node npm; do
+    command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("$(package "$tool")")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
@@ -24,4 +27,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
         echo "tests need: ${missing[*]} (install them with your package manager)" >&2
         exit 1
     fi
+fi
+
+# The Express example backend's packages, exactly as its package-lock.json pins them.
+express=examples/backends/express
+if ! (cd "$express" && node -e 'require.resolve("express")' >/dev/null 2>&1); then
+    npm ci --prefix "$express" --no-audit --no-fund --loglevel=error >/dev/null
 fi
