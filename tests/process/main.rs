@@ -6,6 +6,9 @@
 //! from `tests/prepare.sh`.
 //!
 //! Modules:
+//! - `backends`: the example backends (Flask, FastAPI, Express, Django) as real upstreams
+//!   behind a gateway process: the seed walkthrough, spoofed identity headers, requests
+//!   around the gateway, Flask-JWT's tokens through the switch.
 //! - `cluster`: three gateway processes behind HAProxy with an nginx backend: shared tokens,
 //!   rolling restart under load, readiness taking an instance out and back.
 //! - `deploy`: the deploy files: Kubernetes schemas and invariants, compose, systemd,
@@ -22,6 +25,7 @@
 #[path = "../it/support/mod.rs"]
 mod support;
 
+mod backends;
 mod cluster;
 mod deploy;
 mod forward_auth;

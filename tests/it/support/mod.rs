@@ -14,6 +14,8 @@
 //!   gateway.
 //! - `client`: a one-request HTTP client and a raw-socket exchange.
 //! - `poll`: `eventually`, a condition polled until a deadline.
+//! - `backends`: the example backends of `examples/backends/`, and the `gateway` binary in
+//!   front of them, as child processes.
 //! - `capture`: a log sink for binaries that install their own subscriber.
 //! - `pki`: throwaway certificate authorities for TLS.
 //! - `decider`: the gateway as a forward-auth decider, its tokens, Traefik- and
@@ -29,6 +31,7 @@ pub mod pki;
 pub mod proxies;
 pub mod redis;
 
+mod backends;
 mod client;
 mod decider;
 mod keypairs;
@@ -37,6 +40,7 @@ mod test_gateway;
 mod tokens;
 mod upstream;
 
+pub use backends::*;
 pub use client::*;
 pub use decider::*;
 pub use keypairs::*;
