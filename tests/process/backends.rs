@@ -233,6 +233,16 @@ fn flask_jwt_token(identity: &str, secret: &str, iat: Option<i64>) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// A token's header, decoded.
+fn token_header(token: &str) -> Value {
+    use base64::Engine;
+    let segment = token.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 /// The guide's promise: switch with the app's `SECRET_KEY` and the tokens clients already
 /// hold keep working, because the gateway reads Flask-JWT's tokens as they are.
 #[tokio::test]
@@ -246,14 +256,7 @@ async fn tokens_minted_by_flask_jwt_stay_valid_through_the_switch() {
     let (backend, gw) = seed_setup(Framework::Flask, "").await;
 
     let issued_by_the_app = flask_jwt_token("1", SEED_SECRET, None);
-    let header: Value = serde_json::from_slice(
-        &base64::Engine::decode(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            issued_by_the_app.split('.').next().unwrap(),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let header = token_header(&issued_by_the_app);
     assert_eq!(header, json!({"typ": "JWT", "alg": "HS256"}));
     let auth = jwt_header(&issued_by_the_app);
     let r = get(&gw.url("/protected"), &[("authorization", &auth)]).await;
@@ -277,4 +280,54 @@ async fn tokens_minted_by_flask_jwt_stay_valid_through_the_switch() {
     )
     .await;
     r.assert_error(401, "Invalid JWT", "User does not exist");
+}
+
+/// The guide's "After the switch": the short Flask secret becomes a verify-only key next
+/// to a long signing key. Flask-JWT's tokens (no `kid`) still pass; new tokens carry the
+/// new key's `kid` and pass too.
+#[tokio::test]
+async fn a_long_signing_key_replaces_the_flask_secret_without_logging_anyone_out() {
+    let backend = Backend::start(Framework::Flask).await;
+    let keys = r#"
+[[keys]]
+id = "flask-secret-key"
+algorithm = "HS256"
+secret_env = "OLD_SECRET_KEY"
+allow_short_secret = true
+sign = false
+
+[[keys]]
+id = "2026-12"
+algorithm = "HS256"
+secret_env = "GATEWAY_SECRET"
+sign = true
+"#;
+    // With [[keys]], [tokens] holds no algorithm or secret of its own.
+    let mut toml = example_config(&backend, "");
+    for line in [
+        "secret_env = \"GATEWAY_SECRET\"\n",
+        "allow_short_secret = true\n",
+        "algorithm = \"HS256\"\n",
+    ] {
+        toml = replace_once(&toml, line, "");
+    }
+    toml.push_str(keys);
+    let long = "a-new-signing-key-of-more-than-32-bytes";
+    let gw = GatewayProcess::start(
+        &toml,
+        &[("OLD_SECRET_KEY", SEED_SECRET), ("GATEWAY_SECRET", long)],
+    );
+    let old = flask_jwt_token("1", SEED_SECRET, None);
+    let new = token_for(&gw, "user1").await;
+    let header = token_header(&new);
+    assert_eq!(header["kid"], "2026-12");
+    for token in [&old, &new] {
+        let r = get(
+            &gw.url("/protected"),
+            &[("authorization", &format!("JWT {token}"))],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), backend.log());
+        assert_eq!(r.text(), "User(id='1')");
+    }
 }
