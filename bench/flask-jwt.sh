@@ -6,11 +6,14 @@
 #   bench/flask-jwt.sh                        full run (REPS=5 x DURATION=10 s per side)
 #   REPS=1 DURATION=3 bench/flask-jwt.sh      smoke run (not a measurement)
 #
+# Both apps run from one venv with the seed's pinned stack (bench/seed/requirements.txt:
+# Flask-JWT 0.3.2 and the old Flask it needs), so the same Flask, Werkzeug and gunicorn serve
+# both sides and the only difference is where JWT is handled.
+#
 # Knobs: REPS, DURATION (s), CONNS (wrk connections, default 32), WORKERS (gunicorn sync
 # workers per app, default 2 x cores + 1, gunicorn's advice), PORT_BASE (default 19180;
-# three ports from it), VENV_DIR (default bench/.venv). Needs wrk, python3 with venv, and
-# the registry for the first run's two venvs: the seed's pinned Flask-JWT stack
-# (bench/seed/requirements.txt) and the example's Flask (bench/seed/example-requirements.txt).
+# three ports from it), VENV_DIR (default bench/.venv/seed). Needs wrk, python3 with venv,
+# and the Python package registry on the first run, which creates the venv.
 # Results: bench/results/flask-jwt-<timestamp>/ (runs.csv, summary.md). Loopback only;
 # every process started is stopped by PID on exit.
 set -euo pipefail
@@ -24,7 +27,7 @@ CONNS=${CONNS:-32}
 CORES=$(nproc)
 WORKERS=${WORKERS:-$((2 * CORES + 1))}
 PORT_BASE=${PORT_BASE:-19180}
-VENV_DIR=${VENV_DIR:-$BENCH_DIR/.venv}
+VENV_DIR=${VENV_DIR:-$BENCH_DIR/.venv/seed}
 SEED_PORT=$PORT_BASE
 GATEWAY_PORT=$((PORT_BASE + 1))
 EXAMPLE_PORT=$((PORT_BASE + 2))
@@ -42,18 +45,13 @@ for port in $SEED_PORT $GATEWAY_PORT $EXAMPLE_PORT; do
 done
 
 # ---------------------------------------------------------------- setup
-venv() {  # venv NAME REQUIREMENTS [--no-deps PACKAGE]: created once, reused after
-  local dir=$VENV_DIR/$1
-  if [[ ! -x $dir/bin/gunicorn ]]; then
-    log "creating $dir"
-    python3 -m venv "$dir"
-    "$dir/bin/pip" install -q -r "$2"
-    if [[ ${3:-} == --no-deps ]]; then "$dir/bin/pip" install -q --no-deps "$4"; fi
-  fi
-  echo "$dir"
-}
-SEED_VENV=$(venv seed "$BENCH_DIR/seed/requirements.txt" --no-deps Flask-JWT==0.3.2)
-EXAMPLE_VENV=$(venv example "$BENCH_DIR/seed/example-requirements.txt")
+if [[ ! -x $VENV_DIR/bin/gunicorn ]]; then
+  log "creating $VENV_DIR"
+  python3 -m venv "$VENV_DIR"
+  "$VENV_DIR/bin/pip" install -q -r "$BENCH_DIR/seed/requirements.txt"
+  # Flask-JWT pins PyJWT<1.5, which no longer imports on this Python (requirements.txt).
+  "$VENV_DIR/bin/pip" install -q --no-deps Flask-JWT==0.3.2
+fi
 cargo build --release -j"${BUILD_JOBS:-2}" --bin gateway
 GATEWAY_BIN=$ROOT/target/release/gateway
 
@@ -73,13 +71,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-gunicorn_start() {  # NAME VENV DIR PORT
-  (cd "$3" && exec "$2/bin/gunicorn" -w "$WORKERS" -b "127.0.0.1:$4" app:app) \
+gunicorn_start() {  # NAME DIR PORT
+  (cd "$2" && exec "$VENV_DIR/bin/gunicorn" -w "$WORKERS" -b "127.0.0.1:$3" app:app) \
     >"$RESULTS/$1.log" 2>&1 &
   PID[$1]=$!
 }
-gunicorn_start seed "$SEED_VENV" "$BENCH_DIR/seed" "$SEED_PORT"
-gunicorn_start example "$EXAMPLE_VENV" "$ROOT/examples/backends/flask" "$EXAMPLE_PORT"
+gunicorn_start seed "$BENCH_DIR/seed" "$SEED_PORT"
+gunicorn_start example "$ROOT/examples/backends/flask" "$EXAMPLE_PORT"
 GATEWAY_SECRET=$SECRET "$GATEWAY_BIN" run --config "$RESULTS/gateway.toml" >"$RESULTS/gateway.log" 2>&1 &
 PID[gateway]=$!
 
@@ -132,30 +130,30 @@ measure() {  # SIDE REP: one warm-up, then one measured wrk run; appends to runs
   BENCH_TOKEN=$token BENCH_SCHEME=JWT BENCH_PATH=/protected \
     wrk -t1 -c"$CONNS" -d1s -s "$BENCH_DIR/lua/auth.lua" "http://127.0.0.1:$port" >/dev/null
   local c0 g0 b0 c1 g1 b1
-  c0=$(cpu_ticks $procs) g0=$(cpu_ticks gateway) b0=$(busy_ticks)
+  local t0 t1
+  t0=$(date +%s%N) c0=$(cpu_ticks $procs) g0=$(cpu_ticks gateway) b0=$(busy_ticks)
   out=$(BENCH_TOKEN=$token BENCH_SCHEME=JWT BENCH_PATH=/protected \
     wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s --latency -s "$BENCH_DIR/lua/auth.lua" \
     "http://127.0.0.1:$port")
-  c1=$(cpu_ticks $procs) g1=$(cpu_ticks gateway) b1=$(busy_ticks)
+  c1=$(cpu_ticks $procs) g1=$(cpu_ticks gateway) b1=$(busy_ticks) t1=$(date +%s%N)
   local line
   line=$(grep '^BENCH_RESULT' <<<"$out") || die "wrk printed no result: $out"
   # shellcheck disable=SC2086
   local $(sed 's/^BENCH_RESULT //' <<<"$line")
   local gw_ticks=0
   [[ $side == gateway ]] && gw_ticks=$((g1 - g0))
-  echo "$side,$rep,$requests,$duration_s,$rps,$p50_us,$p99_us,$non2xx,$((err_connect + err_read + err_write + err_timeout)),$((c1 - c0)),$gw_ticks,$((b1 - b0)),$HZ" >>"$RESULTS/runs.csv"
+  echo "$side,$rep,$requests,$duration_s,$rps,$p50_us,$p99_us,$non2xx,$((err_connect + err_read + err_write + err_timeout)),$((c1 - c0)),$gw_ticks,$((b1 - b0)),$(( (t1 - t0) / 1000000 )),$HZ" >>"$RESULTS/runs.csv"
   log "$(printf '%-7s rep %s: %8.0f req/s  p99 %6.2f ms  cpu %s ticks  non2xx %s' "$side" "$rep" "$rps" "$(awk "BEGIN{print $p99_us/1000}")" "$((c1 - c0))" "$non2xx")"
 }
 
-echo "side,rep,requests,duration_s,rps,p50_us,p99_us,non2xx,socket_errors,cpu_ticks,gateway_cpu_ticks,machine_busy_ticks,hz" >"$RESULTS/runs.csv"
+echo "side,rep,requests,duration_s,rps,p50_us,p99_us,non2xx,socket_errors,cpu_ticks,gateway_cpu_ticks,machine_busy_ticks,wall_ms,hz" >"$RESULTS/runs.csv"
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "cpu: $(lscpu | awk -F: '/Model name/{gsub(/^ +/,"",$2);print $2}') x $CORES"
   echo "kernel: $(uname -r)"
   echo "wrk: $(wrk -v 2>&1 | head -1)"
-  echo "python: $("$SEED_VENV/bin/python" --version)"
-  echo "seed: $("$SEED_VENV/bin/pip" freeze | grep -iE '^(flask|flask-jwt|pyjwt|werkzeug|gunicorn)==' | tr '\n' ' ')"
-  echo "example: $("$EXAMPLE_VENV/bin/pip" freeze | grep -iE '^(flask|werkzeug|gunicorn)==' | tr '\n' ' ')"
+  echo "python: $("$VENV_DIR/bin/python" --version)"
+  echo "both apps: $("$VENV_DIR/bin/pip" freeze | grep -iE '^(flask|flask-jwt|pyjwt|werkzeug|gunicorn)==' | tr '\n' ' ')"
   echo "gunicorn workers per app: $WORKERS (sync); wrk: -t1 -c$CONNS -d${DURATION}s; reps: $REPS"
   echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$RESULTS/machine.txt"

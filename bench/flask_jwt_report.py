@@ -16,7 +16,8 @@ def main():
     for r in rows:
         n = int(r["requests"])
         hz = int(r["hz"])
-        secs = float(r["duration_s"])
+        # CPU shares over the whole measured window (wrk's start and end included).
+        secs = int(r["wall_ms"]) / 1000
         run = {
             "rps": float(r["rps"]),
             "p50": int(r["p50_us"]) / 1000,
