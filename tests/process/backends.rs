@@ -324,7 +324,7 @@ sign = true
     for token in [&old, &new] {
         let r = get(
             &gw.url("/protected"),
-            &[("authorization", &format!("JWT {token}"))],
+            &[("authorization", &jwt_header(token))],
         )
         .await;
         assert_eq!(r.status, 200, "{}\n{}", r.text(), backend.log());
