@@ -56,7 +56,7 @@ impl Backend {
         let (dir, program, script) = framework.command();
         let addr = closed_port().await;
         let log = tempfile::NamedTempFile::new().unwrap();
-        let mut child = Command::new(program)
+        let child = Command::new(program)
             .arg(script)
             .current_dir(examples_dir().join(dir))
             .env("HOST", "127.0.0.1")
@@ -67,18 +67,20 @@ impl Backend {
             .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("start {program} {script} ({e}): run tests/prepare.sh"));
+        // Owned by the Backend from here, so a failed start still kills the process.
+        let mut backend = Backend { addr, child, log };
         let what = format!("the {framework:?} backend to listen on {addr}");
         eventually_within(STARTUP, &what, async || {
-            if let Some(status) = child.try_wait().unwrap() {
+            if let Some(status) = backend.child.try_wait().unwrap() {
                 panic!(
                     "the {framework:?} backend exited ({status}):\n{}",
-                    std::fs::read_to_string(log.path()).unwrap_or_default()
+                    backend.log()
                 );
             }
             TcpStream::connect(addr).await.is_ok()
         })
         .await;
-        Backend { addr, child, log }
+        backend
     }
 
     pub fn url(&self, path: &str) -> String {
