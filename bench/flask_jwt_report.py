@@ -59,8 +59,11 @@ def main():
         med("gateway", "p99") / med("seed", "p99"),
         med("gateway", "cpu_us") / med("seed", "cpu_us")))
     print()
-    print("Per run (req/s): " + "; ".join(
-        "%s %s" % (side, ", ".join("%.0f" % r["rps"] for r in sides[side])) for side in ("seed", "gateway")))
+    per_run = [
+        "%s %s" % (side, ", ".join("%.0f" % r["rps"] for r in sides[side]))
+        for side in ("seed", "gateway")
+    ]
+    print("Per run (req/s): " + "; ".join(per_run))
 
 
 if __name__ == "__main__":

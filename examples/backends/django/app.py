@@ -43,6 +43,10 @@ users = [User(1, "user1"), User(2, "user2")]
 userid_table = {str(u.id): u for u in users}
 
 
+# The answer to a request that reached the app around the gateway (no X-Identity).
+NOT_THROUGH_GATEWAY = "Request did not come through the gateway"
+
+
 def unauthorized(error, description):
     body = {"description": description, "error": error, "status_code": 401}
     return JsonResponse(body, status=401)
@@ -72,7 +76,7 @@ def identity_required(view):
     def wrapper(request, *args, **kwargs):
         if not request.identity_sent:
             # Reached around the gateway: fail closed.
-            return unauthorized("Authorization Required", "Request did not come through the gateway")
+            return unauthorized("Authorization Required", NOT_THROUGH_GATEWAY)
         if request.identity is None:
             return unauthorized("Invalid JWT", "User does not exist")
         return view(request, *args, **kwargs)

@@ -23,6 +23,9 @@ class User {
 const users = [new User(1, "user1"), new User(2, "user2")];
 const useridTable = new Map(users.map((u) => [String(u.id), u]));
 
+// The answer to a request that reached the app around the gateway (no X-Identity).
+const NOT_THROUGH_GATEWAY = "Request did not come through the gateway";
+
 function unauthorized(res, error, description) {
   res.status(401).json({ description, error, status_code: 401 });
 }
@@ -32,7 +35,7 @@ function identityRequired(req, res, next) {
   const id = req.get("X-Identity");
   if (id === undefined) {
     // Reached around the gateway: fail closed.
-    return unauthorized(res, "Authorization Required", "Request did not come through the gateway");
+    return unauthorized(res, "Authorization Required", NOT_THROUGH_GATEWAY);
   }
   const user = useridTable.get(id);
   if (user === undefined) {

@@ -31,6 +31,10 @@ userid_table = {str(u.id): u for u in users}
 app = FastAPI()
 
 
+# The answer to a request that reached the app around the gateway (no X-Identity).
+NOT_THROUGH_GATEWAY = "Request did not come through the gateway"
+
+
 class Unauthorized(Exception):
     def __init__(self, error: str, description: str):
         self.error = error
@@ -49,7 +53,7 @@ def current_identity(
 ) -> User:
     """The caller, as the gateway named it; 401 when the request did not come through it."""
     if x_identity is None:
-        raise Unauthorized("Authorization Required", "Request did not come through the gateway")
+        raise Unauthorized("Authorization Required", NOT_THROUGH_GATEWAY)
     user = userid_table.get(x_identity)
     if user is None:
         raise Unauthorized("Invalid JWT", "User does not exist")
@@ -73,4 +77,5 @@ def whoami(user: CurrentUser):
 if __name__ == "__main__":
     import uvicorn
 
-    uvicorn.run(app, host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "8000")))
+    host = os.environ.get("HOST", "127.0.0.1")
+    uvicorn.run(app, host=host, port=int(os.environ.get("PORT", "8000")))

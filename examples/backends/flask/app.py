@@ -36,6 +36,10 @@ userid_table = {str(u.id): u for u in users}
 app = Flask(__name__)
 
 
+# The answer to a request that reached the app around the gateway (no X-Identity).
+NOT_THROUGH_GATEWAY = "Request did not come through the gateway"
+
+
 def unauthorized(error, description):
     response = jsonify(description=description, error=error, status_code=401)
     response.status_code = 401
@@ -50,7 +54,7 @@ def identity_required(fn):
         user_id = request.headers.get("X-Identity")
         if user_id is None:
             # Reached around the gateway: fail closed.
-            return unauthorized("Authorization Required", "Request did not come through the gateway")
+            return unauthorized("Authorization Required", NOT_THROUGH_GATEWAY)
         user = userid_table.get(user_id)
         if user is None:
             return unauthorized("Invalid JWT", "User does not exist")
