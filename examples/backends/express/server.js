@@ -59,6 +59,10 @@ app.get("/whoami", (req, res) => {
 
 const host = process.env.HOST || "127.0.0.1";
 const port = Number(process.env.PORT || 3000);
-app.listen(port, host, () => {
+// Express 5 hands a listen error (a port in use) to this callback instead of throwing it.
+app.listen(port, host, (error) => {
+  if (error) {
+    throw error;
+  }
   console.log(`listening on http://${host}:${port}`);
 });

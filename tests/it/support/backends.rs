@@ -16,6 +16,14 @@ use super::{closed_port, eventually_within};
 /// How long a child process gets to start listening (the machine may be busy compiling).
 const STARTUP: Duration = Duration::from_secs(30);
 
+/// What each framework prints when its port is taken, in lower case (Python's errno text,
+/// Node's code, Django's own message).
+const PORT_TAKEN: [&str; 3] = [
+    "address already in use",
+    "eaddrinuse",
+    "that port is already in use",
+];
+
 /// One of the example backends; each reads `PORT` and binds 127.0.0.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framework {
@@ -53,6 +61,30 @@ impl Backend {
     /// Starts `framework`'s example on a free loopback port and waits until it accepts
     /// connections. `tests/prepare.sh` installs what each one needs.
     pub async fn start(framework: Framework) -> Backend {
+        // The port is free when chosen, but another test's connection may take it before
+        // the backend binds it: then the backend exits saying so, and gets another port.
+        for _ in 0..3 {
+            let mut backend = Backend::spawn(framework).await;
+            let addr = backend.addr;
+            let mut exited = None;
+            let what = format!("the {framework:?} backend to listen on {addr}");
+            eventually_within(STARTUP, &what, async || {
+                exited = backend.child.try_wait().unwrap();
+                exited.is_some() || TcpStream::connect(addr).await.is_ok()
+            })
+            .await;
+            let Some(status) = exited else {
+                return backend;
+            };
+            let log = backend.log();
+            if !PORT_TAKEN.iter().any(|m| log.to_lowercase().contains(m)) {
+                panic!("the {framework:?} backend exited ({status}):\n{log}");
+            }
+        }
+        panic!("the {framework:?} backend found its port taken three times");
+    }
+
+    async fn spawn(framework: Framework) -> Backend {
         let (dir, program, script) = framework.command();
         let addr = closed_port().await;
         let log = tempfile::NamedTempFile::new().unwrap();
@@ -68,19 +100,7 @@ impl Backend {
             .spawn()
             .unwrap_or_else(|e| panic!("start {program} {script} ({e}): run tests/prepare.sh"));
         // Owned by the Backend from here, so a failed start still kills the process.
-        let mut backend = Backend { addr, child, log };
-        let what = format!("the {framework:?} backend to listen on {addr}");
-        eventually_within(STARTUP, &what, async || {
-            if let Some(status) = backend.child.try_wait().unwrap() {
-                panic!(
-                    "the {framework:?} backend exited ({status}):\n{}",
-                    backend.log()
-                );
-            }
-            TcpStream::connect(addr).await.is_ok()
-        })
-        .await;
-        backend
+        Backend { addr, child, log }
     }
 
     pub fn url(&self, path: &str) -> String {
