@@ -262,27 +262,62 @@ fn hash_password_prints_a_verifiable_argon2id_hash() {
     assert_ne!(code, 0);
 }
 
+/// The ```toml blocks of a Markdown file in the repository.
+fn toml_blocks(file: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+    text.split("```toml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap().to_string())
+        .collect()
+}
+
+/// A block without its own `[tokens]` is a fragment: it is loaded after [`BASE`].
+fn complete(block: &str) -> String {
+    if block.contains("[tokens]") {
+        block.to_string()
+    } else {
+        format!("{BASE}{block}")
+    }
+}
+
 #[test]
 fn readme_config_examples_are_valid() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let blocks: Vec<&str> = readme
-        .split("```toml\n")
-        .skip(1)
-        .map(|b| b.split("```").next().unwrap())
-        .collect();
+    let blocks = toml_blocks("README.md");
     assert!(blocks.len() >= 2, "README lost its TOML examples");
     for block in blocks {
-        let text = if block.contains("[tokens]") {
-            block.to_string()
-        } else {
-            format!("{BASE}{block}")
-        };
-        let p = problems(&text);
+        let p = problems(&complete(&block));
         assert!(
             p.is_empty(),
             "README example does not load:\n{block}\n{p:#?}"
         );
+    }
+}
+
+/// Every config the migration guide shows loads as written: its `secret_env` names are set
+/// (as the guide tells the reader to) and its elided `"$argon2id$..."` stands for a hash
+/// `gateway hash-password` printed.
+#[test]
+fn migration_guide_config_examples_are_valid() {
+    let blocks = toml_blocks("docs/migrating-from-flask-jwt.md");
+    let sections = ["[tokens]", "[[keys]]", "[login.remote]", "[forward_auth]"];
+    for section in sections {
+        assert!(
+            blocks.iter().any(|b| b.contains(section)),
+            "the guide lost its {section} example"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), crate::support::SECRET).unwrap();
+    let secret = String::from_utf8(crate::support::SECRET.to_vec()).unwrap();
+    for block in blocks {
+        let text = complete(&block).replace(
+            "\"$argon2id$...\"",
+            &format!("\"{}\"", crate::support::HASH1),
+        );
+        let loaded = load::from_str_with_env(&text, dir.path(), &|_| Some(secret.clone()));
+        if let Err(e) = loaded {
+            panic!("guide example does not load:\n{block}\n{:#?}", e.problems);
+        }
     }
 }
 

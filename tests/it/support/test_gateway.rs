@@ -11,7 +11,8 @@ use super::tokens::SECRET;
 
 /// The seed users' password.
 pub const PASSWORD: &str = "abcxyz";
-const HASH1: &str = concat!(
+/// An argon2id hash of [`PASSWORD`] (`gateway hash-password`).
+pub const HASH1: &str = concat!(
     "$argon2id$v=19$m=19456,t=2,p=1$wSaoz+WjVyDsS0mngmCCZw$",
     "lmrh+SyHdtpcel/Vv+nEzSbKyrsRTlKEFpoT+qiXaQw",
 );
