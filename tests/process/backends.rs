@@ -6,6 +6,7 @@
 //!   backend;
 //! - a request that reaches a backend around the gateway gets 401;
 //! - a token minted the Flask-JWT way with the app's `SECRET_KEY` keeps working.
+//! - with the guide's `[login.remote]` block, the app's own `authenticate()` logs users in.
 
 use std::process::Command;
 
@@ -330,4 +331,77 @@ sign = true
         assert_eq!(r.status, 200, "{}\n{}", r.text(), backend.log());
         assert_eq!(r.text(), "User(id='1')");
     }
+}
+
+/// The guide's `[login.remote]` block, exactly as the guide shows it (`[login]` and all).
+fn guide_login_remote() -> String {
+    let guide = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/migrating-from-flask-jwt.md"),
+    )
+    .unwrap();
+    let block = guide
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .find(|b| b.contains("[login.remote]"))
+        .expect("the guide shows a [login.remote] config");
+    block.to_string()
+}
+
+/// The guide's "Moving `authenticate()` into `[login.remote]`": the example config without
+/// its `[[users]]`, plus the guide's `[login.remote]` pointed at the seed's `authenticate()`
+/// (`examples/backends/flask/check.py`). The seed's walkthrough still gets the seed's
+/// answers, the identity keeps its integer type, and the roles the app answers reach the
+/// backend as a claim header.
+#[tokio::test]
+async fn authenticate_moved_into_login_remote_keeps_the_seed_flow() {
+    let backend = Backend::start(Framework::Flask).await;
+    let check = Backend::start(Framework::FlaskCheck).await;
+    let mut toml = example_config(&backend, "");
+    let users = toml.find("# The seed's users").unwrap();
+    let routes = toml.find("# The whole app needs a token").unwrap();
+    toml.replace_range(users..routes, "");
+    assert!(!toml.contains("[[users]]"));
+    // The example already has the guide's [login] path; the guide's [login.remote] is
+    // added as written, with its url on the check service's port.
+    let remote = guide_login_remote();
+    let remote = &remote[remote.find("[login.remote]").unwrap()..];
+    let url = "url = \"http://127.0.0.1:7000/check\"";
+    assert_eq!(remote.matches(url).count(), 1, "the guide's url changed");
+    let remote = remote.replace(url, &format!("url = \"{}\"", check.url("/check")));
+    toml.push_str(&remote);
+    let gw = GatewayProcess::start(&toml, &[("GATEWAY_SECRET", SEED_SECRET)]);
+
+    let token = token_for(&gw, "user1").await;
+    let payload = token.split('.').nth(1).unwrap();
+    let payload: Value = {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    assert_eq!(payload["identity"], json!(1), "{payload}");
+    assert_eq!(payload["roles"], json!(["admin"]), "{payload}");
+    let auth = jwt_header(&token);
+    let r = get(&gw.url("/protected"), &[("authorization", &auth)]).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), backend.log());
+    assert_eq!(r.text(), "User(id='1')");
+    let r = get(&gw.url("/whoami"), &[("authorization", &auth)]).await;
+    assert_eq!(
+        r.json(),
+        json!({"id": 1, "username": "user1", "roles": ["admin"]})
+    );
+
+    // The app's 401 is the client's usual bad-credentials answer, for a wrong password and
+    // for a name the app does not know.
+    for (user, password) in [("user1", "nope"), ("nobody", PASSWORD)] {
+        let r = login(&gw, user, password).await;
+        r.assert_error(401, "Bad Request", "Invalid credentials");
+    }
+    // No credential check, no token: the login fails closed with 503.
+    drop(check);
+    let r = login(&gw, "user2", PASSWORD).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.json().is_object(), "{}", r.text());
 }

@@ -28,6 +28,8 @@ const PORT_TAKEN: [&str; 3] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framework {
     Flask,
+    /// `flask/check.py`: the seed's `authenticate()` as the `[login.remote]` service.
+    FlaskCheck,
     FastApi,
     Express,
     Django,
@@ -38,6 +40,7 @@ impl Framework {
     fn command(self) -> (&'static str, &'static str, &'static str) {
         match self {
             Framework::Flask => ("flask", "python3", "app.py"),
+            Framework::FlaskCheck => ("flask", "python3", "check.py"),
             Framework::FastApi => ("fastapi", "python3", "app.py"),
             Framework::Express => ("express", "node", "server.js"),
             Framework::Django => ("django", "python3", "app.py"),
