@@ -17,6 +17,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::body::{full, Body};
+use crate::exposition::Format;
 use crate::metrics::{Metrics, ServerLabels};
 use crate::server::SharedPipeline;
 
@@ -103,12 +104,15 @@ fn answer<B>(state: &AdminState, req: &Request<B>) -> Response<Body> {
                         .set(i64::from(up));
                 }
             }
-            let mut res = Response::new(full(state.metrics.encode()));
+            let format = Format::negotiate(
+                req.headers()
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let mut res = Response::new(full(format.render(state.metrics.encode())));
             res.headers_mut().insert(
                 CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
+                HeaderValue::from_static(format.content_type()),
             );
             res
         }

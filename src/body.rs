@@ -22,3 +22,10 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }
+
+/// The client's request body failed while it streamed upstream (bad chunked framing, a
+/// connection cut mid-body). Wrapping it tells the proxy that the fault is the client's,
+/// so the upstream is not blamed for it.
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body failed: {0}")]
+pub struct ClientBodyError(#[source] pub hyper::Error);

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::auth::{Claims, TokenError};
 use crate::config::ArrayEncoding;
+use crate::steering::same_spelling;
 
 /// The identity header the gateway sets.
 pub const X_IDENTITY: HeaderName = HeaderName::from_static("x-identity");
@@ -39,15 +40,6 @@ impl Default for IdentityHeaders {
     fn default() -> Self {
         IdentityHeaders::new(std::iter::empty(), ArrayEncoding::Comma)
     }
-}
-
-/// `name` equals `owned` when `_` and `-` are treated alike (names are already lowercase).
-fn same_name(name: &str, owned: &str) -> bool {
-    name.len() == owned.len()
-        && name
-            .bytes()
-            .zip(owned.bytes())
-            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
 }
 
 impl IdentityHeaders {
@@ -74,7 +66,11 @@ impl IdentityHeaders {
     pub fn strip(&self, headers: &mut HeaderMap) {
         let doomed: Vec<HeaderName> = headers
             .keys()
-            .filter(|k| self.owned.iter().any(|o| same_name(k.as_str(), o.as_str())))
+            .filter(|k| {
+                self.owned
+                    .iter()
+                    .any(|o| same_spelling(k.as_str(), o.as_str()))
+            })
             .cloned()
             .collect();
         for name in doomed {

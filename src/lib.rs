@@ -14,7 +14,7 @@
 //!                   ② policy    public | required
 //!                   ③ verify    token → Claims (keyring or an issuer)     bad token    → 401
 //!                     authorize claims against the route's requirements   unmet        → 403
-//!                   ④ identity  strip every inbound identity header, set ours
+//!                   ④ identity  strip inbound identity and steering headers, set ours
 //!                   ⑤ forward   built-in responder, or:
 //!                     forward::prepare  declared body > max_body            too large    → 413
 //!                                       X-Forwarded-*, Host, TE, upgrade, body limit
@@ -58,12 +58,16 @@
 //! - [`worker`] — which worker thread runs the current task.
 //! - [`telemetry`] — logging, and the per-request metrics + access-log record.
 //! - [`metrics`] — the Prometheus registry.
+//! - [`exposition`] — `/metrics` content negotiation: OpenMetrics or the classic text format.
+//! - [`steering`] — the headers that steer a backend (URL, method, client-address
+//!   overrides): one list, stripped from every request at ④ and checked in `pass_headers`.
 
 pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod client_addr;
 pub mod config;
+pub mod exposition;
 pub mod forward_auth;
 pub mod identity;
 pub mod load;
@@ -74,6 +78,7 @@ pub mod proxy;
 pub mod rejection;
 pub mod routing;
 pub mod server;
+pub mod steering;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

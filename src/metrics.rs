@@ -35,6 +35,14 @@ pub struct ServerLabels {
     pub server: String,
 }
 
+/// The cost parameters of a password hash computation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HashLabels {
+    /// `argon2id v=19 m=19456,t=2,p=1 len=32`, `bcrypt 2b cost=12`; `unparsable` for
+    /// anything else.
+    pub params: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ThrottleLabels {
     /// `flood`, `account`, `address` or `pair`.
@@ -60,6 +68,8 @@ pub struct Metrics {
     pub upstream_duration: Histogram,
     pub token_rejections: Family<ReasonLabels, Counter>,
     pub logins: Family<OutcomeLabels, Counter>,
+    /// Password hashes verified, by cost parameters.
+    pub password_hashes_by_cost: Family<HashLabels, Counter>,
     pub upstream_up: Family<ServerLabels, Gauge>,
     pub ejections: Family<ServerLabels, Counter>,
     pub open_connections: Gauge,
@@ -109,6 +119,7 @@ impl Metrics {
             upstream_duration: latency(),
             token_rejections: Family::default(),
             logins: Family::default(),
+            password_hashes_by_cost: Family::default(),
             upstream_up: Family::default(),
             ejections: Family::default(),
             open_connections: Gauge::default(),
@@ -149,6 +160,12 @@ impl Metrics {
             "gateway_logins",
             "Login attempts, by outcome",
             m.logins.clone(),
+        );
+        registry.register(
+            "gateway_password_hashes_by_cost",
+            "Password hashes verified at the login path (known and unknown users alike), by \
+             cost parameters",
+            m.password_hashes_by_cost.clone(),
         );
         registry.register(
             "gateway_upstream_server_up",

@@ -30,6 +30,12 @@ pub enum Rejection {
     BadPath(&'static str),
     #[error("host refused: {0}")]
     BadHost(&'static str),
+    #[error("method refused: {0}")]
+    BadMethod(&'static str),
+    #[error("the token header {0} is listed in Connection")]
+    TokenHeaderInConnection(http::HeaderName),
+    #[error("request body badly framed: {0}")]
+    BadRequestBody(String),
     #[error("token refused: {0}")]
     Token(#[from] TokenError),
     #[error("login refused: {0}")]
@@ -64,6 +70,9 @@ impl From<UpstreamError> for Rejection {
             // Counted against the route's limit while streaming: the client's fault, the
             // same answer as a declared oversize body.
             UpstreamError::BodyTooLarge => Rejection::BodyTooLarge,
+            // The client's body broke on the way: a 400 for the client, nothing against
+            // the upstream.
+            UpstreamError::ClientBody(e) => Rejection::BadRequestBody(e.to_string()),
             e => Rejection::Upstream(e),
         }
     }
@@ -147,6 +156,9 @@ impl Rejection {
             Rejection::NoRoute
             | Rejection::BadPath(_)
             | Rejection::BadHost(_)
+            | Rejection::BadMethod(_)
+            | Rejection::TokenHeaderInConnection(_)
+            | Rejection::BadRequestBody(_)
             | Rejection::Token(_)
             | Rejection::BodyTooLarge
             | Rejection::MethodNotAllowed(_)
@@ -168,7 +180,9 @@ impl Rejection {
                 | UpstreamError::Unreachable(_)
                 | UpstreamError::Timeout,
             ) => Fault::Upstream,
-            Rejection::Upstream(UpstreamError::BodyTooLarge) => Fault::Client,
+            Rejection::Upstream(UpstreamError::BodyTooLarge | UpstreamError::ClientBody(_)) => {
+                Fault::Client
+            }
             Rejection::Upstream(UpstreamError::BadUri(_)) => Fault::Gateway,
         }
     }
@@ -200,6 +214,11 @@ impl Rejection {
             Rejection::NoRoute => "no_route",
             Rejection::BadPath(_) => "bad_path",
             Rejection::BadHost(_) => "bad_host",
+            Rejection::BadMethod(_) => "bad_method",
+            Rejection::TokenHeaderInConnection(_) => "token_header_in_connection",
+            Rejection::BadRequestBody(_) | Rejection::Upstream(UpstreamError::ClientBody(_)) => {
+                "bad_request_body"
+            }
             Rejection::Token(t) => t.reason(),
             Rejection::Login(l) => l.reason(),
             Rejection::BodyTooLarge => "body_too_large",
@@ -222,8 +241,24 @@ impl Rejection {
                 "Not Found",
                 "No route matches the requested URL",
             ),
-            Rejection::BadPath(why) | Rejection::BadHost(why) => {
+            Rejection::BadPath(why) | Rejection::BadHost(why) | Rejection::BadMethod(why) => {
                 json(StatusCode::BAD_REQUEST, "Bad Request", why)
+            }
+            // Not a missing token: the client sent one and asked for its removal.
+            Rejection::TokenHeaderInConnection(name) => json(
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                &format!(
+                    "The {name} header is listed in Connection, which removes it before the \
+                     token can be read"
+                ),
+            ),
+            Rejection::BadRequestBody(_) | Rejection::Upstream(UpstreamError::ClientBody(_)) => {
+                json(
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request",
+                    "The request body is not validly framed",
+                )
             }
             Rejection::Token(t) => token_response(&t, ctx),
             Rejection::Login(l) => login_response(l),
@@ -314,6 +349,7 @@ impl TokenError {
             | TokenError::MissingClaim(_)
             | TokenError::MissingRequiredClaim(_)
             | TokenError::NotANumber(_)
+            | TokenError::DateOutOfRange(_)
             | TokenError::BadIdentity
             | TokenError::IdentityNotHeaderSafe
             | TokenError::ClaimNotHeaderSafe => "malformed",
@@ -381,6 +417,15 @@ impl TokenError {
             TokenError::NotANumber(TimeClaimName::Nbf) => {
                 "Not Before claim (nbf) must be an integer."
             }
+            TokenError::DateOutOfRange(TimeClaimName::Exp) => {
+                "Expiration Time claim (exp) must be a date between 1970 and 9999."
+            }
+            TokenError::DateOutOfRange(TimeClaimName::Iat) => {
+                "Issued At claim (iat) must be a date between 1970 and 9999."
+            }
+            TokenError::DateOutOfRange(TimeClaimName::Nbf) => {
+                "Not Before claim (nbf) must be a date between 1970 and 9999."
+            }
             TokenError::IssuedInFuture => "Issued At claim (iat) cannot be in the future.",
             TokenError::NotYetValid => "The token is not yet valid (nbf)",
             TokenError::Expired => "Signature has expired",
@@ -414,6 +459,7 @@ impl TokenError {
             | TokenError::BadPayload(_)
             | TokenError::MissingClaim(_)
             | TokenError::NotANumber(_)
+            | TokenError::DateOutOfRange(_)
             | TokenError::IssuedInFuture
             | TokenError::NotYetValid
             | TokenError::Expired
@@ -768,6 +814,35 @@ mod tests {
                 "Payload Too Large",
                 "The request body is larger than this route accepts",
             ),
+            (
+                UpstreamError::ClientBody("bad chunk".into()).into(),
+                400,
+                Fault::Client,
+                "Bad Request",
+                "The request body is not validly framed",
+            ),
+            (
+                Rejection::Upstream(UpstreamError::ClientBody("bad chunk".into())),
+                400,
+                Fault::Client,
+                "Bad Request",
+                "The request body is not validly framed",
+            ),
+            (
+                Rejection::BadMethod("The method is a case variant of a standard method"),
+                400,
+                Fault::Client,
+                "Bad Request",
+                "The method is a case variant of a standard method",
+            ),
+            (
+                Rejection::TokenHeaderInConnection(http::header::AUTHORIZATION),
+                400,
+                Fault::Client,
+                "Bad Request",
+                "The authorization header is listed in Connection, which removes it before \
+                 the token can be read",
+            ),
         ];
         let mut seen = Vec::new();
         let ctx = ErrorContext::new(ErrorStyle::FlaskJwt, "Login Required".into(), "JWT".into());
@@ -777,6 +852,9 @@ mod tests {
                 Rejection::NoRoute => "NoRoute",
                 Rejection::BadPath(_) => "BadPath",
                 Rejection::BadHost(_) => "BadHost",
+                Rejection::BadMethod(_) => "BadMethod",
+                Rejection::TokenHeaderInConnection(_) => "TokenHeaderInConnection",
+                Rejection::BadRequestBody(_) => "BadRequestBody",
                 Rejection::Token(_) => "Token",
                 Rejection::Login(_) => "Login",
                 Rejection::BodyTooLarge => "BodyTooLarge",
@@ -801,6 +879,9 @@ mod tests {
             "NoRoute",
             "BadPath",
             "BadHost",
+            "BadMethod",
+            "TokenHeaderInConnection",
+            "BadRequestBody",
             "Token",
             "Login",
             "BodyTooLarge",
@@ -822,6 +903,12 @@ mod tests {
         ] {
             let (_, message) = TokenError::NotANumber(claim).compat();
             assert!(message.contains(words), "{claim}: {message}");
+            let (_, message) = TokenError::DateOutOfRange(claim).compat();
+            assert!(message.contains(words), "{claim}: {message}");
+            assert!(
+                message.contains("between 1970 and 9999"),
+                "{claim}: {message}"
+            );
         }
     }
 }

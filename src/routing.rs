@@ -157,15 +157,17 @@ impl<T> RouteTable<T> {
             .map(|(_, t)| t)
     }
 
-    /// Normalizes `raw` and checks that it routes the same as the raw form.
+    /// Normalizes `raw` and checks that it routes the same as the raw form (with escapes
+    /// of unreserved characters decoded: `/%7Ea` and `/~a` are the same URI).
     pub fn normalize<'a>(
         &self,
         host: Option<&str>,
         raw: &'a str,
     ) -> Result<Cow<'a, str>, &'static str> {
+        let decoded = decode_unreserved(raw)?;
         let normalized = normalize(raw)?;
-        if normalized != raw {
-            let a = self.first(host, raw).map(|t| t as *const T);
+        if normalized != decoded {
+            let a = self.first(host, &decoded).map(|t| t as *const T);
             let b = self.first(host, &normalized).map(|t| t as *const T);
             if a != b {
                 return Err("The path routes differently once normalized");
@@ -196,10 +198,57 @@ pub fn request_host(host_header: Option<&str>, authority: Option<&str>) -> Optio
     Some(name.trim_end_matches('.').to_ascii_lowercase())
 }
 
-/// Resolves dot segments (also `%2e`-encoded), collapses empty segments, keeps a trailing
-/// slash. Refuses what a backend could read as another path: `\`, encoded `/` `\` NUL, and
-/// double-encoded dots or slashes.
+/// Decodes escapes of unreserved characters (RFC 3986 §2.3: `A-Z a-z 0-9 - . _ ~`), which
+/// mean the same as the characters themselves (§6.2.2.2); old clients send `%7E`. One pass:
+/// `%257E` stays as it is (and `%25` followed by an escape of `.` or `/` is refused later).
+/// A malformed escape is refused.
+pub fn decode_unreserved(raw: &str) -> Result<Cow<'_, str>, &'static str> {
+    if !raw.contains('%') {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            let next = raw[i + 1..].find('%').map_or(raw.len(), |n| i + 1 + n);
+            out.push_str(&raw[i..next]);
+            i = next;
+            continue;
+        }
+        let byte = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .ok_or("The path contains a malformed percent escape")?;
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+            changed = true;
+        } else {
+            out.push_str(&raw[i..i + 3]);
+        }
+        i += 3;
+    }
+    Ok(if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(raw)
+    })
+}
+
+/// Decodes unreserved escapes ([`decode_unreserved`]), resolves dot segments, collapses
+/// empty segments, keeps a trailing slash. Refuses what a backend could read as another
+/// path: `\`, encoded `/` `\` NUL, and double-encoded dots or slashes.
 pub fn normalize(raw: &str) -> Result<Cow<'_, str>, &'static str> {
+    match decode_unreserved(raw)? {
+        Cow::Borrowed(raw) => normalize_decoded(raw),
+        Cow::Owned(decoded) => Ok(Cow::Owned(normalize_decoded(&decoded)?.into_owned())),
+    }
+}
+
+fn normalize_decoded(raw: &str) -> Result<Cow<'_, str>, &'static str> {
     if !raw.starts_with('/') {
         return Err("The request target must be an absolute path");
     }
@@ -267,10 +316,10 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, &'static str> {
     Ok(Cow::Owned(path))
 }
 
-/// Every escape must be `%` and two hex digits; it must not spell a character that needs no
-/// escaping (a decoding backend reads `/%61pi` as `/api`), except `.` which normalization
-/// resolves; and the decoded path must be UTF-8 (overlong forms such as `%c0%ae` are how
-/// broken decoders read a `.`).
+/// Every escape must be `%` and two hex digits; `;` must not be escaped (servlet containers
+/// split path parameters on it, before or after decoding); and the decoded path must be
+/// UTF-8 (overlong forms such as `%c0%ae` are how broken decoders read a `.`). Escapes of
+/// unreserved characters were decoded before this runs.
 fn check_escapes(path: &str) -> Result<(), &'static str> {
     if !path.contains('%') {
         return Ok(());
@@ -290,8 +339,8 @@ fn check_escapes(path: &str) -> Result<(), &'static str> {
             .and_then(|h| std::str::from_utf8(h).ok())
             .and_then(|h| u8::from_str_radix(h, 16).ok())
             .ok_or("The path contains a malformed percent escape")?;
-        if byte.is_ascii_alphanumeric() || b"-_~;".contains(&byte) {
-            return Err("The path contains a needlessly encoded character");
+        if byte == b';' {
+            return Err("The path contains an encoded semicolon");
         }
         decoded.push(byte);
         i += 3;
@@ -332,6 +381,26 @@ pub fn check_host<B>(req: &http::Request<B>) -> Result<(), &'static str> {
         }
         _ => Ok(()),
     }
+}
+
+/// Refuses a case variant of a standard method (`get`, `Post`). Methods are case-sensitive
+/// (RFC 9110 §9.1) and we route on the exact token, but many frameworks upper-case it: a
+/// route table that differs by method could be stepped around. Other extension methods
+/// (`PROPFIND`, `purge`) pass.
+pub fn check_method(method: &Method) -> Result<(), &'static str> {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    let m = method.as_str();
+    if STANDARD
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(m) && *s != m)
+    {
+        return Err(
+            "The method is a case variant of a standard method; methods are case-sensitive",
+        );
+    }
+    Ok(())
 }
 
 /// `%2e` → `.` inside one segment; other escapes stay as they are.
@@ -445,12 +514,21 @@ mod tests {
         assert_eq!(n("/a%20b"), Ok("/a%20b".into()));
         assert_eq!(n("/%C3%A9/./x"), Ok("/%C3%A9/x".into()));
         assert_eq!(n("/a;b/c"), Ok("/a;b/c".into()));
+        // Unreserved escapes mean the characters themselves (RFC 3986 §6.2.2.2).
+        assert_eq!(n("/%7Euser/%41%2D%5f"), Ok("/~user/A-_".into()));
+        assert_eq!(n("/%61pi/x%2Fy"), Err("The path contains an encoded slash"));
+        assert_eq!(
+            n("/a/%252e"),
+            Err("The path contains a double-encoded dot, slash or NUL")
+        );
+        assert_eq!(
+            n("/a/%25%32%65"),
+            Err("The path contains a double-encoded dot, slash or NUL")
+        );
         for bad in [
             "/a/..;/b",
             "/a/.;x/b",
             "/a/%2e%2e;x/b",
-            "/%41",
-            "/%61pi",
             "/a%3bb",
             "/a/%c0%ae%c0%ae/b",
             "/a/%e0%80%ae",
@@ -481,6 +559,9 @@ mod tests {
         assert!(t.normalize(None, "//admin").is_err());
         assert_eq!(t.normalize(None, "/public/./x").unwrap(), "/public/x");
         assert_eq!(t.normalize(None, "/public//x").unwrap(), "/public/x");
+        // Decoded first, then compared: `/%61dmin` is `/admin`, and routes as it.
+        assert_eq!(t.normalize(None, "/%61dmin/x").unwrap(), "/admin/x");
+        assert!(t.normalize(None, "/public/%2E%2e/admin").is_err());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 # metrics and manifest tests and of the example backends; curl, HAProxy and nginx for the
 # HTTP/2 client test and the local three-instance cluster; redis-server for the shared-store
 # tests (each test starts its own on a free loopback port); nginx and Caddy for the
-# forward-auth tests; Node.js and the Express example's npm packages. Safe to run again: it
+# forward-auth tests; Node.js and the Express example's npm packages; promtool (Debian's
+# `prometheus` package) for the /metrics format test. Safe to run again: it
 # installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,7 @@ package() { if [ "$1" = node ]; then echo nodejs; else echo "$1"; fi; }
 for tool in curl haproxy nginx redis-server caddy node npm; do
     command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("$(package "$tool")")
 done
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
         apt-get update -qq

@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     // Relative file names resolve into an empty directory: nothing to read there.
     let dir = std::env::temp_dir().join("gateway-fuzz-config-empty");
     let _ = std::fs::create_dir_all(&dir);
-    if let Err(e) = gateway::config::from_str(text, &dir) {
+    if let Err(e) = gateway::load::from_str(text, &dir) {
         assert!(!e.problems.is_empty());
         assert!(e.problems.iter().all(|p| !p.key.is_empty()));
     }

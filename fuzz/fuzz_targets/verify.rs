@@ -25,7 +25,7 @@ fn verifier() -> &'static Verifier {
     V.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("secret"), SECRET).expect("secret");
-        let loaded = gateway::config::from_str("[tokens]\nsecret_file = \"secret\"\n", dir.path())
+        let loaded = gateway::load::from_str("[tokens]\nsecret_file = \"secret\"\n", dir.path())
             .expect("config");
         let t = &loaded.config.tokens;
         Verifier::new(t, Keyring::from_config(t).expect("key"), Vec::new())

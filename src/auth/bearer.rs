@@ -38,6 +38,20 @@ pub fn extract<'h>(
     Ok(token)
 }
 
+/// Whether `Connection` lists `name` (the token header), in any case or `_` spelling: the
+/// hop-by-hop rules would remove the token before it could be read.
+pub fn listed_in_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|listed| {
+            let listed = listed.trim().to_ascii_lowercase();
+            crate::steering::same_spelling(&listed, name.as_str())
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

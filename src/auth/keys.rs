@@ -379,14 +379,18 @@ impl Keyring {
     }
 
     /// The keys a token with `alg` (and maybe `kid`) may be checked against.
-    /// `AlgNotAllowed` when no key allows `alg`; `UnknownKey` when `kid` names no key.
+    /// `UnknownKey` when `kid` names no key (or there are none); `AlgNotAllowed` when no
+    /// key allows `alg`.
     pub fn candidates<'a>(
         &'a self,
         alg: &'a str,
         kid: Option<&'a str>,
     ) -> Result<impl Iterator<Item = &'a Key> + 'a, TokenError> {
-        if !self.keys.iter().any(|k| k.alg_name == alg) {
-            return Err(TokenError::AlgNotAllowed);
+        // The key is judged before the algorithm: a token whose key is gone (rotated out
+        // of an issuer's set, or an issuer that publishes none now) is refused as signed
+        // by an unknown key, whatever its alg, not as using a forbidden algorithm.
+        if self.keys.is_empty() {
+            return Err(TokenError::UnknownKey);
         }
         let kid = kid.filter(|_| self.has_ids);
         if let Some(kid) = kid {
@@ -399,6 +403,9 @@ impl Keyring {
                 }
                 Some(_) => {}
             }
+        }
+        if !self.keys.iter().any(|k| k.alg_name == alg) {
+            return Err(TokenError::AlgNotAllowed);
         }
         Ok(self
             .keys

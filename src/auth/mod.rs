@@ -85,6 +85,8 @@ pub enum TokenError {
     MissingRequiredClaim(std::sync::Arc<str>),
     #[error("claim {0} is not a number")]
     NotANumber(TimeClaimName),
+    #[error("claim {0} is not a date within 1970..=9999")]
+    DateOutOfRange(TimeClaimName),
     #[error("iat in the future")]
     IssuedInFuture,
     #[error("nbf in the future")]

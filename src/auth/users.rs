@@ -9,9 +9,12 @@ use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::sync::Semaphore;
 
 use crate::config::{User, UserId};
+use crate::metrics::HashLabels;
 
 /// Longer passwords are refused without being hashed in full: bounded work per request.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -22,12 +25,58 @@ pub struct Users {
     /// `[[users]] claims`, for users that have any.
     claims: HashMap<UserId, Vec<(String, serde_json::Value)>>,
     /// Verified for unknown usernames so that "no such user" costs the same as
-    /// "wrong password" and cannot be told apart by timing.
+    /// "wrong password" and cannot be told apart by timing: a hash with the cost
+    /// parameters most users have (see [`dummy_hash`]).
     dummy_hash: Option<String>,
     hashing: Arc<Semaphore>,
     /// Counts every hash verified, so tests and operators can see that every kind of
     /// failure pays the same work.
-    hashes: prometheus_client::metrics::counter::Counter,
+    hashes: Counter,
+    /// The same hashes by cost parameters (`gateway_password_hashes_by_cost_total`).
+    hashes_by_cost: Family<HashLabels, Counter>,
+}
+
+/// The parameters of a PHC hash string that decide what verifying it costs.
+pub fn cost_params(phc: &str) -> String {
+    // bcrypt: `$2b$12$<salt and hash>`; its cost is the second field.
+    if let Some(rest) = phc.strip_prefix("$2") {
+        let mut fields = rest.split('$');
+        return match (fields.next(), fields.next()) {
+            (Some(variant), Some(cost)) => format!("bcrypt 2{variant} cost={cost}"),
+            _ => "unparsable".into(),
+        };
+    }
+    match PasswordHash::new(phc) {
+        Ok(h) => format!(
+            "{} v={} {} len={}",
+            h.algorithm,
+            h.version.unwrap_or_default(),
+            h.params,
+            h.hash.map_or(0, |o| o.len())
+        ),
+        Err(_) => "unparsable".into(),
+    }
+}
+
+/// The hash unknown usernames are checked against: one with the most common cost
+/// parameters among `users` (the first such user's, on a tie the earliest parameters).
+/// An unknown username then costs what most known ones cost, not what the first user's
+/// hash happens to cost.
+pub fn dummy_hash(users: &[User]) -> Option<String> {
+    let mut counts: Vec<(String, usize, &str)> = Vec::new();
+    for u in users {
+        let params = cost_params(&u.password_hash);
+        match counts.iter_mut().find(|(p, _, _)| *p == params) {
+            Some((_, n, _)) => *n += 1,
+            None => counts.push((params, 1, &u.password_hash)),
+        }
+    }
+    // `max_by_key` keeps the last maximum; iterate in reverse so ties go to the earliest.
+    counts
+        .iter()
+        .rev()
+        .max_by_key(|(_, n, _)| *n)
+        .map(|(_, _, hash)| hash.to_string())
 }
 
 impl Users {
@@ -43,16 +92,22 @@ impl Users {
                 .filter(|u| !u.claims.is_empty())
                 .map(|u| (u.id.clone(), u.claims.clone()))
                 .collect(),
-            // The first user's hash has the cost parameters every login pays.
-            dummy_hash: users.first().map(|u| u.password_hash.clone()),
+            dummy_hash: dummy_hash(users),
             hashing: Arc::new(Semaphore::new(max_concurrent_hashes.max(1))),
-            hashes: Default::default(),
+            hashes: Counter::default(),
+            hashes_by_cost: Family::default(),
         }
     }
 
-    /// Counts the hashes this store verifies into `counter`.
-    pub fn counting_into(mut self, counter: prometheus_client::metrics::counter::Counter) -> Users {
+    /// Counts the hashes this store verifies into `counter`, and by their cost parameters
+    /// into `by_cost`.
+    pub fn counting_into(
+        mut self,
+        counter: Counter,
+        by_cost: Family<HashLabels, Counter>,
+    ) -> Users {
         self.hashes = counter;
+        self.hashes_by_cost = by_cost;
         self
     }
 
@@ -87,6 +142,11 @@ impl Users {
             Some((_, h)) => h.clone(),
             None => self.dummy_hash.clone()?,
         };
+        self.hashes_by_cost
+            .get_or_create(&HashLabels {
+                params: cost_params(&hash),
+            })
+            .inc();
         let password = password.as_bytes().to_vec();
         let permit = self.hashing.clone().acquire_owned().await.ok()?;
         let hashes = self.hashes.clone();
@@ -151,6 +211,31 @@ pub fn hash_password(password: &[u8]) -> Result<String, argon2::password_hash::E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn user(id: i64, hash: &str) -> User {
+        User {
+            id: UserId::Int(id),
+            username: format!("user{id}"),
+            password_hash: hash.into(),
+            claims: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_dummy_hash_has_the_most_common_parameters() {
+        let cheap = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+        let costly = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+        let users = [user(1, cheap), user(2, costly), user(3, costly)];
+        assert_eq!(dummy_hash(&users).as_deref(), Some(costly));
+        assert_eq!(cost_params(costly), "argon2id v=19 m=19456,t=2,p=1 len=16");
+        assert_eq!(
+            cost_params("$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW"),
+            "bcrypt 2b cost=12"
+        );
+        // A tie goes to the parameters met first.
+        assert_eq!(dummy_hash(&users[..2]).as_deref(), Some(cheap));
+        assert_eq!(dummy_hash(&[]), None);
+    }
 
     #[tokio::test]
     async fn checks_passwords() {

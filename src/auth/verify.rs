@@ -295,10 +295,18 @@ impl Verifier {
     }
 }
 
+/// The last second of year 9999 (RFC 7519 NumericDates beyond it are not dates anyone
+/// issues; `1e300` or an integer past `u64::MAX` would otherwise mean "never expires").
+pub const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
+
+/// A time claim's value: finite and within `0 ..= MAX_NUMERIC_DATE`, fractions allowed.
 fn number(c: TimeClaim, name: TimeClaimName) -> Result<Option<f64>, TokenError> {
     match c {
         TimeClaim::Missing => Ok(None),
-        TimeClaim::Number(n) => Ok(Some(n)),
+        TimeClaim::Number(n) if n.is_finite() && (0.0..=MAX_NUMERIC_DATE).contains(&n) => {
+            Ok(Some(n))
+        }
+        TimeClaim::Number(_) => Err(TokenError::DateOutOfRange(name)),
         TimeClaim::NotANumber => Err(TokenError::NotANumber(name)),
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// The root of `gateway.toml`.
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +135,7 @@ pub struct ServerFile {
     pub keep_alive_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
     pub trust_forwarded: Option<bool>,
+    #[serde(default, deserialize_with = "size")]
     pub max_header_bytes: Option<String>,
     pub max_connections: Option<usize>,
     pub request_id: Option<String>,
@@ -154,6 +155,7 @@ pub struct TokensFile {
     pub secret_file: Option<String>,
     pub missing_secret: Option<String>,
     pub allow_short_secret: Option<bool>,
+    pub allow_weak_secret: Option<bool>,
     pub lifetime: Option<String>,
     pub not_before: Option<String>,
     pub leeway: Option<String>,
@@ -178,6 +180,7 @@ pub struct LoginFile {
     pub path: Option<String>,
     pub username_field: Option<String>,
     pub password_field: Option<String>,
+    #[serde(default, deserialize_with = "size")]
     pub max_body: Option<String>,
     pub max_concurrent_hashes: Option<usize>,
     pub max_attempts: Option<u32>,
@@ -252,8 +255,13 @@ pub struct RouteFile {
     pub strip_prefix: Option<bool>,
     pub rewrite_prefix: Option<String>,
     pub forward_authorization: Option<bool>,
+    /// Steering headers (see `steering.rs`) this route lets through to its backend.
+    pub pass_headers: Option<Vec<String>>,
+    /// Send the client's `Host` upstream instead of the upstream's own authority.
+    pub preserve_host: Option<bool>,
     pub timeout: Option<String>,
     pub connect_timeout: Option<String>,
+    #[serde(default, deserialize_with = "size")]
     pub max_body: Option<String>,
     /// External issuers (`[[issuers]] issuer`) whose tokens this route accepts besides ours.
     pub issuers: Option<Vec<String>>,
@@ -270,6 +278,7 @@ pub struct KeyFile {
     pub secret_env: Option<String>,
     pub secret_file: Option<String>,
     pub allow_short_secret: Option<bool>,
+    pub allow_weak_secret: Option<bool>,
     pub sign: Option<bool>,
 }
 
@@ -337,6 +346,8 @@ pub struct UpstreamFile {
     pub response_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub retries: Option<u32>,
+    /// The default of `preserve_host` for the routes to this upstream.
+    pub preserve_host: Option<bool>,
     pub eject_for: Option<String>,
     pub health: Option<HealthFile>,
     pub tls: Option<UpstreamTlsFile>,
@@ -361,4 +372,28 @@ pub struct UpstreamTlsFile {
     pub client_cert_file: Option<String>,
     pub client_key_file: Option<String>,
     pub server_name: Option<String>,
+}
+
+/// A byte size as written: `"16KiB"`, or a bare integer number of bytes (`8192`), which is
+/// kept as its decimal text so that one parser (`size::parse`) judges both.
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct SizeVisitor;
+    impl serde::de::Visitor<'_> for SizeVisitor {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a size: a number of bytes or a string such as \"16KiB\"")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            u64::try_from(v)
+                .map(|n| Some(n.to_string()))
+                .map_err(|_| E::custom("a size cannot be negative"))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+    }
+    d.deserialize_any(SizeVisitor)
 }

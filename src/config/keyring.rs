@@ -12,6 +12,7 @@ use jsonwebtoken::Algorithm;
 
 use super::file::{KeyFile, TokensFile};
 use super::report::{resolve, Report, MIN_SECRET_BYTES};
+use super::weak_secret;
 use super::{Env, KeyConfig, KeyMaterial, Pem, Secret, SecretOrigin};
 
 const ALGORITHMS: &str =
@@ -35,6 +36,7 @@ pub(super) fn keys(
         ("secret_file", t.secret_file.is_some()),
         ("missing_secret", t.missing_secret.is_some()),
         ("allow_short_secret", t.allow_short_secret.is_some()),
+        ("allow_weak_secret", t.allow_weak_secret.is_some()),
     ] {
         if set {
             r.problem(
@@ -192,6 +194,11 @@ fn material(
             "secret_file",
         )
     };
+    if !k.allow_weak_secret.unwrap_or(false) {
+        if let Some(why) = weak_secret::weakness(&secret.bytes) {
+            r.problem(format!("{at}.{field}"), why, weak_secret::HINT);
+        }
+    }
     if secret.bytes.len() < MIN_SECRET_BYTES && !k.allow_short_secret.unwrap_or(false) {
         r.problem(
             format!("{at}.{field}"),

@@ -16,12 +16,14 @@ mod login_limits;
 mod proxies;
 mod report;
 mod routes;
+mod shape;
 mod size;
 mod store;
 mod tokens;
 mod upstreams;
 mod users;
 pub mod validate;
+pub mod weak_secret;
 
 pub use keyring::{alg_name, is_hmac, parse_algorithm};
 pub use report::MIN_SECRET_BYTES;
@@ -505,6 +507,8 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
     /// Further attempts for idempotent requests whose connection could not be made.
     pub retries: u32,
+    /// Default of the routes' `preserve_host`.
+    pub preserve_host: bool,
     /// How long a server that refused or timed out is skipped.
     pub eject_for: Duration,
     pub health: Option<HealthConfig>,
@@ -537,6 +541,10 @@ pub struct RouteConfig {
     /// Replaces the matched prefix before forwarding (`""` strips it).
     pub rewrite_prefix: Option<String>,
     pub forward_authorization: bool,
+    /// Steering headers (exact names) this route lets through; see `steering`.
+    pub pass_headers: Vec<HeaderName>,
+    /// Send the client's `Host` upstream (else the upstream's own authority).
+    pub preserve_host: bool,
     /// Overrides the upstream's response timeout.
     pub timeout: Option<Duration>,
     pub max_body: Option<u64>,
@@ -644,11 +652,35 @@ pub fn check_str(text: &str, base: &Path) -> Result<Loaded, Refused> {
 /// Like [`check_str`], with `secret_env` names looked up through `env` instead of the
 /// process environment.
 pub fn check_str_with_env(text: &str, base: &Path, env: Env<'_>) -> Result<Loaded, Refused> {
-    let file: file::GatewayFile = toml::from_str(text).map_err(|e| Refused {
-        problems: vec![toml_problem(&e, text)],
-        ..Refused::default()
-    })?;
-    from_file(file, base, env)
+    let (file, mut problems) = shape::parse::<file::GatewayFile>(text, "");
+    let Some(file) = file else {
+        return Err(Refused {
+            problems,
+            ..Refused::default()
+        });
+    };
+    // Shape problems (unknown keys, wrong types) join the rest in one list: the config is
+    // refused, and one `check` names every problem.
+    match from_file(file, base, env) {
+        Ok(loaded) if problems.is_empty() => Ok(loaded),
+        Ok(loaded) => Err(Refused {
+            problems,
+            warnings: loaded.warnings,
+            keys: loaded.config.tokens.keys,
+            tls: loaded
+                .config
+                .server
+                .listeners
+                .into_iter()
+                .filter_map(|l| l.tls)
+                .collect(),
+        }),
+        Err(mut refused) => {
+            problems.append(&mut refused.problems);
+            refused.problems = problems;
+            Err(refused)
+        }
+    }
 }
 
 /// Looks an environment variable up by name: `None` when it is unset or not UTF-8. The
@@ -660,14 +692,8 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// Turns a TOML syntax or shape error into a problem naming the key where possible.
+/// Turns a TOML syntax error into a problem naming its line.
 pub(crate) fn toml_problem(e: &toml::de::Error, text: &str) -> Problem {
-    let message = e.message().trim().to_string();
-    let hint = if message.starts_with("unknown field") {
-        "check the spelling against the config reference in README.md".to_string()
-    } else {
-        String::new()
-    };
     let key = match e.span() {
         Some(span) => {
             let line = text
@@ -678,5 +704,9 @@ pub(crate) fn toml_problem(e: &toml::de::Error, text: &str) -> Problem {
         }
         None => "(file)".to_string(),
     };
-    Problem { key, message, hint }
+    Problem {
+        key,
+        message: e.message().trim().to_string(),
+        hint: "this is not valid TOML".into(),
+    }
 }

@@ -12,6 +12,7 @@ use super::{
     ArrayEncoding, AuthMode, HostMatch, IdentityConfig, IssuerConfig, LoginConfig, PathMatch,
     Requirement, Responder, RouteConfig, Target, UpstreamConfig,
 };
+use crate::steering;
 
 /// Headers an identity mapping may never take: the framing and routing ones, and ours.
 const RESERVED: &[&str] = &[
@@ -381,6 +382,17 @@ pub(super) fn routes(
                 "use match = \"prefix\"",
             );
         }
+        let preserve_host = f.preserve_host.unwrap_or_else(|| match &target {
+            Some(Target::Upstream(name)) => {
+                upstreams.iter().any(|u| &u.name == name && u.preserve_host)
+            }
+            _ => false,
+        });
+        let pass_headers = f
+            .pass_headers
+            .as_ref()
+            .map(|names| pass_headers(r, &format!("{at}.pass_headers"), names))
+            .unwrap_or_default();
         let route = RouteConfig {
             name: route_name(r, &at, f.name.as_deref(), &out),
             at: at.clone(),
@@ -394,6 +406,8 @@ pub(super) fn routes(
             claim_headers,
             rewrite_prefix,
             forward_authorization: f.forward_authorization.unwrap_or(false),
+            pass_headers,
+            preserve_host,
             timeout: f
                 .timeout
                 .as_ref()
@@ -458,6 +472,40 @@ fn label(route: &RouteConfig) -> String {
     } else {
         format!("{} (`{}`)", route.at, route.name)
     }
+}
+
+/// A route's `pass_headers`: only steering headers of a passable kind. Each one passed is
+/// a warning, since the backend behind it then believes what the client says.
+fn pass_headers(r: &mut Report, at: &str, names: &[String]) -> Vec<HeaderName> {
+    let mut out = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let key = format!("{at}[{i}]");
+        match steering::lookup(name) {
+            Some(kind) if kind.passable() => {
+                r.warning(
+                    &key,
+                    format!("`{name}` from clients reaches this route's backend unchanged"),
+                    "pass it only to a backend that must read it and checks what it says",
+                );
+                if let Ok(h) = HeaderName::from_bytes(name.as_bytes()) {
+                    out.push(h);
+                }
+            }
+            Some(_) => r.problem(
+                &key,
+                format!("`{name}` can never be passed"),
+                "client addresses come from X-Forwarded-For and X-Real-IP, which the gateway \
+                 sets (see trust_forwarded); proxy credentials are never forwarded",
+            ),
+            None => r.problem(
+                &key,
+                format!("`{name}` is not a header the gateway strips"),
+                "pass_headers names steering headers listed in SECURITY.md (e.g. \
+                 X-HTTP-Method-Override); other headers pass already, identity headers never",
+            ),
+        }
+    }
+    out
 }
 
 /// Two routes tie when they match the same host, path and kind, and either both list

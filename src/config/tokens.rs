@@ -9,6 +9,7 @@ use jsonwebtoken::Algorithm;
 
 use super::file::TokensFile;
 use super::report::{resolve, Report, MIN_SECRET_BYTES};
+use super::weak_secret;
 use super::{
     Env, ErrorStyle, KeyConfig, KeyMaterial, RequiredClaims, Secret, SecretOrigin, TokensConfig,
 };
@@ -285,11 +286,20 @@ fn secret(r: &mut Report, t: &TokensFile, base: &Path, env: Env<'_>) -> Option<S
             return None;
         }
     };
+    let key = match secret.origin {
+        SecretOrigin::Env(_) => "tokens.secret_env",
+        _ => "tokens.secret_file",
+    };
+    if secret.origin != SecretOrigin::Generated && !t.allow_weak_secret.unwrap_or(false) {
+        if let Some(why) = weak_secret::weakness(&secret.bytes) {
+            r.problem(
+                key,
+                why,
+                weak_secret::HINT.replace("allow_weak_secret", "tokens.allow_weak_secret"),
+            );
+        }
+    }
     if secret.bytes.len() < MIN_SECRET_BYTES && !t.allow_short_secret.unwrap_or(false) {
-        let key = match secret.origin {
-            SecretOrigin::Env(_) => "tokens.secret_env",
-            _ => "tokens.secret_file",
-        };
         r.problem(
             key,
             format!(

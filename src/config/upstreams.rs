@@ -122,6 +122,7 @@ pub(super) fn upstreams(
                 Duration::from_secs(90),
             ),
             retries,
+            preserve_host: f.preserve_host.unwrap_or(false),
             eject_for: r.duration(
                 &format!("{at}.eject_for"),
                 f.eject_for.as_ref(),
@@ -152,6 +153,7 @@ pub(super) fn inline(
         response_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(90),
         retries: 1,
+        preserve_host: false,
         eject_for: Duration::ZERO,
         health: None,
         tls: UpstreamTls::default(),

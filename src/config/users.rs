@@ -155,13 +155,10 @@ pub(super) fn load_users_file(r: &mut Report, path: &str, base: &Path, out: &mut
             return;
         }
     };
-    match toml::from_str::<UsersFile>(&text) {
-        Ok(f) => collect_users(r, &format!("users_file({path}).users"), &f.users, out),
-        Err(e) => r.problem(
-            "users_file",
-            format!("{}: {}", full.display(), e.message().trim()),
-            "the file holds [[users]] entries with id, username, password_hash",
-        ),
+    let (file, problems) = super::shape::parse::<UsersFile>(&text, &format!("users_file({path})"));
+    r.problems.extend(problems);
+    if let Some(f) = file {
+        collect_users(r, &format!("users_file({path}).users"), &f.users, out);
     }
 }
 

@@ -54,7 +54,10 @@ impl Pipeline {
                 &config.users,
                 config.login.as_ref().map_or(1, |l| l.max_concurrent_hashes),
             )
-            .counting_into(metrics.password_hashes.clone()),
+            .counting_into(
+                metrics.password_hashes.clone(),
+                metrics.password_hashes_by_cost.clone(),
+            ),
         );
         let mut pools = HashMap::new();
         let workers = crate::worker::count(config.server.workers);
@@ -147,6 +150,8 @@ impl Pipeline {
                     path_match: r.path_match,
                     rewrite_prefix: r.rewrite_prefix.clone(),
                     forward_authorization: r.forward_authorization,
+                    pass_headers: r.pass_headers.clone(),
+                    preserve_host: r.preserve_host,
                     timeout: r.timeout,
                     max_body: r.max_body,
                     issuers: r

@@ -33,9 +33,10 @@ use crate::config::{AuthMode, ForwardAuthConfig, PathMatch, RequestIdMode, Respo
 use crate::identity::{ClaimHeaders, IdentityHeaders};
 use crate::metrics::{Metrics, RouteCounters};
 use crate::policy::Policy;
-use crate::proxy::{forward, upgrade, Cluster};
+use crate::proxy::{forward, upgrade, Cluster, UpstreamError};
 use crate::rejection::{ErrorContext, Rejection};
 use crate::routing::{self, Miss, RouteTable};
+use crate::steering;
 use crate::telemetry;
 
 /// The request id header, set on every upstream request and every response.
@@ -53,6 +54,9 @@ pub struct Route {
     path_match: PathMatch,
     rewrite_prefix: Option<String>,
     forward_authorization: bool,
+    /// Steering headers this route lets through (exact names).
+    pass_headers: Vec<HeaderName>,
+    preserve_host: bool,
     timeout: Option<Duration>,
     max_body: Option<u64>,
     /// Indices into the authority's external issuers this route accepts.
@@ -293,8 +297,11 @@ impl Pipeline {
         (client, via_proxy): (std::net::IpAddr, bool),
         outcome: &mut Outcome<'p>,
     ) -> Result<Response<Body>, Rejection> {
-        // A request whose site is ambiguous is refused before anything reads it.
+        // A request whose site is ambiguous is refused before anything reads it, and so is
+        // `get` for `GET`: a backend that upper-cases methods would run another method than
+        // the one routed on.
         routing::check_host(&req).map_err(Rejection::BadHost)?;
+        routing::check_method(req.method()).map_err(Rejection::BadMethod)?;
         // Header size first: nothing below should parse an oversized head (431).
         self.check_header_size(req.headers())?;
 
@@ -340,9 +347,11 @@ impl Pipeline {
             path_and_query: route.path_and_query(&decision.path, parts.uri.query()),
             max_body: route.max_body,
             timeout: route.timeout,
+            preserve_host: route.preserve_host,
         };
         // The 413 for a declared oversize body comes only now: a route that answers itself
         // (above) never reads the body.
+        let client_version = parts.version;
         let req = Request::from_parts(parts, body);
         let (mut out, on_client) = forward::prepare(req, decision.noted, leg)?;
         // `X-Real-IP` is always ours: the resolved client (a client's own was stripped).
@@ -355,14 +364,17 @@ impl Pipeline {
         }
         let asked = Instant::now();
         let sent = cluster.send(out).await;
-        self.metrics
-            .upstream_duration
-            .observe(asked.elapsed().as_secs_f64());
+        // A request whose own body failed says nothing about the upstream's latency.
+        if !matches!(sent, Err(UpstreamError::ClientBody(_))) {
+            self.metrics
+                .upstream_duration
+                .observe(asked.elapsed().as_secs_f64());
+        }
         let (mut res, server) = sent?;
         if self.access_log {
             outcome.server = Some(server.to_string());
         }
-        forward::finish(&mut res);
+        forward::finish(&mut res, client_version);
         Ok(res)
     }
 
@@ -385,6 +397,15 @@ impl Pipeline {
         // Hop-by-hop headers go before anything else reads or sets headers: a name listed
         // in `Connection` must only ever remove what the client itself sent. An upgrade
         // request and `TE: trailers` are noted first and restored for the upstream.
+        // A token header listed in `Connection` is about to be removed: the request would
+        // then look as if it carried no token at all. Refuse it for what it is.
+        if route.policy.auth == AuthMode::Required
+            && bearer::listed_in_connection(&parts.headers, &self.token_header)
+        {
+            return Err(Rejection::TokenHeaderInConnection(
+                self.token_header.clone(),
+            ));
+        }
         let noted = forward::strip_inbound(&mut parts.headers);
 
         // ② Policy, ③ verification, then authorization against the verified claims. A
@@ -403,8 +424,11 @@ impl Pipeline {
         };
 
         // ④ Identity: strip on every route (public too), then set ours from the claims.
+        // The steering headers (URL, method and client-address overrides) go with them,
+        // before ⑤ sets `X-Forwarded-*` and `X-Real-IP`.
         let headers = &mut parts.headers;
         self.identity.strip(headers);
+        steering::strip(headers, &route.pass_headers);
         if let Some(c) = &claims {
             self.identity.set(headers, c, &route.claim_headers)?;
         }

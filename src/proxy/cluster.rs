@@ -44,6 +44,10 @@ pub enum UpstreamError {
     /// The request body went over the route's `max_body` while it streamed upstream.
     #[error("request body over the route's limit")]
     BodyTooLarge,
+    /// The client's own request body failed while it streamed upstream (bad framing, a
+    /// cut connection): not the upstream's fault.
+    #[error("{}", client::describe(&**.0))]
+    ClientBody(BoxError),
     /// The configured server and the request's path make no valid URI.
     #[error("cannot build the upstream URI: {0}")]
     BadUri(#[from] http::Error),
@@ -406,6 +410,9 @@ impl Cluster {
                 Ok(Err(Failed::Exchange(e))) => {
                     if client::caused_by::<http_body_util::LengthLimitError>(&*e) {
                         return Err(UpstreamError::BodyTooLarge);
+                    }
+                    if client::caused_by::<crate::body::ClientBodyError>(&*e) {
+                        return Err(UpstreamError::ClientBody(e));
                     }
                     return Err(UpstreamError::Unreachable(e));
                 }

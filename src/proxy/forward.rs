@@ -11,14 +11,14 @@ use std::time::Duration;
 use http::header::{
     CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::cluster::Outbound;
 use super::upgrade;
-use crate::body::Body;
+use crate::body::{Body, ClientBodyError};
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -79,14 +79,16 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// Sets `X-Forwarded-For/-Proto/-Host`. Untrusted inbound values (and `Forwarded`) are
-/// dropped first, so a client cannot pose as another address; with `trust` the client's
-/// chain is kept and extended, for a gateway behind a load balancer we control.
+/// Sets `X-Forwarded-For/-Proto/-Host`. Untrusted inbound values (and
+/// `Forwarded`) are dropped first, so a client cannot pose as another address; with `trust`
+/// the client's chain is kept and extended, for a gateway behind a load balancer we
+/// control. `host` is the client's validated host (its `Host`, or HTTP/2 `:authority`).
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     client_ip: &HeaderValue,
     proto: &'static str,
     trust: bool,
+    host: Option<HeaderValue>,
 ) {
     // One pass over the names finds whether the client sent any forwarding header, in any
     // spelling; most requests carry none, and then there is nothing to remove or extend.
@@ -97,7 +99,6 @@ pub fn set_forwarded(
     if sent {
         strip_underscore_spellings(headers);
     }
-    let host = headers.get(HOST).cloned();
     let chain = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) if trust => {
             HeaderValue::from_str(&format!("{prior}, {}", client_ip.to_str().unwrap_or(""))).ok()
@@ -182,7 +183,8 @@ mod tests {
         h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
         h.insert(HOST, HeaderValue::from_static("gw.example"));
         h.insert(FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
-        set_forwarded(&mut h, &client_ip(addr), "http", false);
+        let host = h.get(HOST).cloned();
+        set_forwarded(&mut h, &client_ip(addr), "http", false, host);
         assert_eq!(h[X_FORWARDED_FOR], "127.0.0.9");
         assert_eq!(h[X_FORWARDED_PROTO], "http");
         assert_eq!(h[X_FORWARDED_HOST], "gw.example");
@@ -192,7 +194,7 @@ mod tests {
         t.insert(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
         t.insert("x_forwarded_for", HeaderValue::from_static("6.6.6.6"));
         t.insert("X_Forwarded-Host", HeaderValue::from_static("evil"));
-        set_forwarded(&mut t, &client_ip(addr), "http", true);
+        set_forwarded(&mut t, &client_ip(addr), "http", true, None);
         assert_eq!(t[X_FORWARDED_FOR], "10.0.0.1, 127.0.0.9");
         assert!(!t.contains_key("x_forwarded_for") && !t.contains_key("x_forwarded-host"));
     }
@@ -242,11 +244,13 @@ pub struct Leg<'a> {
     pub max_body: Option<u64>,
     /// The route's response timeout, when it overrides the cluster's.
     pub timeout: Option<Duration>,
+    /// Send the client's `Host` instead of the upstream's own authority.
+    pub preserve_host: bool,
 }
 
-/// ⑤ before the send: refuses a declared oversize body, sets `X-Forwarded-*`, `Host` (from
-/// HTTP/2's `:authority`) and `TE: trailers`, restores an upgrade and takes the client side
-/// of it, and wraps the body in the route's limit. Returns the outbound request and, for an
+/// ⑤ before the send: refuses a declared oversize body, sets `X-Forwarded-*`, `Host` (the client's only with `preserve_host`; else the cluster sets the
+/// server's) and `TE: trailers`, restores an upgrade and takes the client side of it, and
+/// wraps the body in the route's limit. Returns the outbound request and, for an
 /// upgrade, the client's half of the tunnel.
 pub fn prepare(
     mut req: Request<Incoming>,
@@ -265,15 +269,28 @@ pub fn prepare(
         }
     }
     let proto = if leg.tls { "https" } else { "http" };
-    set_forwarded(req.headers_mut(), leg.client_ip, proto, leg.trust_forwarded);
-    if !req.headers().contains_key(HOST) {
-        // HTTP/2 carries the host in the :authority pseudo-header.
-        if let Some(v) = req
-            .uri()
+    // The client's host, checked by `routing::check_host`: its `Host`, or the `:authority`
+    // HTTP/2 carries instead. It goes upstream as `X-Forwarded-Host`. `Host` itself is the
+    // upstream's own authority (the cluster sets it, as nginx's proxy_pass does), so a
+    // backend never picks a site on the client's word, unless the route preserves it.
+    let client_host = req.headers().get(HOST).cloned().or_else(|| {
+        req.uri()
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
-            req.headers_mut().insert(HOST, v);
+    });
+    set_forwarded(
+        req.headers_mut(),
+        leg.client_ip,
+        proto,
+        leg.trust_forwarded,
+        client_host.clone(),
+    );
+    match client_host {
+        Some(host) if leg.preserve_host => {
+            req.headers_mut().insert(HOST, host);
+        }
+        _ => {
+            req.headers_mut().remove(HOST);
         }
     }
     if noted.trailers {
@@ -298,9 +315,12 @@ pub fn prepare(
     Ok((out, on_client))
 }
 
-/// ⑤ after the send: the upstream's hop-by-hop headers stay on its leg.
-pub fn finish<B>(res: &mut Response<B>) {
+/// ⑤ after the send: the upstream's hop-by-hop headers stay on its leg, and the response
+/// takes the client's protocol version: an intermediary answers in its own (RFC 9110 §6.2),
+/// so an HTTP/1.0 upstream does not close an HTTP/1.1 client's keep-alive connection.
+pub fn finish<B>(res: &mut Response<B>, client_version: Version) {
     strip_hop_by_hop(res.headers_mut());
+    *res.version_mut() = client_version;
 }
 
 fn is_idempotent(m: &Method) -> bool {
@@ -313,6 +333,8 @@ fn is_idempotent(m: &Method) -> bool {
 /// Boxes the inbound body for the upstream, counting it against the route's limit while it
 /// streams (no buffering).
 fn limit_body(body: Incoming, max: Option<u64>) -> Body {
+    // The client's body errors are marked as the client's (see `ClientBodyError`).
+    let body = body.map_err(ClientBodyError);
     match max {
         None => body.map_err(Into::into).boxed(),
         Some(max) => Limited::new(body, max as usize).boxed(),

@@ -68,34 +68,46 @@ async fn extreme_time_values_fail_closed() {
     let expired = "Signature has expired";
     let future_iat = "Issued At claim (iat) cannot be in the future.";
     let future_nbf = "The token is not yet valid (nbf)";
+    // Beyond every date (regression: `exp = 1e300` meant "never expires").
+    let exp_range = "Expiration Time claim (exp) must be a date between 1970 and 9999.";
+    let iat_range = "Issued At claim (iat) must be a date between 1970 and 9999.";
+    let nbf_range = "Not Before claim (nbf) must be a date between 1970 and 9999.";
     let cases: Vec<(&str, String, &str)> = vec![
-        ("exp", "-1".into(), expired),
         ("exp", "0".into(), expired),
-        ("exp", "-1e300".into(), expired),
-        ("exp", "-9223372036854775808".into(), expired),
         ("exp", format!("{}.5", now - 3600), expired),
         ("exp", format!("{}", now - 11), expired),
-        ("iat", "18446744073709551615".into(), future_iat),
-        ("iat", "1e300".into(), future_iat),
+        ("exp", "-1".into(), exp_range),
+        ("exp", "-1e300".into(), exp_range),
+        ("exp", "-9223372036854775808".into(), exp_range),
+        ("exp", "18446744073709551615".into(), exp_range),
+        ("exp", "18446744073709551616".into(), exp_range),
+        ("exp", "1e300".into(), exp_range),
+        ("exp", "253402300800".into(), exp_range),
         ("iat", format!("{}", now + 3600), future_iat),
-        ("nbf", "18446744073709551615".into(), future_nbf),
-        ("nbf", "1e300".into(), future_nbf),
-        ("nbf", "9223372036854775807".into(), future_nbf),
+        ("iat", "253402300799".into(), future_iat),
+        ("iat", "18446744073709551615".into(), iat_range),
+        ("iat", "1e300".into(), iat_range),
+        ("iat", "-1e300".into(), iat_range),
+        ("nbf", "253402300799".into(), future_nbf),
+        ("nbf", "18446744073709551615".into(), nbf_range),
+        ("nbf", "1e300".into(), nbf_range),
+        ("nbf", "9223372036854775807".into(), nbf_range),
+        ("nbf", "-9223372036854775808".into(), nbf_range),
     ];
     for (name, value, description) in &cases {
         let p = with_raw(name, value);
         t.refuses_token(&p, &sign_raw(&p), Some(description)).await;
     }
-    assert_eq!(cases.len(), 12);
-    // Huge but well-formed values in the safe direction are accepted: only the key holder
-    // can sign them, and no arithmetic on them may overflow or panic.
+    assert_eq!(cases.len(), 20);
+    // The edges of the range, and fractions inside it, are dates: no arithmetic on them
+    // may overflow or panic.
     for (name, value) in [
-        ("exp", "18446744073709551615"),
-        ("exp", "1e300"),
-        ("iat", "-1e300"),
-        ("nbf", "-9223372036854775808"),
+        ("exp", "253402300799".to_string()),
+        ("exp", format!("{}.25", now + 60)),
+        ("iat", "0".to_string()),
+        ("nbf", "0.5".to_string()),
     ] {
-        let p = with_raw(name, value);
+        let p = with_raw(name, &value);
         let r = t.with_token(&sign_raw(&p)).await;
         assert_eq!(r.status, 200, "{p}: {}", r.text());
         assert_eq!(t.up.last().headers["x-identity"], "1");

@@ -18,6 +18,13 @@
 //! - `secrets`: config errors never echo secrets; `check` warns on shared key files. (Logs
 //!   at TRACE are checked by `tests/log_hygiene.rs`, a binary of its own.)
 //! - `properties`: proptest invariants of the pure functions.
+//! - `steering`: URL, method, host and client-address overrides, `Host` itself.
+//! - `requests`: method spelling, unreserved escapes, the token header in `Connection`.
+//! - `config_check`: every unknown key named at once, sizes in bytes, weak secrets.
+//! - `key_rotation`: a token whose key is gone names the key as unknown.
+//! - `login_cost`: unknown users pay the most common hash parameters (counted).
+//! - `exposition`: `/metrics` negotiation, linted by `promtool` and the OpenMetrics parser.
+//! - `upstream_faults`: whose fault it is (HTTP/1.0 upstreams, badly framed client bodies).
 //!
 //! What is not built yet (HTTP/2 stream limits, a body read timeout, rate limits shared
 //! across instances) is listed as pending in SECURITY.md, not faked here.
@@ -29,11 +36,18 @@ mod harness;
 
 mod availability;
 mod claims;
+mod config_check;
+mod exposition;
 mod framing;
 mod headers;
+mod key_rotation;
 mod keyring;
 mod login;
+mod login_cost;
 mod paths;
 mod properties;
+mod requests;
 mod secrets;
+mod steering;
 mod token_format;
+mod upstream_faults;

@@ -8,9 +8,17 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-/// Scrapes `/metrics` and parses it with `prometheus_client`.
+/// Scrapes `/metrics` as Prometheus does (asking for OpenMetrics) and parses it with
+/// `prometheus_client`.
 async fn scrape(gw: &Gateway) -> Vec<Value> {
-    let r = get(&gw.admin_url("/metrics"), &[]).await;
+    let r = get(
+        &gw.admin_url("/metrics"),
+        &[(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )],
+    )
+    .await;
     assert_eq!(r.status, 200);
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/prom_parse.py");

@@ -162,7 +162,8 @@ fn the_kubernetes_secret_placeholder_cannot_start_a_gateway() {
         .expect_err("the placeholder secret must be refused");
     assert!(err.contains("tokens.secret_file"), "{err}");
     assert!(err.contains("at least 32 are required"), "{err}");
-    assert!(err.starts_with("1 problem(s)"), "{err}");
+    assert!(err.contains("well-known secrets"), "{err}");
+    assert!(err.starts_with("2 problem(s)"), "{err}");
 }
 
 #[test]
