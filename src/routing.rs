@@ -212,7 +212,12 @@ pub fn decode_unreserved(raw: &str) -> Result<Cow<'_, str>, &'static str> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] != b'%' {
-            let next = raw[i + 1..].find('%').map_or(raw.len(), |n| i + 1 + n);
+            // `%` is ASCII, so the next one is always on a character boundary (and `i`
+            // is one: the start, or just after an escape).
+            let next = bytes[i..]
+                .iter()
+                .position(|&b| b == b'%')
+                .map_or(bytes.len(), |n| i + n);
             out.push_str(&raw[i..next]);
             i = next;
             continue;
@@ -525,6 +530,13 @@ mod tests {
             n("/a/%25%32%65"),
             Err("The path contains a double-encoded dot, slash or NUL")
         );
+        // Regression (found by the routing fuzz target): raw non-ASCII before an escape
+        // made the decoder slice inside a character.
+        assert_eq!(
+            n("/public/%4e%2e\u{476}Cx/a"),
+            Ok("/public/N.\u{476}Cx/a".into())
+        );
+        assert_eq!(n("/\u{e9}%7E\u{e9}"), Ok("/\u{e9}~\u{e9}".into()));
         for bad in [
             "/a/..;/b",
             "/a/.;x/b",
