@@ -295,6 +295,7 @@ id = "flask-secret-key"
 algorithm = "HS256"
 secret_env = "OLD_SECRET_KEY"
 allow_short_secret = true
+allow_weak_secret = true
 sign = false
 
 [[keys]]
@@ -308,6 +309,7 @@ sign = true
     for line in [
         "secret_env = \"GATEWAY_SECRET\"\n",
         "allow_short_secret = true\n",
+        "allow_weak_secret = true\n",
         "algorithm = \"HS256\"\n",
     ] {
         toml = replace_once(&toml, line, "");
