@@ -30,6 +30,7 @@ use crate::body::{full, Body};
 use crate::config::{Contract, ForwardAuthConfig};
 use crate::pipeline::{Answer, Conn, Decision, Outcome, Pipeline};
 use crate::rejection::{self, Rejection};
+use crate::routing;
 
 const X_ACCEL_EXPIRES: HeaderName = HeaderName::from_static("x-accel-expires");
 /// Envoy deletes the request headers named here after copying ours (on a 200 only).
@@ -124,7 +125,12 @@ pub async fn handle<B>(pipeline: &Pipeline, mut req: Request<B>, conn: &Conn) ->
         }
     }
     let mut outcome = Outcome::default();
-    let decided = pipeline.decide(&mut parts, conn, &mut outcome).await;
+    // The same refusal as proxy mode's first check: `get` for `GET` would let a backend
+    // that upper-cases methods run another method than the one the decision routed on.
+    let decided = match routing::check_method(&parts.method) {
+        Err(why) => Err(Rejection::BadMethod(why)),
+        Ok(()) => pipeline.decide(&mut parts, conn, &mut outcome).await,
+    };
     // A client-certificate subject set by ④ is the proxy's own certificate, not the
     // client's: never part of the answer.
     if let Some((name, _)) = &conn.client_subject {

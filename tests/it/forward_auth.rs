@@ -194,6 +194,8 @@ async fn forward_auth_decides_exactly_as_proxy_mode() {
         ("GET", "/reports", "app.example.com", Some(&user)),
         ("GET", "/", "admin.example.com", None),
         ("GET", "/", "admin.example.com", Some(&user)),
+        // A case variant of a standard method is refused by both modes (400).
+        ("get", "/", "app.example.com", None),
     ];
     for &(method, path, host, token) in cases {
         let auth = token.map(jwt_header);
