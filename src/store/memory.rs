@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{Count, Store, StoreFuture};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+
+use super::{Count, Store, StoreFuture, Subscription};
 
 /// Keys held at most. Each failed login may add three; past this many the store forgets
 /// expired keys first, then the ones closest to expiring, so an attacker spraying random
@@ -14,6 +16,8 @@ pub const MAX_KEYS: usize = 200_000;
 
 struct Entry {
     value: u64,
+    /// The value of a text key (`put`); `None` for a counter.
+    text: Option<String>,
     expires: Instant,
 }
 
@@ -22,6 +26,8 @@ struct Entry {
 pub struct MemoryStore {
     map: Mutex<HashMap<String, Entry>>,
     max_keys: usize,
+    /// Subscribers by channel; a closed one is dropped at the next publish.
+    subscribers: Mutex<Vec<(String, UnboundedSender<String>)>>,
 }
 
 impl Default for MemoryStore {
@@ -36,6 +42,7 @@ impl MemoryStore {
         MemoryStore {
             map: Mutex::new(HashMap::new()),
             max_keys: max_keys.max(1),
+            subscribers: Mutex::new(Vec::new()),
         }
     }
 
@@ -85,6 +92,7 @@ impl MemoryStore {
                         key.to_string(),
                         Entry {
                             value: 0,
+                            text: None,
                             expires: now + *window,
                         },
                     );
@@ -101,6 +109,28 @@ impl MemoryStore {
                 }
             })
             .collect()
+    }
+
+    fn put_now(&self, key: &str, value: &str, ttl: Duration, now: Instant) {
+        let mut map = self.lock();
+        if !map.contains_key(key) {
+            Self::make_room(&mut map, self.max_keys, now);
+        }
+        map.insert(
+            key.to_string(),
+            Entry {
+                value: 0,
+                text: Some(value.to_string()),
+                expires: now + ttl,
+            },
+        );
+    }
+
+    fn text_now(&self, key: &str, now: Instant) -> Option<String> {
+        match self.lock().get(key) {
+            Some(e) if e.expires > now => e.text.clone(),
+            _ => None,
+        }
     }
 
     fn peek_now(&self, keys: &[&str], now: Instant) -> Vec<Count> {
@@ -142,6 +172,7 @@ impl Store for MemoryStore {
             key.to_string(),
             Entry {
                 value,
+                text: None,
                 expires: now + ttl,
             },
         );
@@ -156,6 +187,70 @@ impl Store for MemoryStore {
         }
         drop(map);
         Box::pin(async { Ok(()) })
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>> {
+        let out = self.text_now(key, Instant::now());
+        Box::pin(async move { Ok(out) })
+    }
+
+    fn put<'a>(&'a self, key: &'a str, value: &'a str, ttl: Duration) -> StoreFuture<'a, ()> {
+        self.put_now(key, value, ttl, Instant::now());
+        Box::pin(async { Ok(()) })
+    }
+
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a str,
+        expected: &'a str,
+        new: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        let now = Instant::now();
+        let mut map = self.lock();
+        let swapped = match map.get_mut(key) {
+            Some(e) if e.expires > now && e.text.as_deref() == Some(expected) => {
+                e.text = Some(new.to_string());
+                e.expires = now + ttl;
+                true
+            }
+            _ => false,
+        };
+        drop(map);
+        Box::pin(async move { Ok(swapped) })
+    }
+
+    fn scan<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(String, String)>> {
+        let now = Instant::now();
+        let out = self
+            .lock()
+            .iter()
+            .filter(|(k, e)| e.expires > now && k.starts_with(prefix))
+            .filter_map(|(k, e)| Some((k.clone(), e.text.clone()?)))
+            .collect();
+        Box::pin(async move { Ok(out) })
+    }
+
+    fn publish<'a>(&'a self, channel: &'a str, message: &'a str) -> StoreFuture<'a, ()> {
+        let mut subs = match self.subscribers.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        subs.retain(|(c, tx)| c != channel || tx.send(message.to_string()).is_ok());
+        drop(subs);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn subscribe<'a>(&'a self, channel: &'a str) -> StoreFuture<'a, Subscription> {
+        let (tx, rx) = unbounded_channel();
+        let mut subs = match self.subscribers.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        subs.retain(|(_, tx)| !tx.is_closed());
+        subs.push((channel.to_string(), tx));
+        drop(subs);
+        Box::pin(async move { Ok(rx) })
     }
 }
 
@@ -198,5 +293,33 @@ mod tests {
         assert_eq!(s.peek(&["k"]).await.unwrap()[0].value, 7);
         s.delete(&["k"]).await.unwrap();
         assert_eq!(s.peek(&["k"]).await.unwrap()[0].value, 0);
+    }
+
+    #[tokio::test]
+    async fn text_values_swap_only_from_the_expected_value() {
+        let s = MemoryStore::default();
+        let ttl = Duration::from_secs(5);
+        s.put("t:a", "one", ttl).await.unwrap();
+        assert!(!s
+            .compare_and_swap("t:a", "two", "three", ttl)
+            .await
+            .unwrap());
+        assert!(s.compare_and_swap("t:a", "one", "two", ttl).await.unwrap());
+        assert!(!s.compare_and_swap("t:a", "one", "two", ttl).await.unwrap());
+        assert_eq!(s.get("t:a").await.unwrap().as_deref(), Some("two"));
+        assert!(!s.compare_and_swap("t:none", "", "x", ttl).await.unwrap());
+        s.set("t:counter", 1, ttl).await.unwrap();
+        let found = s.scan("t:").await.unwrap();
+        assert_eq!(found, vec![("t:a".to_string(), "two".to_string())]);
+    }
+
+    #[tokio::test]
+    async fn subscribers_get_what_is_published_on_their_channel() {
+        let s = MemoryStore::default();
+        let mut a = s.subscribe("a").await.unwrap();
+        let mut b = s.subscribe("b").await.unwrap();
+        s.publish("a", "hello").await.unwrap();
+        assert_eq!(a.recv().await.as_deref(), Some("hello"));
+        assert!(b.try_recv().is_err());
     }
 }

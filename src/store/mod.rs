@@ -7,11 +7,13 @@
 //! back to local counters, see `auth/throttle.rs`).
 //!
 //! The operations are the small set the features above need, each atomic on its own:
-//! windowed counters (login limits) and values with an expiry (the refresh-token families
-//! and revocation entries that build on this store use the same keys-with-TTL model).
+//! windowed counters (login limits), text values with an expiry and a compare-and-swap on
+//! them (refresh-token families and their rotation), a scan by key prefix and a pub/sub
+//! channel (the revocation set each instance mirrors, see [`mirror`]).
 //! Keys are the caller's; a backend only prepends `[store] key_prefix`.
 
 pub mod memory;
+pub mod mirror;
 pub mod redis;
 
 use std::future::Future;
@@ -42,6 +44,11 @@ pub enum StoreError {
 /// The future every store operation returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
+/// The messages of one subscription, in publication order. It closes when the
+/// subscription is lost (the connection dropped); the subscriber then subscribes again and
+/// reads what it may have missed some other way (see [`mirror`]).
+pub type Subscription = tokio::sync::mpsc::UnboundedReceiver<String>;
+
 /// A key-value store with expiring keys. Every method is one atomic step on the backend
 /// (one round trip for Redis), so instances sharing it never see half an update.
 pub trait Store: Send + Sync {
@@ -61,6 +68,34 @@ pub trait Store: Send + Sync {
 
     /// Removes the keys (absent keys are fine).
     fn delete<'a>(&'a self, keys: &'a [&'a str]) -> StoreFuture<'a, ()>;
+
+    /// The text stored at `key` by [`Store::put`] or [`Store::compare_and_swap`]; `None`
+    /// when absent or expired.
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>>;
+
+    /// Sets `key` to the text `value`, expiring after `ttl`.
+    fn put<'a>(&'a self, key: &'a str, value: &'a str, ttl: Duration) -> StoreFuture<'a, ()>;
+
+    /// Sets `key` to `new` (expiring after `ttl`) only when its text is exactly `expected`
+    /// now; returns whether it did. Of several callers racing with the same `expected`,
+    /// exactly one wins.
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a str,
+        expected: &'a str,
+        new: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Every live text key that starts with `prefix`, with its value. Not a snapshot:
+    /// keys written while it runs may or may not be in it.
+    fn scan<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(String, String)>>;
+
+    /// Sends `message` to every current subscriber of `channel`, on every instance.
+    fn publish<'a>(&'a self, channel: &'a str, message: &'a str) -> StoreFuture<'a, ()>;
+
+    /// Subscribes to `channel`; messages published after this returns arrive in order.
+    fn subscribe<'a>(&'a self, channel: &'a str) -> StoreFuture<'a, Subscription>;
 }
 
 /// The configured store, built once per process and kept across reloads, so counters
@@ -72,6 +107,16 @@ pub struct Stores {
     /// The per-instance counters used when the shared store is down (and as the store
     /// itself with `backend = "memory"`).
     local: Arc<memory::MemoryStore>,
+    /// The mirrored set (revocations), kept across reloads like the store it mirrors.
+    mirror: std::sync::Mutex<Option<(MirrorKey, Arc<mirror::Mirror>)>>,
+}
+
+/// What a mirror was built for: a reload with the same store and settings keeps it.
+#[derive(PartialEq)]
+struct MirrorKey {
+    store: StoreConfig,
+    prefix: String,
+    resync: Duration,
 }
 
 impl Stores {
@@ -96,6 +141,36 @@ impl Stores {
         };
         *current = Some((config.clone(), store.clone()));
         store
+    }
+
+    /// The mirror of the keys under `prefix` in the store for `config` (see
+    /// [`mirror::Mirror`]), started on first use and kept while the settings stay the same.
+    pub fn mirror(
+        &self,
+        config: &StoreConfig,
+        prefix: &str,
+        resync: Duration,
+        errors: prometheus_client::metrics::counter::Counter,
+    ) -> Arc<mirror::Mirror> {
+        let key = MirrorKey {
+            store: config.clone(),
+            prefix: prefix.to_string(),
+            resync,
+        };
+        let mut held = match self.mirror.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((k, m)) = held.as_ref() {
+            if *k == key {
+                return m.clone();
+            }
+        }
+        let channel = format!("{prefix}channel");
+        let m = mirror::Mirror::new(self.get(config), prefix, &channel, resync, errors);
+        m.start();
+        *held = Some((key, m.clone()));
+        m
     }
 
     /// This instance's own counters.

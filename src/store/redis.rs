@@ -4,13 +4,18 @@
 //! reconnects with exponential backoff after the connection drops. The first connection is
 //! made lazily: the gateway starts (and answers logins from local counters) while Redis is
 //! still unreachable. Every command is bounded by `[store] timeout`, and
-//! each operation is one Lua script, so it is atomic and one round trip.
+//! each operation is one command or one Lua script, so it is atomic and one round trip
+//! (a scan takes one round trip per page). Each subscription has a connection of its own
+//! (Redis reserves a subscribed connection for messages), pinged every second so a hung
+//! server ends it as surely as a dead one.
 
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Count, Store, StoreError, StoreFuture};
+use futures_util::StreamExt;
+
+use super::{Count, Store, StoreError, StoreFuture, Subscription};
 use crate::config::{RedisConfig, StoreConfig};
 
 /// Adds one to each key; a key new to the window gets its expiry (ARGV[i], ms). A key
@@ -44,14 +49,32 @@ end
 return out
 ";
 
+/// Sets the key to ARGV[2] (expiring after ARGV[3] ms) when its value is ARGV[1] now.
+const SWAP: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+";
+
+/// Keys asked for per `SCAN` page (a hint to Redis) and per `MGET`.
+const SCAN_PAGE: usize = 1000;
+
+/// How often a subscription's connection is pinged.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
 pub struct RedisStore {
     /// `None` when the client could not be built (outside a tokio runtime, as in
     /// `gateway check`): every operation then fails at once.
     conn: Option<ConnectionManager>,
+    /// For subscriptions, which need connections of their own.
+    client: Option<redis::Client>,
     prefix: String,
     timeout: Duration,
     incr: redis::Script,
     peek: redis::Script,
+    swap: redis::Script,
 }
 
 impl RedisStore {
@@ -65,35 +88,45 @@ impl RedisStore {
             .set_response_timeout(Some(store.timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
-        let conn = tokio::runtime::Handle::try_current().ok().and_then(|_| {
-            let client = redis
-                .connection_info()
-                .and_then(|info| match &redis.ca_pem {
-                    // Our CA instead of the system roots; rustls with the process's
-                    // provider (aws-lc-rs, the only one built in).
-                    Some(pem) => redis::Client::build_with_tls(
-                        info,
-                        redis::TlsCertificates {
-                            client_tls: None,
-                            root_cert: Some(pem.clone()),
-                        },
-                    ),
-                    None => redis::Client::open(info),
-                });
-            client
-                .and_then(|c| ConnectionManager::new_lazy_with_config(c, config))
-                .map_err(|e| {
-                    let error = e.kind_name();
-                    tracing::error!(%error, "store: cannot use the Redis address")
-                })
-                .ok()
-        });
+        let client = redis
+            .connection_info()
+            .and_then(|info| match &redis.ca_pem {
+                // Our CA instead of the system roots; rustls with the process's
+                // provider (aws-lc-rs, the only one built in).
+                Some(pem) => redis::Client::build_with_tls(
+                    info,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem.clone()),
+                    },
+                ),
+                None => redis::Client::open(info),
+            })
+            .map_err(|e| {
+                let error = e.kind_name();
+                tracing::error!(%error, "store: cannot use the Redis address")
+            })
+            .ok();
+        // Outside a runtime (`gateway check`) nothing is connected: every operation fails.
+        let conn = tokio::runtime::Handle::try_current()
+            .ok()
+            .and(client.clone())
+            .and_then(|c| {
+                ConnectionManager::new_lazy_with_config(c, config)
+                    .map_err(|e| {
+                        let error = e.kind_name();
+                        tracing::error!(%error, "store: cannot use the Redis address")
+                    })
+                    .ok()
+            });
         RedisStore {
+            client: conn.as_ref().and(client),
             conn,
             prefix: store.key_prefix.clone(),
             timeout: store.timeout,
             incr: redis::Script::new(INCR),
             peek: redis::Script::new(PEEK),
+            swap: redis::Script::new(SWAP),
         }
     }
 
@@ -142,6 +175,57 @@ impl RedisStore {
                 ttl: Duration::from_millis(pair[1].max(0) as u64),
             })
             .collect())
+    }
+}
+
+/// `text` with the glob characters of `SCAN MATCH` escaped.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn millis(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1)
+}
+
+/// Forwards a subscription's messages until its connection drops, a ping goes
+/// unanswered, or nobody listens any more.
+async fn forward_messages(
+    pubsub: redis::aio::PubSub,
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+    timeout: Duration,
+) {
+    let (mut sink, mut stream) = pubsub.split();
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(msg) = msg else { return };
+                let Ok(text) = msg.get_payload::<String>() else { continue };
+                if tx.send(text).is_err() {
+                    return;
+                }
+            }
+            _ = ping.tick() => {
+                if tx.is_closed() {
+                    return;
+                }
+                let bound = timeout.max(Duration::from_millis(500));
+                // A subscribed connection answers PING with an array (RESP2), not PONG:
+                // any answer will do.
+                let answered = tokio::time::timeout(bound, sink.ping::<redis::Value>()).await;
+                if !matches!(answered, Ok(Ok(_))) {
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -211,6 +295,102 @@ impl Store for RedisStore {
                 cmd.arg(self.key(k));
             }
             self.bounded(cmd.query_async::<()>(&mut conn)).await
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let mut conn = self.connection()?;
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(self.key(key));
+            self.bounded(cmd.query_async::<Option<String>>(&mut conn))
+                .await
+        })
+    }
+
+    fn put<'a>(&'a self, key: &'a str, value: &'a str, ttl: Duration) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.connection()?;
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(self.key(key)).arg(value).arg("PX").arg(millis(ttl));
+            self.bounded(cmd.query_async::<()>(&mut conn)).await
+        })
+    }
+
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a str,
+        expected: &'a str,
+        new: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut conn = self.connection()?;
+            let mut invocation = self.swap.prepare_invoke();
+            invocation
+                .key(self.key(key))
+                .arg(expected)
+                .arg(new)
+                .arg(millis(ttl));
+            let swapped: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+            Ok(swapped == 1)
+        })
+    }
+
+    fn scan<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(String, String)>> {
+        Box::pin(async move {
+            let mut conn = self.connection()?;
+            let pattern = format!("{}*", glob_escape(&self.key(prefix)));
+            let mut out = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let mut cmd = redis::cmd("SCAN");
+                cmd.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_PAGE);
+                let (next, keys): (u64, Vec<String>) =
+                    self.bounded(cmd.query_async(&mut conn)).await?;
+                for chunk in keys.chunks(SCAN_PAGE) {
+                    let mut get = redis::cmd("MGET");
+                    for k in chunk {
+                        get.arg(k);
+                    }
+                    let values: Vec<Option<String>> =
+                        self.bounded(get.query_async(&mut conn)).await?;
+                    for (k, v) in chunk.iter().zip(values) {
+                        if let (Some(v), Some(k)) = (v, k.strip_prefix(&self.prefix)) {
+                            out.push((k.to_string(), v));
+                        }
+                    }
+                }
+                if next == 0 {
+                    return Ok(out);
+                }
+                cursor = next;
+            }
+        })
+    }
+
+    fn publish<'a>(&'a self, channel: &'a str, message: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.connection()?;
+            let mut cmd = redis::cmd("PUBLISH");
+            cmd.arg(self.key(channel)).arg(message);
+            self.bounded(cmd.query_async::<i64>(&mut conn)).await?;
+            Ok(())
+        })
+    }
+
+    fn subscribe<'a>(&'a self, channel: &'a str) -> StoreFuture<'a, Subscription> {
+        Box::pin(async move {
+            let client = self.client.clone().ok_or(StoreError::NotConnected)?;
+            let mut pubsub = self.bounded(client.get_async_pubsub()).await?;
+            self.bounded(pubsub.subscribe(self.key(channel))).await?;
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(forward_messages(pubsub, tx, self.timeout));
+            Ok(rx)
         })
     }
 }

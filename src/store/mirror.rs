@@ -1,0 +1,436 @@
+//! A local copy of a set of store keys, read without a store round trip.
+//!
+//! Each entry is a key with a number and an expiry (Unix seconds). Writers call
+//! [`Mirror::insert`]: the entry is applied here at once, written to the store with that
+//! expiry, and published on the mirror's channel, so every other instance applies it as
+//! soon as the message arrives. Messages can be missed (an instance was cut off, the
+//! subscription dropped), so each instance also reads the whole set again every `resync`
+//! and after every (re)subscription. Entries are only ever added or raised, never removed
+//! before their expiry: a resync merges what the store holds into what is known here, and
+//! writes back (and announces) what is known here but missing from the store. So an entry
+//! applied locally during an outage reaches every instance once the store answers again,
+//! and a store that lost its data (restarted empty) is filled again by the instances.
+//!
+//! The mirror tracks how current it is: [`Mirror::staleness`] is how long it has gone
+//! without a working subscription and a successful resync. The first failure of an outage
+//! is logged, later ones only counted; the recovery is logged once too.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::metrics::counter::Counter;
+
+use super::{Store, StoreError};
+
+/// A key's number and when it may be forgotten (Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub value: i64,
+    pub expires: i64,
+}
+
+/// How current the mirror is.
+struct Health {
+    /// Since when the mirror may be missing entries; `None` while current.
+    stale_since: Option<Instant>,
+    /// Whether this outage was logged already.
+    logged: bool,
+}
+
+/// See the module documentation.
+pub struct Mirror {
+    store: Arc<dyn Store>,
+    /// Store keys of the entries start with this.
+    prefix: String,
+    channel: String,
+    resync: Duration,
+    entries: RwLock<HashMap<String, Entry>>,
+    /// `entries.len()`, readable without the lock (the common case: nothing revoked).
+    count: AtomicUsize,
+    health: Mutex<Health>,
+    /// Sends `true` after the first complete load.
+    loaded: tokio::sync::watch::Sender<bool>,
+    errors: Counter,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The wire and store form of an entry: `value expires`.
+fn encode(e: Entry) -> String {
+    format!("{} {}", e.value, e.expires)
+}
+
+fn decode(text: &str) -> Option<Entry> {
+    let (value, expires) = text.split_once(' ')?;
+    Some(Entry {
+        value: value.parse().ok()?,
+        expires: expires.parse().ok()?,
+    })
+}
+
+impl Mirror {
+    /// A mirror of the keys under `prefix` in `store`, announced on `channel`, read again
+    /// every `resync`; store errors are counted in `errors`. Call [`Mirror::start`] to keep
+    /// it current.
+    pub fn new(
+        store: Arc<dyn Store>,
+        prefix: &str,
+        channel: &str,
+        resync: Duration,
+        errors: Counter,
+    ) -> Arc<Mirror> {
+        Arc::new(Mirror {
+            store,
+            prefix: prefix.to_string(),
+            channel: channel.to_string(),
+            resync,
+            entries: RwLock::new(HashMap::new()),
+            count: AtomicUsize::new(0),
+            health: Mutex::new(Health {
+                // Not loaded yet: stale from the start until the first load.
+                stale_since: Some(Instant::now()),
+                logged: false,
+            }),
+            loaded: tokio::sync::watch::Sender::new(false),
+            errors,
+        })
+    }
+
+    /// Starts the background task that subscribes and resyncs (needs a tokio runtime; it
+    /// ends when the mirror is dropped).
+    pub fn start(self: &Arc<Self>) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(sync(Arc::downgrade(self)));
+        }
+    }
+
+    /// Waits until the first complete load, at most `within`; returns whether it happened.
+    pub async fn loaded(&self, within: Duration) -> bool {
+        let mut rx = self.loaded.subscribe();
+        tokio::time::timeout(within, rx.wait_for(|l| *l))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The entry at `key`, if known (expired entries may linger until the next sweep).
+    pub fn get(&self, key: &str) -> Option<Entry> {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        self.read().get(key).copied()
+    }
+
+    /// Entries held now.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How long the mirror may have been missing entries; zero while current.
+    pub fn staleness(&self) -> Duration {
+        self.health_lock()
+            .stale_since
+            .map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
+    /// Applies `entry` at `key` here, then writes and announces it. Applied locally even
+    /// when the store fails (the error is returned): this instance enforces it at once,
+    /// and the first resync after the store answers again writes it back.
+    pub async fn insert(&self, key: &str, entry: Entry) -> Result<(), StoreError> {
+        let entry = self.merge(key, entry);
+        self.share(key, entry).await
+    }
+
+    /// Writes `entry` to the store and announces it.
+    async fn share(&self, key: &str, entry: Entry) -> Result<(), StoreError> {
+        let ttl = Duration::from_secs((entry.expires - unix_now()).max(1) as u64);
+        let stored = format!("{}{key}", self.prefix);
+        let text = encode(entry);
+        let result = async {
+            self.store.put(&stored, &text, ttl).await?;
+            let message = serde_json::to_string(&(key, entry.value, entry.expires))
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            self.store.publish(&self.channel, &message).await
+        }
+        .await;
+        if result.is_err() {
+            self.errors.inc();
+        }
+        result
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Entry>> {
+        match self.entries.read() {
+            Ok(e) => e,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Entry>> {
+        match self.entries.write() {
+            Ok(e) => e,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn health_lock(&self) -> std::sync::MutexGuard<'_, Health> {
+        match self.health.lock() {
+            Ok(h) => h,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Keeps the larger value and the later expiry; returns what is held now.
+    fn merge(&self, key: &str, entry: Entry) -> Entry {
+        let mut map = self.write();
+        let held = map
+            .entry(key.to_string())
+            .and_modify(|e| {
+                e.value = e.value.max(entry.value);
+                e.expires = e.expires.max(entry.expires);
+            })
+            .or_insert(entry);
+        let out = *held;
+        self.count.store(map.len(), Ordering::Relaxed);
+        out
+    }
+
+    fn apply_message(&self, text: &str) {
+        match serde_json::from_str::<(String, i64, i64)>(text) {
+            Ok((key, value, expires)) => {
+                self.merge(&key, Entry { value, expires });
+            }
+            Err(_) => tracing::warn!(channel = %self.channel, "store: ignored a malformed message"),
+        }
+    }
+
+    /// Drops the entries past their expiry.
+    fn sweep(&self) {
+        let now = unix_now();
+        let mut map = self.write();
+        map.retain(|_, e| e.expires > now);
+        self.count.store(map.len(), Ordering::Relaxed);
+    }
+
+    /// Reads every entry from the store and merges it in, then writes back the entries
+    /// the store lacks (or holds lower).
+    async fn resync(&self) -> Result<(), StoreError> {
+        let found = self.store.scan(&self.prefix).await?;
+        let now = unix_now();
+        let mut stored: HashMap<String, Entry> = HashMap::with_capacity(found.len());
+        for (key, text) in found {
+            if let (Some(key), Some(entry)) = (key.strip_prefix(&self.prefix), decode(&text)) {
+                stored.insert(key.to_string(), entry);
+            }
+        }
+        // What is new here is found under the read lock; the write lock (which requests
+        // wait for) is taken only to apply it, and not at all in the steady state.
+        let news: Vec<(&String, &Entry)> = {
+            let map = self.read();
+            stored
+                .iter()
+                .filter(|(k, e)| {
+                    e.expires > now
+                        && map
+                            .get(*k)
+                            .is_none_or(|h| h.value < e.value || h.expires < e.expires)
+                })
+                .collect()
+        };
+        if !news.is_empty() {
+            let mut map = self.write();
+            for (key, entry) in news {
+                map.entry(key.clone())
+                    .and_modify(|e| {
+                        e.value = e.value.max(entry.value);
+                        e.expires = e.expires.max(entry.expires);
+                    })
+                    .or_insert(*entry);
+            }
+            self.count.store(map.len(), Ordering::Relaxed);
+        }
+        let missing: Vec<(String, Entry)> = {
+            let map = self.read();
+            map.iter()
+                .filter(|(k, e)| {
+                    e.expires > now && stored.get(*k).is_none_or(|s| s.value < e.value)
+                })
+                .map(|(k, e)| (k.clone(), *e))
+                .collect()
+        };
+        for (key, entry) in missing {
+            self.share(&key, entry).await?;
+        }
+        Ok(())
+    }
+
+    fn current(&self) {
+        let mut h = self.health_lock();
+        if h.logged {
+            tracing::warn!(
+                channel = %self.channel,
+                after = ?h.stale_since.map(|t| t.elapsed()),
+                "store: reachable again; the local set is current (resynced)"
+            );
+        }
+        h.stale_since = None;
+        h.logged = false;
+        drop(h);
+        self.loaded.send_replace(true);
+    }
+
+    fn failed(&self, e: &StoreError) {
+        self.errors.inc();
+        let mut h = self.health_lock();
+        h.stale_since.get_or_insert_with(Instant::now);
+        if !h.logged {
+            h.logged = true;
+            tracing::error!(
+                channel = %self.channel,
+                error = %e,
+                "store: cannot keep the local set current; it may miss new entries \
+                 until the store answers again"
+            );
+        }
+    }
+}
+
+/// Subscribes, loads everything, applies messages and resyncs every `resync`; on any
+/// failure marks the mirror stale and starts over after a short pause.
+async fn sync(weak: Weak<Mirror>) {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let Some(m) = weak.upgrade() else { return };
+        let every = m.resync;
+        let subscribed = match m.store.subscribe(&m.channel).await {
+            Ok(rx) => match m.resync().await {
+                Ok(()) => {
+                    m.current();
+                    Some(rx)
+                }
+                Err(e) => {
+                    m.failed(&e);
+                    None
+                }
+            },
+            Err(e) => {
+                m.failed(&e);
+                None
+            }
+        };
+        drop(m);
+        if let Some(mut rx) = subscribed {
+            pause = Duration::from_millis(50);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // A periodic resync runs in a task of its own: reading a large set takes many
+            // round trips, and messages must not wait for it.
+            let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(1);
+            let mut resyncing = false;
+            loop {
+                tokio::select! {
+                    msg = rx.recv() => {
+                        let Some(m) = weak.upgrade() else { return };
+                        match msg {
+                            Some(text) => m.apply_message(&text),
+                            None => {
+                                m.failed(&StoreError::Backend("the subscription was lost".into()));
+                                break;
+                            }
+                        }
+                    }
+                    _ = tick.tick(), if !resyncing => {
+                        let Some(m) = weak.upgrade() else { return };
+                        m.sweep();
+                        resyncing = true;
+                        let done = done_tx.clone();
+                        tokio::spawn(async move {
+                            let _ = done.send(m.resync().await).await;
+                        });
+                    }
+                    Some(result) = done_rx.recv() => {
+                        resyncing = false;
+                        let Some(m) = weak.upgrade() else { return };
+                        match result {
+                            Ok(()) => m.current(),
+                            Err(e) => m.failed(&e),
+                        }
+                    }
+                }
+            }
+        }
+        // Retried soon, backing off to a second: the next attempt is what ends the outage.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn entries_reach_every_mirror_of_the_store_and_only_grow() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let every = Duration::from_secs(60);
+        let a = Mirror::new(store.clone(), "r:", "r", every, Counter::default());
+        let b = Mirror::new(store.clone(), "r:", "r", every, Counter::default());
+        a.start();
+        b.start();
+        assert!(a.loaded(Duration::from_secs(5)).await);
+        assert!(b.loaded(Duration::from_secs(5)).await);
+        assert_eq!(a.staleness(), Duration::ZERO);
+        let later = unix_now() + 100;
+        a.insert(
+            "k",
+            Entry {
+                value: 5,
+                expires: later,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(a.get("k").map(|e| e.value), Some(5));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while b.get("k").is_none() {
+            assert!(Instant::now() < deadline, "the message never arrived");
+            tokio::task::yield_now().await;
+        }
+        // A smaller value never lowers what is held.
+        a.insert(
+            "k",
+            Entry {
+                value: 1,
+                expires: later,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(a.get("k").map(|e| e.value), Some(5));
+        // A late mirror loads the set from the store.
+        let c = Mirror::new(store, "r:", "r", every, Counter::default());
+        c.start();
+        assert!(c.loaded(Duration::from_secs(5)).await);
+        assert_eq!(c.get("k").map(|e| e.value), Some(5));
+    }
+
+    #[test]
+    fn entries_round_trip_their_text_form() {
+        let e = Entry {
+            value: -3,
+            expires: 17,
+        };
+        assert_eq!(decode(&encode(e)), Some(e));
+        assert_eq!(decode("x 1"), None);
+    }
+}
