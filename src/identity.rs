@@ -137,6 +137,7 @@ mod tests {
         Claims {
             identity,
             exp: 0.0,
+            iat: None,
             extra: extra
                 .iter()
                 .map(|(k, v)| (Arc::from(*k), v.clone()))

@@ -6,7 +6,9 @@
 //!             └─▶ Pipeline::handle                               (request id set)
 //!                   host check  one unambiguous Host / :authority            bad host     → 400
 //!                   head size   header names + values ≤ max_header_bytes     too large    → 431
-//!                   login       POST /auth → argon2id check → signed token
+//!                   login       POST /auth → argon2id check → signed token (+ refresh)
+//!                   refresh     POST /auth/refresh → a rotated pair
+//!                   logout      POST /auth/logout → revoke (jti, family, everywhere)
 //!                   jwks        GET /.well-known/jwks.json → our public keys
 //!                   Pipeline::decide, over the request head:
 //!                   ① routing   host + normalized path + method → Route  no route     → 404/405
@@ -33,10 +35,11 @@
 //!   parses no key or certificate.
 //! - [`tls`] — rustls configs from files: the listeners' (certificates by SNI, client
 //!   certificates) and the outbound connector's.
-//! - [`store`] — state shared across requests and instances: memory or Redis.
+//! - [`store`] — state shared across requests and instances: memory or Redis, and the
+//!   local mirror of a key set kept current by pub/sub and resync.
 //! - [`auth`] — ③ token extraction, the keyring and external issuers, verification, the
 //!   verified-token cache, the login endpoint, the published JWKS, users, login limits,
-//!   the delegated credential check.
+//!   the delegated credential check, refresh tokens, logout and the revocation set.
 //! - [`load`] — config checks, then the keyring and TLS configs built once per load.
 //! - [`routing`] — ① route table, host/path/method matching, path normalization.
 //! - [`policy`] — ② route requirements over claims.
@@ -136,6 +139,15 @@ async fn start_inner(
     let pipeline: server::SharedPipeline = Arc::new(ArcSwap::from_pointee(
         pipeline::Pipeline::build_in(config, &loaded.built, metrics.clone(), &stores)?,
     ));
+    if let Some(r) = pipeline.load().revocation() {
+        // Revoked tokens are refused from the first request: wait (bounded) for the set.
+        let within = (config.store.timeout * 10).max(std::time::Duration::from_secs(1));
+        if !r.loaded(within).await {
+            tracing::warn!(
+                "revocation: the set is not loaded from the store yet; serving with what is known"
+            );
+        }
+    }
     let draining = Arc::new(AtomicBool::new(false));
     let server = server::Server::bind(
         &config.server,

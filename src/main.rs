@@ -60,6 +60,20 @@ enum Command {
         #[arg(long)]
         id: Option<String>,
     },
+    /// Revoke every token of a user, or one token by its jti, on every instance sharing
+    /// the configured Redis store (needs `[revocation]` and `[store] backend = "redis"`).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["user", "jti"])))]
+    Revoke {
+        #[arg(long, default_value = "gateway.toml")]
+        config: PathBuf,
+        /// The user: an integer, or any other text as a string. Cuts every token of
+        /// theirs issued until now.
+        #[arg(long)]
+        user: Option<String>,
+        /// One token's jti.
+        #[arg(long)]
+        jti: Option<String>,
+    },
     /// Mint, verify or inspect tokens (operator tools).
     Token {
         #[command(subcommand)]
@@ -97,6 +111,7 @@ fn main() -> ExitCode {
         Command::Run { config, log_format } => run(&config, log_format),
         Command::Check { config } => check(&config),
         Command::Keygen { algorithm, out, id } => report(keygen(&algorithm, &out, id)),
+        Command::Revoke { config, user, jti } => revoke(&config, user.as_deref(), jti.as_deref()),
         Command::Token { command } => match command {
             TokenCommand::Mint {
                 config,
@@ -375,6 +390,87 @@ fn verify(path: &Path, token: &str) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `gateway revoke`: writes the revocation to the shared store and announces it.
+/// Exit 0 when the store took it, 1 when it did not, 2 for a config or usage problem.
+fn revoke(path: &Path, user: Option<&str>, jti: Option<&str>) -> ExitCode {
+    use gateway::auth::revocation::{self, Revocation};
+    let loaded = match load_config(path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = &loaded.config;
+    let Some(rc) = cfg.revocation.clone() else {
+        eprintln!(
+            "error: {}: revocation is off; add a [revocation] table",
+            path.display()
+        );
+        return ExitCode::from(2);
+    };
+    if cfg.store.backend == config::StoreBackend::Memory {
+        eprintln!(
+            "error: {}: with [store] backend = \"memory\" each instance keeps its own set; \
+             revoke through POST /revocations on that instance's admin listener",
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    let result = rt.block_on(async {
+        let stores = gateway::store::Stores::new();
+        let metrics = std::sync::Arc::new(gateway::metrics::Metrics::new());
+        // Not started: this process only writes and announces, it never reads the set.
+        let mirror = gateway::store::mirror::Mirror::new(
+            stores.get(&cfg.store),
+            revocation::PREFIX,
+            &format!("{}channel", revocation::PREFIX),
+            rc.resync,
+            metrics.revocation_store_errors.clone(),
+        );
+        let r = Revocation::new(
+            rc,
+            mirror,
+            revocation::keep_cutoffs(cfg),
+            cfg.tokens.leeway,
+            metrics,
+        );
+        match (user, jti) {
+            (Some(u), _) => {
+                let id = u
+                    .parse::<i64>()
+                    .map_or_else(|_| UserId::Str(u.to_string()), UserId::Int);
+                r.revoke_user(&id, gateway::auth::lifecycle::unix_millis(), "operator")
+                    .await
+                    .map(|()| {
+                        format!(
+                            "revoked: every token of user {} issued until now",
+                            id.to_json()
+                        )
+                    })
+            }
+            (None, Some(j)) => r
+                .revoke_jti_unknown_exp(j, "operator")
+                .await
+                .map(|()| format!("revoked: token {j}")),
+            (None, None) => Ok(String::new()),
+        }
+    });
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: the store did not take the revocation: {e}");
+            ExitCode::FAILURE
         }
     }
 }

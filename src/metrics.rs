@@ -56,6 +56,14 @@ pub struct StoreLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RevocationLabels {
+    /// `jti`, `user` or `family` (a refresh-token family).
+    pub kind: String,
+    /// `logout`, `operator` or `reuse`.
+    pub by: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: String,
 }
@@ -90,6 +98,18 @@ pub struct Metrics {
     pub password_hashes: Counter,
     /// Delegated credential checks, by outcome.
     pub remote_checks: Family<OutcomeLabels, Counter>,
+    /// Refresh attempts, by outcome (`rotated`, `grace`, or the refusal's reason).
+    pub refreshes: Family<OutcomeLabels, Counter>,
+    /// Used refresh tokens presented again (each revoked its family).
+    pub refresh_reuse: Counter,
+    /// Revocations made on this instance, by kind and by whom.
+    pub revocations: Family<RevocationLabels, Counter>,
+    /// Entries in this instance's revocation set.
+    pub revocation_set_size: Gauge,
+    /// How long the revocation set has gone without being confirmed current (0 while it is).
+    pub revocation_staleness: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Store operations of the revocation set that failed (writes, subscriptions, resyncs).
+    pub revocation_store_errors: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -134,6 +154,12 @@ impl Metrics {
             store_fallbacks: Counter::default(),
             password_hashes: Counter::default(),
             remote_checks: Family::default(),
+            refreshes: Family::default(),
+            refresh_reuse: Counter::default(),
+            revocations: Family::default(),
+            revocation_set_size: Gauge::default(),
+            revocation_staleness: Gauge::default(),
+            revocation_store_errors: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -237,6 +263,37 @@ impl Metrics {
             "gateway_remote_login_checks",
             "Delegated credential checks, by outcome",
             m.remote_checks.clone(),
+        );
+        registry.register(
+            "gateway_refreshes",
+            "Refresh-token requests, by outcome",
+            m.refreshes.clone(),
+        );
+        registry.register(
+            "gateway_refresh_reuse_detections",
+            "Used refresh tokens presented again; each revoked its family",
+            m.refresh_reuse.clone(),
+        );
+        registry.register(
+            "gateway_revocations",
+            "Revocations made on this instance, by kind (jti, user, family) \
+             and by (logout, operator, reuse)",
+            m.revocations.clone(),
+        );
+        registry.register(
+            "gateway_revocation_set_size",
+            "Entries in this instance's revocation set",
+            m.revocation_set_size.clone(),
+        );
+        registry.register(
+            "gateway_revocation_staleness_seconds",
+            "How long the revocation set has not been confirmed current (0 while it is)",
+            m.revocation_staleness.clone(),
+        );
+        registry.register(
+            "gateway_revocation_store_errors",
+            "Failed store operations of the revocation set (writes, subscriptions, resyncs)",
+            m.revocation_store_errors.clone(),
         );
         let build: Family<BuildLabels, Gauge> = Family::default();
         build

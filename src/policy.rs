@@ -70,6 +70,7 @@ mod tests {
         Claims {
             identity: UserId::Int(1),
             exp: 0.0,
+            iat: None,
             extra: extra
                 .iter()
                 .map(|(k, v)| (Arc::from(*k), v.clone()))

@@ -15,6 +15,7 @@ use http::header::{ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
+use crate::auth::lifecycle::LifecycleError;
 use crate::auth::login::LoginError;
 use crate::auth::{PayloadProblem, TimeClaimName, TokenError};
 use crate::body::{full, Body};
@@ -40,6 +41,11 @@ pub enum Rejection {
     Token(#[from] TokenError),
     #[error("login refused: {0}")]
     Login(#[from] LoginError),
+    #[error("{0}")]
+    Lifecycle(#[from] LifecycleError),
+    /// `fail_closed` and the revocation set is older than `max_staleness`.
+    #[error("the revocation set is stale")]
+    RevocationStale,
     #[error("request body over the route's limit")]
     BodyTooLarge,
     #[error("method not allowed on this route")]
@@ -184,6 +190,20 @@ impl Rejection {
                 Fault::Client
             }
             Rejection::Upstream(UpstreamError::BadUri(_)) => Fault::Gateway,
+            Rejection::Lifecycle(
+                LifecycleError::MethodNotAllowed(_)
+                | LifecycleError::NotJson
+                | LifecycleError::MalformedBody(_)
+                | LifecycleError::BodyTooLarge
+                | LifecycleError::InvalidRefreshToken(_)
+                | LifecycleError::RefreshReused
+                | LifecycleError::NoJti,
+            ) => Fault::Client,
+            // The shared store did not answer (as a login's Unavailable).
+            Rejection::Lifecycle(LifecycleError::Unavailable(_)) | Rejection::RevocationStale => {
+                Fault::Upstream
+            }
+            Rejection::Lifecycle(LifecycleError::Internal(_)) => Fault::Gateway,
         }
     }
 
@@ -221,6 +241,8 @@ impl Rejection {
             }
             Rejection::Token(t) => t.reason(),
             Rejection::Login(l) => l.reason(),
+            Rejection::Lifecycle(l) => l.reason(),
+            Rejection::RevocationStale => "revocation_stale",
             Rejection::BodyTooLarge => "body_too_large",
             Rejection::MethodNotAllowed(_) => "method_not_allowed",
             Rejection::Forbidden(_) => "forbidden",
@@ -262,6 +284,12 @@ impl Rejection {
             }
             Rejection::Token(t) => token_response(&t, ctx),
             Rejection::Login(l) => login_response(l),
+            Rejection::Lifecycle(l) => lifecycle_response(l),
+            Rejection::RevocationStale => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                "Token revocations cannot be confirmed right now; retry later",
+            ),
             Rejection::BodyTooLarge | Rejection::Upstream(UpstreamError::BodyTooLarge) => json(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Payload Too Large",
@@ -363,6 +391,7 @@ impl TokenError {
             TokenError::InvalidAudience => "wrong_audience",
             TokenError::InvalidIssuer => "wrong_issuer",
             TokenError::UnknownUser => "unknown_user",
+            TokenError::Revoked => "revoked",
         }
     }
 
@@ -384,6 +413,7 @@ impl TokenError {
             TokenError::ContainsSpaces => return (HEADER, "Token contains spaces".into()),
             TokenError::NotAscii => return (HEADER, "Token contains invalid characters".into()),
             TokenError::UnknownUser => return ("Invalid JWT", "User does not exist".into()),
+            TokenError::Revoked => return (TOKEN, "Token has been revoked".into()),
             TokenError::MissingClaim(c) => {
                 return (TOKEN, format!("Token is missing the \"{c}\" claim").into())
             }
@@ -468,7 +498,8 @@ impl TokenError {
             | TokenError::BadIdentity
             | TokenError::IdentityNotHeaderSafe
             | TokenError::ClaimNotHeaderSafe
-            | TokenError::UnknownUser => Rfc6750::InvalidToken,
+            | TokenError::UnknownUser
+            | TokenError::Revoked => Rfc6750::InvalidToken,
         }
     }
 }
@@ -600,6 +631,52 @@ fn login_response(l: LoginError) -> Response<Body> {
             StatusCode::INTERNAL_SERVER_ERROR,
             "Internal Server Error",
             "The gateway failed to issue a token",
+        ),
+    }
+}
+
+fn lifecycle_response(l: LifecycleError) -> Response<Body> {
+    match l {
+        LifecycleError::MethodNotAllowed(allow) => {
+            let mut res = json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method Not Allowed",
+                "The method is not allowed for the requested URL.",
+            );
+            res.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+            res
+        }
+        LifecycleError::NotJson => json(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "The request body must be JSON (Content-Type: application/json)",
+        ),
+        LifecycleError::MalformedBody(why) => json(StatusCode::BAD_REQUEST, "Bad Request", why),
+        LifecycleError::BodyTooLarge => json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Payload Too Large",
+            "The request body is too large",
+        ),
+        LifecycleError::InvalidRefreshToken(_) | LifecycleError::RefreshReused => json(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "Invalid refresh token",
+        ),
+        LifecycleError::NoJti => json(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "The token has no jti and cannot be revoked alone; log out everywhere instead",
+        ),
+        LifecycleError::Unavailable(_) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            "The change could not be shared through the store; retry later",
+        ),
+        LifecycleError::Internal(_) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            "The gateway failed to complete the request",
         ),
     }
 }
@@ -843,6 +920,41 @@ mod tests {
                 "The authorization header is listed in Connection, which removes it before \
                  the token can be read",
             ),
+            (
+                LifecycleError::InvalidRefreshToken("unknown").into(),
+                401,
+                Fault::Client,
+                "Unauthorized",
+                "Invalid refresh token",
+            ),
+            (
+                LifecycleError::RefreshReused.into(),
+                401,
+                Fault::Client,
+                "Unauthorized",
+                "Invalid refresh token",
+            ),
+            (
+                LifecycleError::NoJti.into(),
+                400,
+                Fault::Client,
+                "Bad Request",
+                "The token has no jti and cannot be revoked alone; log out everywhere instead",
+            ),
+            (
+                LifecycleError::Unavailable(crate::store::StoreError::NotConnected).into(),
+                503,
+                Fault::Upstream,
+                "Service Unavailable",
+                "The change could not be shared through the store; retry later",
+            ),
+            (
+                Rejection::RevocationStale,
+                503,
+                Fault::Upstream,
+                "Service Unavailable",
+                "Token revocations cannot be confirmed right now; retry later",
+            ),
         ];
         let mut seen = Vec::new();
         let ctx = ErrorContext::new(ErrorStyle::FlaskJwt, "Login Required".into(), "JWT".into());
@@ -862,6 +974,8 @@ mod tests {
                 Rejection::Forbidden(_) => "Forbidden",
                 Rejection::HeadersTooLarge => "HeadersTooLarge",
                 Rejection::Upstream(_) => "Upstream",
+                Rejection::Lifecycle(_) => "Lifecycle",
+                Rejection::RevocationStale => "RevocationStale",
             });
             let label = format!("{rejection:?}");
             assert_eq!(rejection.fault(), fault, "{label}");
@@ -889,6 +1003,8 @@ mod tests {
             "Forbidden",
             "HeadersTooLarge",
             "Upstream",
+            "Lifecycle",
+            "RevocationStale",
         ] {
             assert!(seen.contains(&variant), "no row for {variant}");
         }

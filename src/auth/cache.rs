@@ -130,6 +130,7 @@ mod tests {
         Claims {
             identity: UserId::Int(1),
             exp,
+            iat: None,
             extra: vec![("roles".into(), serde_json::json!(["admin"]))],
         }
     }

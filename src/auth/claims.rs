@@ -20,6 +20,8 @@ pub struct Claims {
     pub identity: UserId,
     /// Expiry as Unix seconds (fractions allowed by RFC 7519 NumericDate).
     pub exp: f64,
+    /// Issue time as Unix seconds, when the token has one (user cut-offs compare it).
+    pub iat: Option<f64>,
     /// The other claims the configuration uses (route requirements, claim headers); only
     /// those are kept, so an unused huge claim costs nothing but skipping.
     pub extra: Vec<(Arc<str>, Value)>,

@@ -3,7 +3,6 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use base64::Engine;
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -15,7 +14,10 @@ use serde_json::Value;
 
 use super::claims::IssuedClaims;
 use super::keys::{KeyError, Keyring};
+use super::lifecycle::{is_json, read_json, unix_millis, LifecycleError};
+use super::refresh::{Holder, Refresh};
 use super::remote::Remote;
+use super::revocation::Revocation;
 use super::throttle::{Refusal, Throttle};
 use super::users::Users;
 use crate::body::{empty, full, Body};
@@ -104,6 +106,12 @@ impl Issuer {
         })
     }
 
+    /// The same issuer, writing a `jti` into every token (revocation needs one).
+    pub fn with_jti(mut self) -> Issuer {
+        self.issue_jti = true;
+        self
+    }
+
     /// A token for `identity`, issued at Unix time `now`.
     pub fn issue(
         &self,
@@ -137,11 +145,7 @@ impl Issuer {
         extra: &[(String, Value)],
     ) -> Result<String, jsonwebtoken::errors::Error> {
         let subject = self.issue_sub.then(|| identity.header_text());
-        let jti = self.issue_jti.then(|| {
-            let mut id = [0u8; 16];
-            rand::fill(&mut id);
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
-        });
+        let jti = self.issue_jti.then(|| super::revocation::new_jti(now));
         let claims = IssuedClaims {
             exp: now + self.lifetime,
             iat: now,
@@ -168,12 +172,29 @@ pub struct Login {
     throttle: Throttle,
     /// The delegated credential check, for usernames the local users do not know.
     remote: Option<Remote>,
+    /// Refresh tokens, when `[refresh]` is on.
+    refresh: Option<Refresh>,
+    /// The revocation set (user cut-offs end refresh families too).
+    revocation: Option<Arc<Revocation>>,
 }
 
+/// The login answer. Without refresh tokens it is exactly Flask-JWT's body.
 #[derive(Serialize)]
 struct TokenResponse<'a> {
     access_token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
 }
+
+/// The body of `POST /auth/refresh`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+/// The methods the refresh path answers.
+pub const ALLOW_POST: &str = "POST, OPTIONS";
 
 impl From<Refusal> for LoginError {
     fn from(r: Refusal) -> LoginError {
@@ -199,7 +220,86 @@ impl Login {
             users,
             throttle,
             remote,
+            refresh: None,
+            revocation: None,
         }
+    }
+
+    /// With refresh tokens (and the revocation set whose cut-offs end their families).
+    pub fn with_lifecycle(
+        mut self,
+        refresh: Option<Refresh>,
+        revocation: Option<Arc<Revocation>>,
+    ) -> Login {
+        self.refresh = refresh;
+        self.revocation = revocation;
+        self
+    }
+
+    /// The refresh path, when refresh tokens are on.
+    pub fn refresh_path(&self) -> Option<&str> {
+        self.refresh.as_ref().map(|r| r.config.path.as_str())
+    }
+
+    /// The refresh tokens, when on (logout revokes their families).
+    pub fn refresh(&self) -> Option<&Refresh> {
+        self.refresh.as_ref()
+    }
+
+    /// Answers one request to the refresh path: a new pair for a live refresh token.
+    pub async fn handle_refresh<B>(&self, req: Request<B>) -> Result<Response<Body>, LifecycleError>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let Some(refresh) = &self.refresh else {
+            return Err(LifecycleError::Internal("refresh tokens are off".into()));
+        };
+        match *req.method() {
+            Method::POST => {}
+            Method::OPTIONS => {
+                let mut res = Response::new(empty());
+                res.headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static(ALLOW_POST));
+                return Ok(res);
+            }
+            _ => return Err(LifecycleError::MethodNotAllowed(ALLOW_POST)),
+        }
+        let (parts, body) = req.into_parts();
+        let presented: RefreshBody = read_json(&parts.headers, body, None).await?;
+        let now_ms = unix_millis();
+        let cutoff = |u: &UserId| self.revocation.as_ref().and_then(|r| r.user_cutoff(u));
+        let mint = |h: &Holder| {
+            let now = now_ms / 1000;
+            let signed = match &h.remote {
+                Some(claims) => self.issuer.sign(&h.user, now, claims),
+                // A local user deleted since the login gets no new token.
+                None if !self.users.contains(&h.user) => {
+                    return Err(LifecycleError::InvalidRefreshToken(
+                        "the user no longer exists",
+                    ))
+                }
+                None => self
+                    .issuer
+                    .issue_with(&h.user, now, self.users.claims(&h.user)),
+            };
+            signed.map_err(|e| LifecycleError::Internal(e.to_string()))
+        };
+        let pair = refresh
+            .rotate(&presented.refresh_token, now_ms, &cutoff, &mint)
+            .await?;
+        let mut body =
+            serde_json::to_vec(&pair).map_err(|e| LifecycleError::Internal(e.to_string()))?;
+        body.push(b'\n');
+        let mut res = Response::new(full(body));
+        res.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        // RFC 6749 §5.1: responses carrying tokens are never cached.
+        res.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        Ok(res)
     }
 
     /// Answers one request to the login path from `client`.
@@ -285,15 +385,26 @@ impl Login {
         // against the empty name (and its address) like any other failure.
         let name = credentials.map_or("", |(u, _)| u);
         self.throttle.check(client, name).await?;
-        let token = match self.verify(credentials).await? {
+        let (token, refresh_token) = match self.verify(credentials).await? {
             Some((id, claims)) => {
                 // A failure to clear the pair counter must not cost the user the login.
                 let _ = self.throttle.succeeded(client, name).await;
-                let claims = match claims {
-                    Some(remote) => self.issuer.sign(&id, now(), &remote),
+                let signed = match &claims {
+                    Some(remote) => self.issuer.sign(&id, now(), remote),
                     None => self.issuer.issue_with(&id, now(), self.users.claims(&id)),
                 };
-                claims.map_err(|e| LoginError::Internal(e.to_string()))?
+                let token = signed.map_err(|e| LoginError::Internal(e.to_string()))?;
+                let refresh_token = match &self.refresh {
+                    Some(r) => Some(r.start(&id, claims, unix_millis()).await.map_err(|e| {
+                        tracing::warn!(
+                            error = %e,
+                            "login: the store did not take the refresh token"
+                        );
+                        LoginError::Unavailable(e.to_string())
+                    })?),
+                    None => None,
+                };
+                (token, refresh_token)
             }
             None => {
                 self.throttle.failed(client, name).await?;
@@ -302,6 +413,7 @@ impl Login {
         };
         let mut body = serde_json::to_vec(&TokenResponse {
             access_token: &token,
+            refresh_token: refresh_token.as_deref(),
         })
         .map_err(|e| LoginError::Internal(e.to_string()))?;
         body.push(b'\n');
@@ -343,21 +455,6 @@ impl Login {
             Err(e) => Err(LoginError::Unavailable(format!("the user service: {e}"))),
         }
     }
-}
-
-/// `application/json`, `application/json; charset=utf-8`, and `application/*+json`.
-fn is_json(value: Option<&HeaderValue>) -> bool {
-    let Some(mime) = value.and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let essence = mime
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// The two credential fields as sent, and whether anything else was sent.

@@ -1,5 +1,6 @@
 //! Authentication: reading the token from the request, verifying it into [`Claims`],
-//! issuing tokens at the login path, and the local user store.
+//! issuing tokens at the login path, the local user store, and the token lifecycle
+//! (refresh tokens, logout, revocation).
 
 pub mod authority;
 pub mod bearer;
@@ -10,8 +11,12 @@ pub mod issuers;
 pub mod jwks;
 pub mod keygen;
 pub mod keys;
+pub mod lifecycle;
 pub mod login;
+pub mod logout;
+pub mod refresh;
 pub mod remote;
+pub mod revocation;
 pub mod throttle;
 pub mod users;
 pub mod verify;
@@ -107,6 +112,8 @@ pub enum TokenError {
     ClaimNotHeaderSafe,
     #[error("identity is not a known user")]
     UnknownUser,
+    #[error("revoked (by jti, or by its user's cut-off)")]
+    Revoked,
 }
 
 /// Why a payload could not be read as claims.

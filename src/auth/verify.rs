@@ -290,6 +290,7 @@ impl Verifier {
         Ok(Claims {
             identity,
             exp,
+            iat,
             extra: raw.extra,
         })
     }

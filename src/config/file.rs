@@ -44,6 +44,10 @@ pub struct GatewayFile {
     pub store: StoreFile,
     /// Decision endpoints for a proxy in front (nginx, Traefik, Caddy, Envoy).
     pub forward_auth: Option<ForwardAuthFile>,
+    /// Refresh tokens (off without the table).
+    pub refresh: Option<RefreshFile>,
+    /// Logout and revocation (off without the table).
+    pub revocation: Option<RevocationFile>,
 }
 
 /// `[forward_auth]`: answering another proxy's "may this request pass?".
@@ -55,6 +59,26 @@ pub struct ForwardAuthFile {
     pub contracts: Option<Vec<String>>,
     pub trusted_proxies: Option<Vec<String>>,
     pub max_age: Option<String>,
+}
+
+/// `[refresh]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshFile {
+    pub lifetime: Option<String>,
+    pub idle: Option<String>,
+    pub grace: Option<String>,
+    pub path: Option<String>,
+}
+
+/// `[revocation]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationFile {
+    pub on_store_error: Option<String>,
+    pub max_staleness: Option<String>,
+    pub resync: Option<String>,
+    pub logout_path: Option<String>,
 }
 
 /// `[store]`: the embedded store or Redis.

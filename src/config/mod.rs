@@ -11,6 +11,7 @@ mod forward_auth;
 mod issuers;
 pub mod key_files;
 mod keyring;
+mod lifecycle;
 mod listeners;
 mod login_limits;
 mod proxies;
@@ -35,6 +36,7 @@ use std::time::Duration;
 
 use http::{HeaderName, Method, Uri};
 
+pub use lifecycle::{RefreshConfig, RevocationConfig, RevocationFailure};
 pub use login_limits::{FailureLimit, LoginLimits, OnStoreError, RemoteLogin};
 pub use store::{RedisConfig, StoreBackend, StoreConfig};
 pub use validate::from_file;
@@ -62,6 +64,10 @@ pub struct Config {
     pub store: StoreConfig,
     /// The forward-auth decision endpoints, when `[forward_auth]` is present.
     pub forward_auth: Option<ForwardAuthConfig>,
+    /// `[refresh]`: refresh tokens at the login path; `None` when off.
+    pub refresh: Option<RefreshConfig>,
+    /// `[revocation]`: logout and revocation by `jti` or user; `None` when off.
+    pub revocation: Option<RevocationConfig>,
     /// SHA-256 (hex) of the file this came from, to spot instances running different files.
     pub source_sha256: Option<String>,
 }

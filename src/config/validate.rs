@@ -43,6 +43,39 @@ pub fn from_file(file: GatewayFile, base: &Path, env: Env<'_>) -> Result<Loaded,
         .as_ref()
         .map(|l| login(&mut r, l, base, identity_claim));
     let store = super::store::store(&mut r, &file.store, base, env);
+    let refresh = file
+        .refresh
+        .as_ref()
+        .map(|f| super::lifecycle::refresh(&mut r, f));
+    let revocation = file
+        .revocation
+        .as_ref()
+        .map(|f| super::lifecycle::revocation(&mut r, f));
+    if refresh.is_some() && login.is_none() {
+        r.problem(
+            "refresh",
+            "refresh tokens need a login endpoint",
+            "add a [login] table, or remove [refresh]",
+        );
+    }
+    if let Some(l) = &login {
+        let mut paths = vec![("login.path", l.path.as_str())];
+        if let Some(f) = &refresh {
+            paths.push(("refresh.path", f.path.as_str()));
+        }
+        if let Some(v) = &revocation {
+            paths.push(("revocation.logout_path", v.logout_path.as_str()));
+        }
+        for (i, (key, p)) in paths.iter().enumerate() {
+            if paths[..i].iter().any(|(_, q)| q == p) {
+                r.problem(
+                    *key,
+                    format!("`{p}` is already the path of another endpoint"),
+                    "give the login, refresh and logout endpoints their own paths",
+                );
+            }
+        }
+    }
     if login.as_ref().is_some_and(|l| l.remote.is_none()) && users.is_empty() {
         r.problem(
             "login",
@@ -94,6 +127,8 @@ pub fn from_file(file: GatewayFile, base: &Path, env: Env<'_>) -> Result<Loaded,
                 logging,
                 store,
                 forward_auth,
+                refresh,
+                revocation,
                 source_sha256: None,
             },
             warnings: r.warnings,

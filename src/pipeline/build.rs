@@ -9,7 +9,9 @@ use super::{Pipeline, Route, RouteTarget};
 use crate::auth::authority::Authority;
 use crate::auth::jwks::PublishedJwks;
 use crate::auth::login::{Issuer, Login};
+use crate::auth::refresh::Refresh;
 use crate::auth::remote::Remote;
+use crate::auth::revocation::{self, Revocation};
 use crate::auth::throttle::Throttle;
 use crate::auth::users::Users;
 use crate::config::{AuthMode, Config, RouteConfig, Target};
@@ -75,6 +77,10 @@ impl Pipeline {
             .collect();
         // The claims any route reads (requirements, claim headers): the verifier keeps these.
         let mut wanted: Vec<Arc<str>> = Vec::new();
+        if config.revocation.is_some() {
+            // Revocation by `jti` reads it from every token.
+            wanted.push(Arc::from("jti"));
+        }
         for r in &config.routes {
             let headers = route_claim_headers(&global, r);
             for name in r
@@ -94,8 +100,31 @@ impl Pipeline {
         if tokio::runtime::Handle::try_current().is_ok() {
             authority.spawn_refreshers();
         }
-        let issuer = Issuer::new(t, authority.keys())
+        let mut issuer = Issuer::new(t, authority.keys())
             .map_err(|e| format!("tokens: cannot build the signer: {e}"))?;
+        // One revocation set per process (the mirror lives in `stores`, across reloads).
+        let revocation = config.revocation.clone().map(|rc| {
+            let mirror = stores.mirror(
+                &config.store,
+                revocation::PREFIX,
+                rc.resync,
+                metrics.revocation_store_errors.clone(),
+            );
+            Arc::new(Revocation::new(
+                rc,
+                mirror,
+                revocation::keep_cutoffs(config),
+                config.tokens.leeway,
+                metrics.clone(),
+            ))
+        });
+        if revocation.is_some() {
+            issuer = issuer.with_jti();
+        }
+        let refresh = config
+            .refresh
+            .clone()
+            .map(|rc| Refresh::new(rc, stores.get(&config.store), metrics.clone()));
         let login = match config.login.clone() {
             Some(l) => {
                 let shared = match &config.store.backend {
@@ -104,7 +133,10 @@ impl Pipeline {
                 };
                 let throttle = Throttle::new(&l, shared, stores.local(), metrics.clone());
                 let remote = l.remote.as_ref().map(Remote::new).transpose()?;
-                Some(Login::new(l, issuer, users.clone(), throttle, remote))
+                Some(
+                    Login::new(l, issuer, users.clone(), throttle, remote)
+                        .with_lifecycle(refresh, revocation.clone()),
+                )
             }
             None => None,
         };
@@ -181,6 +213,7 @@ impl Pipeline {
             routes: RouteTable::new(routes),
             clusters: pools.into_values().collect(),
             login,
+            revocation,
             jwks: PublishedJwks::new(&config.jwks, authority.keys()),
             authority,
             users: if check_users {
@@ -201,6 +234,15 @@ impl Pipeline {
             metrics,
             login_counters: RouteCounters::new(
                 config.login.as_ref().map_or("-", |l| l.path.as_str()),
+            ),
+            refresh_counters: RouteCounters::new(
+                config.refresh.as_ref().map_or("-", |r| r.path.as_str()),
+            ),
+            logout_counters: RouteCounters::new(
+                config
+                    .revocation
+                    .as_ref()
+                    .map_or("-", |r| r.logout_path.as_str()),
             ),
             jwks_counters: RouteCounters::new(config.jwks.path.as_str()),
             unrouted: RouteCounters::new("-"),

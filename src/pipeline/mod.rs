@@ -26,6 +26,7 @@ use serde_json::json;
 use crate::auth::authority::Authority;
 use crate::auth::jwks::PublishedJwks;
 use crate::auth::login::Login;
+use crate::auth::revocation::Revocation;
 use crate::auth::users::Users;
 use crate::auth::{bearer, Claims, TokenError};
 use crate::body::{full, Body};
@@ -73,6 +74,8 @@ pub struct Pipeline {
     routes: RouteTable<Route>,
     clusters: Vec<Arc<Cluster>>,
     login: Option<Login>,
+    /// The revocation set and the logout path, when `[revocation]` is on.
+    revocation: Option<Arc<Revocation>>,
     /// Our keyring plus the external issuers.
     authority: Authority,
     /// `GET /.well-known/jwks.json`; `None` when there is nothing to publish.
@@ -92,6 +95,8 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     /// Request counters of the login path, the JWKS path and of requests with no route.
     login_counters: RouteCounters,
+    refresh_counters: RouteCounters,
+    logout_counters: RouteCounters,
     jwks_counters: RouteCounters,
     unrouted: RouteCounters,
     config_sha256: Option<String>,
@@ -148,6 +153,11 @@ fn unix_now() -> i64 {
 }
 
 impl Pipeline {
+    /// The revocation set, when `[revocation]` is on.
+    pub fn revocation(&self) -> Option<&Arc<Revocation>> {
+        self.revocation.as_ref()
+    }
+
     /// The upstream clusters (for readiness: every cluster should have a server available).
     pub fn clusters(&self) -> &[Arc<Cluster>] {
         &self.clusters
@@ -318,6 +328,24 @@ impl Pipeline {
             };
             return Ok(result?);
         }
+        // Refresh tokens are answered here too: they mint tokens like the login.
+        if let Some(login) = self
+            .login
+            .as_ref()
+            .filter(|l| l.refresh_path() == Some(req.uri().path()))
+        {
+            outcome.route = Some(&self.refresh_counters);
+            return Ok(login.handle_refresh(req).await?);
+        }
+        // Logout needs a valid access token of ours; it never reaches a route.
+        if let Some(revocation) = self
+            .revocation
+            .as_ref()
+            .filter(|r| req.uri().path() == r.config().logout_path)
+        {
+            outcome.route = Some(&self.logout_counters);
+            return self.logout(req, revocation).await;
+        }
         // Our public keys, answered before routing like the login path: relying parties
         // fetch them without a token, and no route may shadow them.
         if let Some(jwks) = self.jwks.as_ref().filter(|j| req.uri().path() == j.path) {
@@ -414,6 +442,10 @@ impl Pipeline {
         let claims = match route.policy.auth {
             AuthMode::Public => None,
             AuthMode::Required => {
+                // fail_closed: without a current revocation set no token is accepted.
+                if self.revocation.as_ref().is_some_and(|r| r.refuses()) {
+                    return Err(Rejection::RevocationStale);
+                }
                 let claims = self.authenticate(&parts.headers, &route.issuers).await?;
                 if self.access_log {
                     outcome.identity = Some(claims.identity.header_text().into_owned());
@@ -497,7 +529,32 @@ impl Pipeline {
         if ours && !self.users.is_empty() && !self.users.contains(&verified.claims.identity) {
             return Err(TokenError::UnknownUser);
         }
+        // After the cache and the signature: a cached token is checked like any other.
+        if let Some(r) = &self.revocation {
+            r.check(&verified.claims, ours)?;
+        }
         Ok(verified.claims)
+    }
+
+    /// The logout path: our access token (not revoked), then the revocations asked for.
+    async fn logout(
+        &self,
+        req: Request<Incoming>,
+        revocation: &Revocation,
+    ) -> Result<Response<Body>, Rejection> {
+        use crate::auth::lifecycle::LifecycleError;
+        use crate::auth::logout;
+        match *req.method() {
+            Method::POST => {}
+            Method::OPTIONS => return Ok(logout::options()),
+            _ => {
+                return Err(LifecycleError::MethodNotAllowed(logout::ALLOW_LOGOUT).into());
+            }
+        }
+        let claims = self.authenticate(req.headers(), &[]).await?;
+        let refresh = self.login.as_ref().and_then(|l| l.refresh());
+        let (parts, body) = req.into_parts();
+        Ok(logout::logout(&parts.headers, body, &claims, revocation, refresh).await?)
     }
 }
 
