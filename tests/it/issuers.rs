@@ -341,3 +341,42 @@ async fn an_https_jwks_url_is_verified_against_its_ca() {
     let gw = start(other_ca).await;
     assert_eq!(call(&gw, "/idp", &key.token(json!({}))).await.status, 401);
 }
+
+#[tokio::test]
+async fn tokens_of_an_issuer_are_revocable_by_jti_and_by_subject() {
+    let k1 = IdpKey::new("k1", Algorithm::ES256);
+    let idp = Idp::start(jwks(&[&k1])).await;
+    let gw = gateway()
+        .raw("[admin]\nlisten = \"127.0.0.1:0\"\n")
+        .table(&issuer_table(
+            &format!("jwks_url = \"{}\"", idp.url()),
+            "1h",
+            "1h",
+        ))
+        .table(&format!(
+            "[[routes]]\npath = \"/idp\"\nrespond = \"identity\"\nauth = \"required\"\n\
+             issuers = [\"{ISS}\"]\n[revocation]\n"
+        ))
+        .start()
+        .await;
+    eventually("the first background fetch", async || idp.hits() >= 1).await;
+    let a = k1.token(json!({"jti": "idp-a"}));
+    let b = k1.token(json!({"jti": "idp-b"}));
+    let other = k1.token(json!({"sub": "idp-user-8"}));
+    for t in [&a, &b, &other] {
+        assert_eq!(call(&gw, "/idp", t).await.status, 200);
+    }
+    let revoke = |body: Value| {
+        let url = gw.admin_url("/revocations");
+        async move { post_json(&url, &body.to_string()).await.status }
+    };
+    assert_eq!(revoke(json!({"jti": "idp-a"})).await, 200);
+    call(&gw, "/idp", &a)
+        .await
+        .assert_error(401, "Invalid token", "Token has been revoked");
+    assert_eq!(call(&gw, "/idp", &b).await.status, 200);
+    // By subject: every token of that subject issued until now.
+    assert_eq!(revoke(json!({"user": "idp-user-7"})).await, 200);
+    assert_eq!(call(&gw, "/idp", &b).await.status, 401);
+    assert_eq!(call(&gw, "/idp", &other).await.status, 200);
+}

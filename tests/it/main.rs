@@ -36,6 +36,9 @@
 //! - `forward_auth`: the decision endpoints with Traefik- and Envoy-shaped requests, the
 //!   same decisions as proxy mode, trust, cache lifetimes, `[forward_auth]` problems (real
 //!   nginx and Caddy in front: `tests/process`).
+//! - `refresh`: refresh tokens, logout and revocation on one instance (memory store).
+//! - `revocation`: revocation and refresh families across three instances sharing a real
+//!   Redis; Redis killed (fail_open / fail_closed) and back; `gateway revoke`.
 
 mod support;
 
@@ -52,7 +55,9 @@ mod login;
 mod login_limits;
 mod pools;
 mod protocols;
+mod refresh;
 mod remote_login;
+mod revocation;
 mod rfc6750;
 mod routing;
 mod store_redis;

@@ -30,6 +30,8 @@ pub struct GatewayBuilder {
     routes: String,
     login: bool,
     users: bool,
+    /// Leave out the second seed user (`alice`, username `user2`).
+    no_alice: bool,
     /// Root-level tables (`[[keys]]`, `[[issuers]]`, `[jwks]`); with `[[keys]]` the
     /// `[tokens]` secret_file line is left out.
     tables: String,
@@ -46,6 +48,7 @@ pub fn gateway() -> GatewayBuilder {
         routes: String::new(),
         login: true,
         users: true,
+        no_alice: false,
         tables: String::new(),
         files: Vec::new(),
     }
@@ -115,6 +118,12 @@ impl GatewayBuilder {
         self
     }
 
+    /// Only the first seed user (id 1, `user1`).
+    pub fn without_alice(mut self) -> Self {
+        self.no_alice = true;
+        self
+    }
+
     pub fn without_users(mut self) -> Self {
         self.users = false;
         self.login = false;
@@ -152,9 +161,11 @@ impl GatewayBuilder {
             t.push_str(&format!(
                 "[[users]]\nid = 1\nusername = \"user1\"\npassword_hash = \"{HASH1}\"\n"
             ));
-            t.push_str(&format!(
-                "[[users]]\nid = \"alice\"\nusername = \"user2\"\npassword_hash = \"{HASH2}\"\n"
-            ));
+            if !self.no_alice {
+                t.push_str(&format!(
+                    "[[users]]\nid = \"alice\"\nusername = \"user2\"\npassword_hash = \"{HASH2}\"\n"
+                ));
+            }
         }
         t.push_str(&self.routes);
         t.push_str(&self.extra);
