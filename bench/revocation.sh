@@ -27,6 +27,15 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
 SAMPLES=${SAMPLES:-200}
 PORT_BASE=${PORT_BASE:-18180}
+# Pinning, as peers.sh does: the gateways on SERVER_CPUS, wrk on LOAD_CPUS (both empty:
+# unpinned). On 2 cores, SERVER_CPUS=0 LOAD_CPUS=1 keeps wrk off the measured core.
+SERVER_CPUS=${SERVER_CPUS:-}
+LOAD_CPUS=${LOAD_CPUS:-}
+on_cpus() {  # cpu list or "", command... (exec: a background job's PID is the command's)
+  local cpus=$1
+  shift
+  if [[ -n "$cpus" ]]; then exec taskset -c "$cpus" "$@"; else exec "$@"; fi
+}
 REDIS_PORT=$PORT_BASE
 OFF_PORT=$((PORT_BASE + 1))
 ON_PORT=$((PORT_BASE + 2))
@@ -114,7 +123,7 @@ seq 1 "$REVOKED" | awk -v e="$exp" '{printf "SET gateway:revoked:jti:bench-%d \"
   redis-cli -p "$REDIS_PORT" --pipe >/dev/null
 
 for name in off on b; do
-  "$GATEWAY" run --config "$RUN_DIR/$name.toml" >"$RUN_DIR/$name.log" 2>&1 &
+  (on_cpus "$SERVER_CPUS" "$GATEWAY" run --config "$RUN_DIR/$name.toml") >"$RUN_DIR/$name.log" 2>&1 &
   PIDS+=($!)
 done
 wait_port "$OFF_PORT"; wait_port "$ON_PORT"; wait_port "$B_PORT"; wait_port "$ON_ADMIN"
@@ -136,7 +145,7 @@ echo "config,rep,req_per_s" >"$RUN_DIR/throughput.csv"
 for rep in $(seq 1 "$REPS"); do
   for name in off on; do
     port=$OFF_PORT; [[ "$name" == on ]] && port=$ON_PORT
-    rps=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "Authorization: JWT $TOKEN" \
+    rps=$(on_cpus "$LOAD_CPUS" wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "Authorization: JWT $TOKEN" \
       "http://127.0.0.1:$port/" | awk '/^Requests\/sec:/{print $2}')
     echo "$name,$rep,$rps" | tee -a "$RUN_DIR/throughput.csv"
   done

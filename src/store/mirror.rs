@@ -39,6 +39,9 @@ struct Health {
     logged: bool,
 }
 
+/// The mirrored entries by key.
+type Entries = HashMap<String, Entry, foldhash::fast::RandomState>;
+
 /// See the module documentation.
 pub struct Mirror {
     store: Arc<dyn Store>,
@@ -46,7 +49,9 @@ pub struct Mirror {
     prefix: String,
     channel: String,
     resync: Duration,
-    entries: RwLock<HashMap<String, Entry>>,
+    /// Looked up on every request of a required route, so hashed with foldhash (seeded per
+    /// process) rather than SipHash: the lookup is most of what the check costs.
+    entries: RwLock<Entries>,
     /// `entries.len()`, readable without the lock (the common case: nothing revoked).
     count: AtomicUsize,
     health: Mutex<Health>,
@@ -90,7 +95,7 @@ impl Mirror {
             prefix: prefix.to_string(),
             channel: channel.to_string(),
             resync,
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(Entries::default()),
             count: AtomicUsize::new(0),
             health: Mutex::new(Health {
                 // Not loaded yet: stale from the start until the first load.
@@ -168,14 +173,14 @@ impl Mirror {
         result
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Entry>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
         match self.entries.read() {
             Ok(e) => e,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Entry>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
         match self.entries.write() {
             Ok(e) => e,
             Err(poisoned) => poisoned.into_inner(),
