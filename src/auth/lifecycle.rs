@@ -73,6 +73,45 @@ pub fn is_json(value: Option<&HeaderValue>) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// Why a bounded request body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyReadError {
+    /// Declared or found to be over the limit.
+    TooLarge,
+    /// The body failed while it was read (bad framing, a cut connection).
+    Unreadable,
+}
+
+/// Reads a whole request body of at most `limit` bytes. A declared `Content-Length` over
+/// the limit is refused before any of the body is read.
+pub async fn read_bounded<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit: usize,
+) -> Result<Bytes, BodyReadError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(BodyReadError::TooLarge);
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(BodyReadError::TooLarge)
+        }
+        Err(_) => Err(BodyReadError::Unreadable),
+    }
+}
+
 /// Reads a JSON body of at most [`MAX_BODY`] bytes into `T` (whose serde derive refuses
 /// unknown members). An empty body reads as `empty` when given, else it is refused.
 pub async fn read_json<T, B>(
@@ -85,27 +124,14 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(LifecycleError::BodyTooLarge);
-    }
-    let bytes = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return Err(LifecycleError::BodyTooLarge)
-        }
-        Err(_) => {
-            return Err(LifecycleError::MalformedBody(
-                "The request body could not be read",
-            ))
-        }
-    };
+    let bytes = read_bounded(headers, body, MAX_BODY)
+        .await
+        .map_err(|e| match e {
+            BodyReadError::TooLarge => LifecycleError::BodyTooLarge,
+            BodyReadError::Unreadable => {
+                LifecycleError::MalformedBody("The request body could not be read")
+            }
+        })?;
     if bytes.is_empty() {
         if let Some(e) = empty {
             return Ok(e);

@@ -4,9 +4,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use jsonwebtoken::{EncodingKey, Header};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Serialize;
@@ -14,7 +13,9 @@ use serde_json::Value;
 
 use super::claims::IssuedClaims;
 use super::keys::{KeyError, Keyring};
-use super::lifecycle::{is_json, read_json, unix_millis, LifecycleError};
+use super::lifecycle::{
+    is_json, read_bounded, read_json, unix_millis, BodyReadError, LifecycleError,
+};
 use super::refresh::{Holder, Refresh};
 use super::remote::Remote;
 use super::revocation::Revocation;
@@ -346,32 +347,16 @@ impl Login {
         if !is_json(req.headers().get(CONTENT_TYPE)) {
             return Err(LoginError::NotJson);
         }
-        let limit = self.config.max_body;
-        // Refuse a declared oversize body before reading any of it.
-        if let Some(len) = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            if len > limit as u64 {
-                return Err(LoginError::BodyTooLarge);
-            }
-        }
-        let bytes = match Limited::new(req.into_body(), limit).collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e)
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                return Err(LoginError::BodyTooLarge)
-            }
-            Err(_) => {
-                return Err(LoginError::MalformedBody(
-                    "The request body could not be read",
-                ))
-            }
-        };
+        // A declared oversize body is refused before any of it is read.
+        let (parts, body) = req.into_parts();
+        let bytes = read_bounded(&parts.headers, body, self.config.max_body)
+            .await
+            .map_err(|e| match e {
+                BodyReadError::TooLarge => LoginError::BodyTooLarge,
+                BodyReadError::Unreadable => {
+                    LoginError::MalformedBody("The request body could not be read")
+                }
+            })?;
         let fields = parse_login(&bytes, &self.config)?;
         let credentials = match (&fields.username, &fields.password, fields.extra) {
             (Some(Value::String(u)), Some(Value::String(p)), false)
