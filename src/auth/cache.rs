@@ -131,7 +131,7 @@ mod tests {
             identity: UserId::Int(1),
             exp,
             iat: None,
-            extra: vec![("roles".into(), serde_json::json!(["admin"]))],
+            extra: vec![("roles".into(), serde_json::json!(["admin"]))].into(),
         }
     }
 

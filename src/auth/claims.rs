@@ -23,8 +23,9 @@ pub struct Claims {
     /// Issue time as Unix seconds, when the token has one (user cut-offs compare it).
     pub iat: Option<f64>,
     /// The other claims the configuration uses (route requirements, claim headers); only
-    /// those are kept, so an unused huge claim costs nothing but skipping.
-    pub extra: Vec<(Arc<str>, Value)>,
+    /// those are kept, so an unused huge claim costs nothing but skipping. Shared, so a
+    /// verified-token cache hit copies none of them.
+    pub extra: Arc<[(Arc<str>, Value)]>,
 }
 
 impl Claims {

@@ -17,6 +17,8 @@ use super::lifecycle::unix_millis;
 use super::{Claims, TokenError};
 use crate::config::{Config, RevocationConfig, RevocationFailure, UserId};
 use crate::metrics::{Metrics, RevocationLabels};
+use serde_json::Value;
+
 use crate::store::mirror::{Entry, Mirror};
 use crate::store::StoreError;
 
@@ -45,46 +47,42 @@ fn jti_millis(jti: &str) -> Option<i64> {
     }
 }
 
-/// Writes the mirror key of a user's cut-off into `out`: the identity as JSON, so `1` and
-/// `"1"` differ.
-fn write_user_key(user: &UserId, out: &mut Vec<u8>) {
-    out.clear();
-    out.extend_from_slice(b"user:");
-    // Writing JSON into a Vec cannot fail.
-    let _ = match user {
-        UserId::Int(i) => serde_json::to_writer(&mut *out, i),
-        UserId::Str(s) => serde_json::to_writer(&mut *out, s),
-    };
-}
+/// Namespaces of the mirror's keys.
+const JTI: &str = "jti:";
+const USER: &str = "user:";
 
-fn write_jti_key(jti: &str, out: &mut Vec<u8>) {
+/// Writes the rest (after [`USER`]) of a user's cut-off key into `out`: the identity as
+/// JSON, so `1` and `"1"` differ.
+fn write_user_rest(user: &UserId, out: &mut String) {
+    use std::fmt::Write;
     out.clear();
-    out.extend_from_slice(b"jti:");
-    out.extend_from_slice(jti.as_bytes());
+    match user {
+        // Writing into a String cannot fail.
+        UserId::Int(i) => drop(write!(out, "{i}")),
+        // JSON escapes only these in a string; most identities need none, and are quoted
+        // here without building a second string.
+        UserId::Str(s) if !s.chars().any(|c| c == '"' || c == '\\' || c < ' ') => {
+            out.push('"');
+            out.push_str(s);
+            out.push('"');
+        }
+        UserId::Str(s) => out.push_str(&Value::from(s.as_str()).to_string()),
+    }
 }
 
 fn user_key(user: &UserId) -> String {
-    let mut out = Vec::new();
-    write_user_key(user, &mut out);
-    String::from_utf8_lossy(&out).into_owned()
+    let mut rest = String::new();
+    write_user_rest(user, &mut rest);
+    format!("{USER}{rest}")
 }
 
 fn jti_key(jti: &str) -> String {
-    format!("jti:{jti}")
+    format!("{JTI}{jti}")
 }
 
 thread_local! {
-    /// The per-request lookup keys are written here: no allocation per request.
-    static KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Looks `key` (as `write` writes it) up in `mirror`.
-fn lookup(mirror: &Mirror, write: impl FnOnce(&mut Vec<u8>)) -> Option<Entry> {
-    KEY.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        write(&mut buf);
-        std::str::from_utf8(&buf).ok().and_then(|k| mirror.get(k))
-    })
+    /// The per-request user lookup key is written here: no allocation per request.
+    static USER_REST: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 /// How long a user cut-off (and an operator's `jti` revocation, whose expiry is not
@@ -102,6 +100,13 @@ pub fn keep_cutoffs(config: &Config) -> Duration {
     .max()
     .unwrap_or_default()
         + t.leeway
+}
+
+/// What the check found for a token.
+enum Found {
+    Jti,
+    /// The user's cut-off (Unix ms).
+    Cutoff(i64),
 }
 
 /// The revocation set of one process, shared by its pipelines.
@@ -145,29 +150,40 @@ impl Revocation {
     /// Refuses a verified token that was revoked by `jti`, or issued at or before its
     /// user's cut-off. `ours`: issued by this gateway (its `jti` carries the issue time).
     pub fn check(&self, claims: &Claims, ours: bool) -> Result<(), TokenError> {
-        if self.mirror.is_empty() {
-            return Ok(());
-        }
         let jti = claims.get("jti").and_then(|v| v.as_str());
-        if let Some(jti) = jti {
-            if lookup(&self.mirror, |b| write_jti_key(jti, b)).is_some() {
-                return Err(TokenError::Revoked);
+        // One read lock for both lookups; an empty set (the common case) takes none, and
+        // the user key is built only while some user has a cut-off.
+        let found = self.mirror.view(|entries| {
+            if jti.is_some_and(|j| entries.get(JTI, j).is_some()) {
+                return Some(Found::Jti);
+            }
+            if !entries.holds(USER) {
+                return None;
+            }
+            USER_REST.with(|rest| {
+                let mut rest = rest.borrow_mut();
+                write_user_rest(&claims.identity, &mut rest);
+                entries.get(USER, &rest).map(|e| Found::Cutoff(e.value))
+            })
+        });
+        match found {
+            None => Ok(()),
+            Some(Found::Jti) => Err(TokenError::Revoked),
+            Some(Found::Cutoff(cutoff)) => {
+                let issued = match (ours, jti.and_then(jti_millis), claims.iat) {
+                    (true, Some(ms), _) => ms,
+                    // Whole seconds: a token of the cut-off's second is cut with it.
+                    (_, _, Some(iat)) => (iat * 1000.0) as i64,
+                    // No issue time at all: nothing proves it came after the cut-off.
+                    (_, _, None) => i64::MIN,
+                };
+                if issued <= cutoff {
+                    Err(TokenError::Revoked)
+                } else {
+                    Ok(())
+                }
             }
         }
-        let cutoff = lookup(&self.mirror, |b| write_user_key(&claims.identity, b));
-        if let Some(cutoff) = cutoff.map(|e| e.value) {
-            let issued = match (ours, jti.and_then(jti_millis), claims.iat) {
-                (true, Some(ms), _) => ms,
-                // Whole seconds: a token of the cut-off's second is cut with it.
-                (_, _, Some(iat)) => (iat * 1000.0) as i64,
-                // No issue time at all: nothing proves it came after the cut-off.
-                (_, _, None) => i64::MIN,
-            };
-            if issued <= cutoff {
-                return Err(TokenError::Revoked);
-            }
-        }
-        Ok(())
     }
 
     /// The user's cut-off (Unix ms), if any.
@@ -239,13 +255,25 @@ mod tests {
 
     #[test]
     fn lookup_keys_match_the_stored_keys() {
-        let mut buf = Vec::new();
-        write_user_key(&UserId::Str("a\"b".into()), &mut buf);
-        assert_eq!(buf, user_key(&UserId::Str("a\"b".into())).as_bytes());
         assert_eq!(user_key(&UserId::Int(7)), "user:7");
+        assert_eq!(user_key(&UserId::Int(-7)), "user:-7");
         assert_eq!(user_key(&UserId::Str("7".into())), "user:\"7\"");
-        write_jti_key("j", &mut buf);
-        assert_eq!(buf, jti_key("j").as_bytes());
+        assert_eq!(jti_key("j"), "jti:j");
+        // The quick quoting and JSON agree on every kind of string.
+        for s in [
+            "alice",
+            "a\"b",
+            "back\\slash",
+            "tab\t",
+            "\u{7f}",
+            "é ü 漢",
+            "nul\0",
+            "",
+        ] {
+            let mut rest = String::new();
+            write_user_rest(&UserId::Str(s.into()), &mut rest);
+            assert_eq!(rest, serde_json::to_string(s).unwrap(), "{s:?}");
+        }
     }
 
     #[test]

@@ -291,7 +291,7 @@ impl Verifier {
             identity,
             exp,
             iat,
-            extra: raw.extra,
+            extra: raw.extra.into(),
         })
     }
 }

@@ -4,8 +4,10 @@
 //! [`Mirror::insert`]: the entry is applied here at once, written to the store with that
 //! expiry, and published on the mirror's channel, so every other instance applies it as
 //! soon as the message arrives. Messages can be missed (an instance was cut off, the
-//! subscription dropped), so each instance also reads the whole set again every `resync`
-//! and after every (re)subscription. Entries are only ever added or raised, never removed
+//! subscription dropped), so each instance also resyncs every `resync`: it reads the
+//! store's write counter and, unless it holds every write up to it (see
+//! [`super::generations`]), the whole set. After every (re)subscription, and after any
+//! write of its own failed, it reads the whole set whatever the counter says. Entries are only ever added or raised, never removed
 //! before their expiry: a resync merges what the store holds into what is known here, and
 //! writes back (and announces) what is known here but missing from the store. So an entry
 //! applied locally during an outage reaches every instance once the store answers again,
@@ -22,14 +24,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::metrics::counter::Counter;
 
+use super::entries::Entries;
+pub use super::entries::Entry;
+use super::generations::Seen;
 use super::{Store, StoreError};
-
-/// A key's number and when it may be forgotten (Unix seconds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Entry {
-    pub value: i64,
-    pub expires: i64,
-}
 
 /// How current the mirror is.
 struct Health {
@@ -39,18 +37,17 @@ struct Health {
     logged: bool,
 }
 
-/// The mirrored entries by key.
-type Entries = HashMap<String, Entry, foldhash::fast::RandomState>;
-
 /// See the module documentation.
 pub struct Mirror {
     store: Arc<dyn Store>,
     /// Store keys of the entries start with this.
     prefix: String,
     channel: String,
+    /// The store counter every write bumps (see [`super::generations`]); outside `prefix`,
+    /// so a full read never mistakes it for an entry.
+    generation: String,
+    seen: Mutex<Seen>,
     resync: Duration,
-    /// Looked up on every request of a required route, so hashed with foldhash (seeded per
-    /// process) rather than SipHash: the lookup is most of what the check costs.
     entries: RwLock<Entries>,
     /// `entries.len()`, readable without the lock (the common case: nothing revoked).
     count: AtomicUsize,
@@ -59,6 +56,10 @@ pub struct Mirror {
     loaded: tokio::sync::watch::Sender<bool>,
     errors: Counter,
 }
+
+/// How long the generation counter lives from its first write; when it expires it starts
+/// again from 1, which every instance sees as a counter that went back (a full read).
+const GENERATION_WINDOW: Duration = Duration::from_secs(30 * 86_400);
 
 fn unix_now() -> i64 {
     SystemTime::now()
@@ -94,6 +95,8 @@ impl Mirror {
             store,
             prefix: prefix.to_string(),
             channel: channel.to_string(),
+            generation: format!("{}#generation", prefix.trim_end_matches(':')),
+            seen: Mutex::new(Seen::default()),
             resync,
             entries: RwLock::new(Entries::default()),
             count: AtomicUsize::new(0),
@@ -128,7 +131,16 @@ impl Mirror {
         if self.count.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        self.read().get(key).copied()
+        self.read().get_key(key)
+    }
+
+    /// Runs `look` over the entries under one read lock (the per-request path: several
+    /// lookups, one lock). Not called when the mirror is empty, which gives `None`.
+    pub fn view<R>(&self, look: impl FnOnce(&Entries) -> Option<R>) -> Option<R> {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        look(&self.read())
     }
 
     /// Entries held now.
@@ -162,13 +174,23 @@ impl Mirror {
         let text = encode(entry);
         let result = async {
             self.store.put(&stored, &text, ttl).await?;
-            let message = serde_json::to_string(&(key, entry.value, entry.expires))
+            // Bumped after the write: whoever reads the new number and then the set finds
+            // the entry in it.
+            let bumped = self
+                .store
+                .incr(&[(&self.generation, GENERATION_WINDOW)])
+                .await?;
+            let generation = bumped.first().map_or(0, |c| c.value);
+            self.seen_lock().saw(generation);
+            let message = serde_json::to_string(&(key, entry.value, entry.expires, generation))
                 .map_err(|e| StoreError::Backend(e.to_string()))?;
             self.store.publish(&self.channel, &message).await
         }
         .await;
         if result.is_err() {
             self.errors.inc();
+            // Held here but perhaps not in the store: the next resync writes it back.
+            self.seen_lock().forget();
         }
         result
     }
@@ -187,6 +209,13 @@ impl Mirror {
         }
     }
 
+    fn seen_lock(&self) -> std::sync::MutexGuard<'_, Seen> {
+        match self.seen.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
     fn health_lock(&self) -> std::sync::MutexGuard<'_, Health> {
         match self.health.lock() {
             Ok(h) => h,
@@ -197,22 +226,25 @@ impl Mirror {
     /// Keeps the larger value and the later expiry; returns what is held now.
     fn merge(&self, key: &str, entry: Entry) -> Entry {
         let mut map = self.write();
-        let held = map
-            .entry(key.to_string())
-            .and_modify(|e| {
-                e.value = e.value.max(entry.value);
-                e.expires = e.expires.max(entry.expires);
-            })
-            .or_insert(entry);
-        let out = *held;
+        let held = map.merge(key, entry);
         self.count.store(map.len(), Ordering::Relaxed);
-        out
+        held
     }
 
     fn apply_message(&self, text: &str) {
-        match serde_json::from_str::<(String, i64, i64)>(text) {
-            Ok((key, value, expires)) => {
+        // `[key, value, expires, generation]`; instances of an older version announce no
+        // generation (applied all the same; the next resync reads the whole set).
+        let parsed = serde_json::from_str::<(String, i64, i64, u64)>(text)
+            .map(|(k, v, e, g)| (k, v, e, Some(g)))
+            .or_else(|_| {
+                serde_json::from_str::<(String, i64, i64)>(text).map(|(k, v, e)| (k, v, e, None))
+            });
+        match parsed {
+            Ok((key, value, expires, generation)) => {
                 self.merge(&key, Entry { value, expires });
+                if let Some(g) = generation {
+                    self.seen_lock().saw(g);
+                }
             }
             Err(_) => tracing::warn!(channel = %self.channel, "store: ignored a malformed message"),
         }
@@ -222,13 +254,25 @@ impl Mirror {
     fn sweep(&self) {
         let now = unix_now();
         let mut map = self.write();
-        map.retain(|_, e| e.expires > now);
+        map.retain(|e| e.expires > now);
         self.count.store(map.len(), Ordering::Relaxed);
     }
 
     /// Reads every entry from the store and merges it in, then writes back the entries
-    /// the store lacks (or holds lower).
-    async fn resync(&self) -> Result<(), StoreError> {
+    /// the store lacks (or holds lower). Unless `full`, stops after reading the write
+    /// counter when every write up to it is held here already.
+    async fn resync(&self, full: bool) -> Result<(), StoreError> {
+        // One round trip when nothing was missed: reading 100,000 entries every resync
+        // cost each instance more than the per-request checks of all its traffic.
+        let counter = self
+            .store
+            .peek(&[&self.generation])
+            .await?
+            .first()
+            .map_or(0, |c| c.value);
+        if !full && self.seen_lock().holds_all(counter) {
+            return Ok(());
+        }
         let found = self.store.scan(&self.prefix).await?;
         let now = unix_now();
         let mut stored: HashMap<String, Entry> = HashMap::with_capacity(found.len());
@@ -246,7 +290,7 @@ impl Mirror {
                 .filter(|(k, e)| {
                     e.expires > now
                         && map
-                            .get(*k)
+                            .get_key(k)
                             .is_none_or(|h| h.value < e.value || h.expires < e.expires)
                 })
                 .collect()
@@ -254,27 +298,20 @@ impl Mirror {
         if !news.is_empty() {
             let mut map = self.write();
             for (key, entry) in news {
-                map.entry(key.clone())
-                    .and_modify(|e| {
-                        e.value = e.value.max(entry.value);
-                        e.expires = e.expires.max(entry.expires);
-                    })
-                    .or_insert(*entry);
+                map.merge(key, *entry);
             }
             self.count.store(map.len(), Ordering::Relaxed);
         }
         let missing: Vec<(String, Entry)> = {
             let map = self.read();
             map.iter()
-                .filter(|(k, e)| {
-                    e.expires > now && stored.get(*k).is_none_or(|s| s.value < e.value)
-                })
-                .map(|(k, e)| (k.clone(), *e))
+                .filter(|(k, e)| e.expires > now && stored.get(k).is_none_or(|s| s.value < e.value))
                 .collect()
         };
         for (key, entry) in missing {
             self.share(&key, entry).await?;
         }
+        self.seen_lock().read_all(counter);
         Ok(())
     }
 
@@ -317,7 +354,7 @@ async fn sync(weak: Weak<Mirror>) {
         let Some(m) = weak.upgrade() else { return };
         let every = m.resync;
         let subscribed = match m.store.subscribe(&m.channel).await {
-            Ok(rx) => match m.resync().await {
+            Ok(rx) => match m.resync(true).await {
                 Ok(()) => {
                     m.current();
                     Some(rx)
@@ -359,7 +396,7 @@ async fn sync(weak: Weak<Mirror>) {
                         resyncing = true;
                         let done = done_tx.clone();
                         tokio::spawn(async move {
-                            let _ = done.send(m.resync().await).await;
+                            let _ = done.send(m.resync(false).await).await;
                         });
                     }
                     Some(result) = done_rx.recv() => {
@@ -427,6 +464,51 @@ mod tests {
         c.start();
         assert!(c.loaded(Duration::from_secs(5)).await);
         assert_eq!(c.get("k").map(|e| e.value), Some(5));
+    }
+
+    #[tokio::test]
+    async fn a_resync_reads_the_set_only_when_a_write_was_missed() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        // Not started: the test calls resync itself.
+        let a = Mirror::new(
+            store.clone(),
+            "r:",
+            "r",
+            Duration::from_secs(60),
+            Counter::default(),
+        );
+        a.resync(false).await.unwrap();
+        let text = encode(Entry {
+            value: 1,
+            expires: unix_now() + 100,
+        });
+        // Written behind the mirrors' back (no counter bump, no message): a resync that
+        // holds every counted write does not read the set, so it is not seen.
+        store
+            .put("r:quiet", &text, Duration::from_secs(100))
+            .await
+            .unwrap();
+        a.resync(false).await.unwrap();
+        assert_eq!(a.get("quiet"), None);
+        // Another instance's write whose message was lost: the counter moved past what
+        // this mirror holds, so the next resync reads the whole set.
+        store
+            .put("r:lost", &text, Duration::from_secs(100))
+            .await
+            .unwrap();
+        store
+            .incr(&[("r#generation", GENERATION_WINDOW)])
+            .await
+            .unwrap();
+        a.resync(false).await.unwrap();
+        assert!(a.get("lost").is_some() && a.get("quiet").is_some());
+        // A full resync (after every subscription) reads it whatever the counter says.
+        store
+            .put("r:later", &text, Duration::from_secs(100))
+            .await
+            .unwrap();
+        a.resync(true).await.unwrap();
+        assert!(a.get("later").is_some());
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! channel (the revocation set each instance mirrors, see [`mirror`]).
 //! Keys are the caller's; a backend only prepends `[store] key_prefix`.
 
+pub mod entries;
+pub mod generations;
 pub mod memory;
 pub mod mirror;
 pub mod redis;

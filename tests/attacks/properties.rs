@@ -199,7 +199,7 @@ proptest! {
         let mut h = build(&list);
         let others = non_identity(&h);
         ids.strip(&mut h);
-        let claims = Claims { identity: id.clone(), exp: 0.0, iat: None, extra: Vec::new() };
+        let claims = Claims { identity: id.clone(), exp: 0.0, iat: None, extra: Vec::new().into() };
         let set = ids.set(&mut h, &claims, &[]);
         let found: Vec<(&HeaderName, &HeaderValue)> =
             h.iter().filter(|(k, _)| is_identity_name(k.as_str())).collect();
