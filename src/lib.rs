@@ -40,6 +40,8 @@
 //! - [`auth`] — ③ token extraction, the keyring and external issuers, verification, the
 //!   verified-token cache, the login endpoint, the published JWKS, users, login limits,
 //!   the delegated credential check, refresh tokens, logout and the revocation set.
+//! - [`browser`] — browser mode: cookie sessions over our tokens, CSRF tokens, the
+//!   login page.
 //! - [`load`] — config checks, then the keyring and TLS configs built once per load.
 //! - [`routing`] — ① route table, host/path/method matching, path normalization.
 //! - [`policy`] — ② route requirements over claims.
@@ -68,6 +70,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod browser;
 pub mod client_addr;
 pub mod config;
 pub mod exposition;

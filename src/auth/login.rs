@@ -138,6 +138,27 @@ impl Issuer {
         self.sign(identity, now, &extra)
     }
 
+    /// A session's token: the claims of `record` as [`Issuer::issue_with`] keeps them (or
+    /// all of them when `all`: a user vouched for elsewhere), then `more`, which replace
+    /// any claim of `record` with the same name (a claim never appears twice).
+    pub fn issue_for(
+        &self,
+        identity: &UserId,
+        now: i64,
+        record: &[(String, Value)],
+        all: bool,
+        more: &[(String, Value)],
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let mut extra: Vec<(String, Value)> = record
+            .iter()
+            .filter(|(k, _)| all || self.user_claims.iter().any(|c| c == k))
+            .filter(|(k, _)| !more.iter().any(|(m, _)| m == k))
+            .cloned()
+            .collect();
+        extra.extend(more.iter().cloned());
+        self.sign(identity, now, &extra)
+    }
+
     /// Like [`Issuer::issue_with`], but every claim in `extra` is written (operator CLI).
     pub fn sign(
         &self,
@@ -167,14 +188,14 @@ impl Issuer {
 pub struct Login {
     pub path: String,
     config: LoginConfig,
-    issuer: Issuer,
+    issuer: Arc<Issuer>,
     users: Arc<Users>,
     /// The flood cap and the failed-login limits.
     throttle: Throttle,
     /// The delegated credential check, for usernames the local users do not know.
     remote: Option<Remote>,
     /// Refresh tokens, when `[refresh]` is on.
-    refresh: Option<Refresh>,
+    refresh: Option<Arc<Refresh>>,
     /// The revocation set (user cut-offs end refresh families too).
     revocation: Option<Arc<Revocation>>,
 }
@@ -209,7 +230,7 @@ impl From<Refusal> for LoginError {
 impl Login {
     pub fn new(
         config: LoginConfig,
-        issuer: Issuer,
+        issuer: Arc<Issuer>,
         users: Arc<Users>,
         throttle: Throttle,
         remote: Option<Remote>,
@@ -229,7 +250,7 @@ impl Login {
     /// With refresh tokens (and the revocation set whose cut-offs end their families).
     pub fn with_lifecycle(
         mut self,
-        refresh: Option<Refresh>,
+        refresh: Option<Arc<Refresh>>,
         revocation: Option<Arc<Revocation>>,
     ) -> Login {
         self.refresh = refresh;
@@ -244,7 +265,7 @@ impl Login {
 
     /// The refresh tokens, when on (logout revokes their families).
     pub fn refresh(&self) -> Option<&Refresh> {
-        self.refresh.as_ref()
+        self.refresh.as_deref()
     }
 
     /// Answers one request to the refresh path: a new pair for a live refresh token.

@@ -73,6 +73,8 @@ struct Record {
 /// The user a refresh token belongs to, as the caller needs it to mint an access token.
 pub struct Holder {
     pub user: UserId,
+    /// The family (one login): the same across every rotation of it.
+    pub family: String,
     /// `Some` for a user the user service vouched for (their claims at login).
     pub remote: Option<Vec<(String, Value)>>,
 }
@@ -187,6 +189,19 @@ impl Refresh {
         remote: Option<Vec<(String, Value)>>,
         now_ms: i64,
     ) -> Result<String, StoreError> {
+        self.start_family(user, remote, now_ms)
+            .await
+            .map(|(token, _)| token)
+    }
+
+    /// Like [`Refresh::start`], also returning the new family's id (never sent to a
+    /// client: the caller derives what it needs from it).
+    pub async fn start_family(
+        &self,
+        user: &UserId,
+        remote: Option<Vec<(String, Value)>>,
+        now_ms: i64,
+    ) -> Result<(String, String), StoreError> {
         let family = random_b64(16);
         let expires = now_ms / 1000 + self.config.lifetime.as_secs() as i64;
         self.store
@@ -203,7 +218,8 @@ impl Refresh {
             next: String::new(),
             sealed: String::new(),
         };
-        self.put_live(&record, now_ms).await
+        let token = self.put_live(&record, now_ms).await?;
+        Ok((token, record.family))
     }
 
     /// Stores `record` (live) under a new token and returns the token.
@@ -289,6 +305,7 @@ impl Refresh {
         }
         let holder = Holder {
             user,
+            family: record.family.clone(),
             remote: record.remote.clone(),
         };
         let access_token = mint(&holder)?;
@@ -397,6 +414,21 @@ impl Refresh {
         user: &UserId,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
+        self.revoke_family(token, Some(user), now_ms).await
+    }
+
+    /// Revokes the family of `token` (a browser logout: whoever holds a refresh token may
+    /// end its family). Returns whether a family was revoked.
+    pub async fn revoke_own_family(&self, token: &str, now_ms: i64) -> Result<bool, StoreError> {
+        self.revoke_family(token, None, now_ms).await
+    }
+
+    async fn revoke_family(
+        &self,
+        token: &str,
+        user: Option<&UserId>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
         if !well_formed(token) {
             return Ok(false);
         }
@@ -407,7 +439,7 @@ impl Refresh {
         let Ok(record) = serde_json::from_str::<Record>(&text) else {
             return Ok(false);
         };
-        if user_of(&record.user).as_ref() != Some(user) {
+        if user.is_some_and(|u| user_of(&record.user).as_ref() != Some(u)) {
             return Ok(false);
         }
         self.revoke(&record.family, record.expires, now_ms, "logout")

@@ -48,6 +48,19 @@ pub struct GatewayFile {
     pub refresh: Option<RefreshFile>,
     /// Logout and revocation (off without the table).
     pub revocation: Option<RevocationFile>,
+    /// Browser mode: the login page, cookie sessions, CSRF (for routes with `browser`).
+    pub browser: Option<BrowserFile>,
+}
+
+/// `[browser]`: settings of browser mode, which routes turn on with `browser = true`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrowserFile {
+    pub login_page: Option<String>,
+    pub logout_path: Option<String>,
+    pub template: Option<String>,
+    pub secure_cookies: Option<String>,
+    pub renew_before: Option<String>,
 }
 
 /// `[forward_auth]`: answering another proxy's "may this request pass?".
@@ -289,6 +302,8 @@ pub struct RouteFile {
     pub max_body: Option<String>,
     /// External issuers (`[[issuers]] issuer`) whose tokens this route accepts besides ours.
     pub issuers: Option<Vec<String>>,
+    /// Browser mode: our token from the session cookie too, CSRF checks, the login page.
+    pub browser: Option<bool>,
 }
 
 /// One `[[keys]]` entry: a key of the keyring.

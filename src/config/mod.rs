@@ -6,6 +6,7 @@
 //! are read or named here but parsed by the load stage (`crate::load`), which adds its
 //! problems to the same report: this module never calls into the runtime.
 
+mod browser;
 pub mod file;
 mod forward_auth;
 mod issuers;
@@ -36,6 +37,7 @@ use std::time::Duration;
 
 use http::{HeaderName, Method, Uri};
 
+pub use browser::{BrowserConfig, SecureCookies};
 pub use lifecycle::{RefreshConfig, RevocationConfig, RevocationFailure};
 pub use login_limits::{FailureLimit, LoginLimits, OnStoreError, RemoteLogin};
 pub use store::{RedisConfig, StoreBackend, StoreConfig};
@@ -68,6 +70,8 @@ pub struct Config {
     pub refresh: Option<RefreshConfig>,
     /// `[revocation]`: logout and revocation by `jti` or user; `None` when off.
     pub revocation: Option<RevocationConfig>,
+    /// Browser mode, on when a route has `browser = true`; `None` when off.
+    pub browser: Option<BrowserConfig>,
     /// SHA-256 (hex) of the file this came from, to spot instances running different files.
     pub source_sha256: Option<String>,
 }
@@ -556,6 +560,10 @@ pub struct RouteConfig {
     pub max_body: Option<u64>,
     /// External issuers accepted here besides our own keys (by `issuer`); empty: ours only.
     pub issuers: Vec<String>,
+    /// Browser mode: our token is read from the session cookie too (the header wins),
+    /// cookie-authenticated unsafe methods need a CSRF token, and browser navigations
+    /// without a session are sent to the login page.
+    pub browser: bool,
 }
 
 /// One problem with the configuration: where, what, and how to fix it.

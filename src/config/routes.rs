@@ -413,6 +413,7 @@ pub(super) fn routes(
                 .as_ref()
                 .map(|t| r.duration(&format!("{at}.timeout"), Some(t), Duration::from_secs(30))),
             issuers: super::issuers::route_issuers(r, &at, f, issuers),
+            browser: f.browser.unwrap_or(false),
             max_body: f
                 .max_body
                 .as_ref()

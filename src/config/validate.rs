@@ -92,6 +92,15 @@ pub fn from_file(file: GatewayFile, base: &Path, env: Env<'_>) -> Result<Loaded,
         &mut upstreams,
         &issuers,
     );
+    let browser = super::browser::browser(
+        &mut r,
+        file.browser.as_ref(),
+        base,
+        &routes,
+        login.as_ref(),
+        refresh.as_ref(),
+        revocation.as_ref(),
+    );
     let admin = file.admin.as_ref().and_then(|a| admin(&mut r, a, &server));
     let logging = logging(&mut r, &file.logging);
     let taken: Vec<&str> = login
@@ -129,6 +138,7 @@ pub fn from_file(file: GatewayFile, base: &Path, env: Env<'_>) -> Result<Loaded,
                 forward_auth,
                 refresh,
                 revocation,
+                browser,
                 source_sha256: None,
             },
             warnings: r.warnings,

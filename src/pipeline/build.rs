@@ -14,6 +14,8 @@ use crate::auth::remote::Remote;
 use crate::auth::revocation::{self, Revocation};
 use crate::auth::throttle::Throttle;
 use crate::auth::users::Users;
+use crate::browser::csrf::CsrfKey;
+use crate::browser::session::Sessions;
 use crate::config::{AuthMode, Config, RouteConfig, Target};
 use crate::identity::{ClaimHeaders, IdentityHeaders};
 use crate::load::Built;
@@ -81,6 +83,10 @@ impl Pipeline {
             // Revocation by `jti` reads it from every token.
             wanted.push(Arc::from("jti"));
         }
+        if config.browser.is_some() {
+            // The session id binds a browser session's CSRF token.
+            wanted.push(Arc::from(crate::browser::session::SID_CLAIM));
+        }
         for r in &config.routes {
             let headers = route_claim_headers(&global, r);
             for name in r
@@ -121,10 +127,21 @@ impl Pipeline {
         if revocation.is_some() {
             issuer = issuer.with_jti();
         }
+        let issuer = Arc::new(issuer);
         let refresh = config
             .refresh
             .clone()
-            .map(|rc| Refresh::new(rc, stores.get(&config.store), metrics.clone()));
+            .map(|rc| Arc::new(Refresh::new(rc, stores.get(&config.store), metrics.clone())));
+        let sessions = config.browser.as_ref().map(|_| {
+            Arc::new(Sessions::new(
+                issuer.clone(),
+                refresh.clone(),
+                users.clone(),
+                revocation.clone(),
+                csrf_key(config),
+                t.lifetime,
+            ))
+        });
         let login = match config.login.clone() {
             Some(l) => {
                 let shared = match &config.store.backend {
@@ -134,7 +151,7 @@ impl Pipeline {
                 let throttle = Throttle::new(&l, shared, stores.local(), metrics.clone());
                 let remote = l.remote.as_ref().map(Remote::new).transpose()?;
                 Some(
-                    Login::new(l, issuer, users.clone(), throttle, remote)
+                    Login::new(l, issuer.clone(), users.clone(), throttle, remote)
                         .with_lifecycle(refresh, revocation.clone()),
                 )
             }
@@ -214,6 +231,7 @@ impl Pipeline {
             clusters: pools.into_values().collect(),
             login,
             revocation,
+            sessions,
             jwks: PublishedJwks::new(&config.jwks, authority.keys()),
             authority,
             users: if check_users {
@@ -250,6 +268,23 @@ impl Pipeline {
             keys_sha256: keys_fingerprint(config),
             forward_auth: config.forward_auth.clone(),
         })
+    }
+}
+
+/// The browser CSRF key, derived from the signing key's material (so every instance with
+/// the same keyring derives the same key); random when there is no signing key.
+fn csrf_key(config: &Config) -> CsrfKey {
+    use crate::config::{KeyMaterial, Pem};
+    match config
+        .tokens
+        .keys
+        .iter()
+        .find(|k| k.sign)
+        .map(|k| &k.material)
+    {
+        Some(KeyMaterial::Secret(s)) => CsrfKey::derive(&s.bytes),
+        Some(KeyMaterial::Pem(Pem::Private(b))) => CsrfKey::derive(b),
+        Some(KeyMaterial::Pem(Pem::Public(_))) | None => CsrfKey::random(),
     }
 }
 

@@ -76,6 +76,8 @@ pub struct Pipeline {
     login: Option<Login>,
     /// The revocation set and the logout path, when `[revocation]` is on.
     revocation: Option<Arc<Revocation>>,
+    /// Browser sessions, when a route has `browser = true`.
+    sessions: Option<Arc<crate::browser::session::Sessions>>,
     /// Our keyring plus the external issuers.
     authority: Authority,
     /// `GET /.well-known/jwks.json`; `None` when there is nothing to publish.
@@ -156,6 +158,11 @@ impl Pipeline {
     /// The revocation set, when `[revocation]` is on.
     pub fn revocation(&self) -> Option<&Arc<Revocation>> {
         self.revocation.as_ref()
+    }
+
+    /// Browser sessions, when browser mode is on.
+    pub fn sessions(&self) -> Option<&Arc<crate::browser::session::Sessions>> {
+        self.sessions.as_ref()
     }
 
     /// The upstream clusters (for readiness: every cluster should have a server available).

@@ -1,0 +1,204 @@
+//! `[browser]` and the routes' `browser = true`: cookie sessions, CSRF, the login page.
+
+use std::time::Duration;
+
+use super::file::BrowserFile;
+use super::report::{resolve, Report};
+use super::{LoginConfig, RefreshConfig, RevocationConfig, RouteConfig};
+
+/// When session cookies are `Secure` (and carry the `__Host-` / `__Secure-` prefixes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecureCookies {
+    /// On TLS listeners only: a plain-HTTP listener gets unprefixed names, since browsers
+    /// refuse `Secure` cookies (and so every prefixed name) from `http://` origins.
+    Auto,
+    /// On every listener: TLS is ended by a proxy in front, browsers see `https://`.
+    Always,
+}
+
+/// The validated browser-mode settings; present when a route has `browser = true`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrowserConfig {
+    /// `GET` here serves the login page.
+    pub login_page: String,
+    /// The logout button posts here (with `[refresh]`, under the refresh path, so the
+    /// refresh cookie comes along and its family can be revoked).
+    pub logout_path: String,
+    /// The login page template's source (`None`: the built-in page).
+    pub template: Option<String>,
+    pub secure_cookies: SecureCookies,
+    /// A browser navigation whose session token expires within this is renewed first.
+    pub renew_before: Duration,
+}
+
+fn path(r: &mut Report, key: &str, value: Option<&String>, default: &str) -> String {
+    let p = value.cloned().unwrap_or_else(|| default.into());
+    if !p.starts_with('/') || p.starts_with("//") || p.contains(['?', '#', '\\', '%']) {
+        r.problem(
+            key,
+            format!("`{p}` must be a plain absolute path"),
+            format!("use \"{default}\""),
+        );
+    }
+    p
+}
+
+/// Whether `path` is `prefix` or below it, segment-wise (cookie `Path` matching).
+fn under(path: &str, prefix: &str) -> bool {
+    path == prefix
+        || (path.starts_with(prefix)
+            && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')))
+}
+
+/// Checks `[browser]` (or its defaults, when only routes ask for browser mode).
+pub(super) fn browser(
+    r: &mut Report,
+    f: Option<&BrowserFile>,
+    base: &std::path::Path,
+    routes: &[RouteConfig],
+    login: Option<&LoginConfig>,
+    refresh: Option<&RefreshConfig>,
+    revocation: Option<&RevocationConfig>,
+) -> Option<BrowserConfig> {
+    let wanted = routes.iter().any(|r| r.browser);
+    for route in routes.iter().filter(|r| r.browser) {
+        if route.auth != super::AuthMode::Required {
+            r.problem(
+                format!("{}.browser", route.at),
+                "browser mode on a public route",
+                "browser mode reads the session cookie of required routes: set auth = \"required\" or remove browser",
+            );
+        }
+    }
+    let f = match (f, wanted) {
+        (_, true) => f,
+        (Some(_), false) => {
+            r.warning(
+                "browser",
+                "no route has browser = true: the [browser] table is unused",
+                "add browser = true to the routes that browsers navigate to",
+            );
+            return None;
+        }
+        (None, false) => return None,
+    };
+    let empty = BrowserFile::default();
+    let f = f.unwrap_or(&empty);
+    if login.is_none() {
+        r.problem(
+            "browser",
+            "browser mode needs a login endpoint: the login form posts to [login] path",
+            "add a [login] table",
+        );
+    }
+    let login_page = path(
+        r,
+        "browser.login_page",
+        f.login_page.as_ref(),
+        "/auth/login",
+    );
+    let default_logout = match refresh {
+        Some(rc) => format!("{}/logout", rc.path.trim_end_matches('/')),
+        None => "/auth/signout".to_string(),
+    };
+    let logout_path = path(
+        r,
+        "browser.logout_path",
+        f.logout_path.as_ref(),
+        &default_logout,
+    );
+    if let Some(rc) = refresh {
+        if !under(&logout_path, &rc.path) || logout_path == rc.path {
+            r.problem(
+                "browser.logout_path",
+                format!("`{logout_path}` is not below refresh.path `{}`", rc.path),
+                format!(
+                    "the refresh cookie is sent only below refresh.path; use \"{default_logout}\""
+                ),
+            );
+        }
+    }
+    let mut taken: Vec<(&str, &str)> = Vec::new();
+    if let Some(l) = login {
+        taken.push(("login.path", &l.path));
+    }
+    if let Some(rc) = refresh {
+        taken.push(("refresh.path", &rc.path));
+    }
+    if let Some(v) = revocation {
+        taken.push(("revocation.logout_path", &v.logout_path));
+    }
+    for (key, p) in [
+        ("browser.login_page", &login_page),
+        ("browser.logout_path", &logout_path),
+    ] {
+        if let Some((other, _)) = taken.iter().find(|(_, q)| q == p) {
+            r.problem(
+                key,
+                format!("`{p}` is already {other}"),
+                "give each endpoint its own path",
+            );
+        }
+        taken.push((key, p));
+    }
+    let template = f.template.as_ref().and_then(|t| {
+        let file = resolve(base, t);
+        match std::fs::read_to_string(&file) {
+            Ok(source) => {
+                if let Err(e) = minijinja::Environment::new().template_from_str(&source) {
+                    r.problem(
+                        "browser.template",
+                        format!("`{}` is not a valid template: {e}", file.display()),
+                        "start from the built-in page (src/browser/login.html)",
+                    );
+                }
+                Some(source)
+            }
+            Err(e) => {
+                r.problem(
+                    "browser.template",
+                    format!("cannot read `{}`: {e}", file.display()),
+                    "give the path of an HTML template, relative to the config file",
+                );
+                None
+            }
+        }
+    });
+    let secure_cookies = match f.secure_cookies.as_deref().unwrap_or("auto") {
+        "auto" => SecureCookies::Auto,
+        "always" => SecureCookies::Always,
+        other => {
+            r.problem(
+                "browser.secure_cookies",
+                format!("unknown value `{other}`"),
+                "use \"auto\" (Secure on TLS listeners) or \"always\" (TLS ended in front)",
+            );
+            SecureCookies::Auto
+        }
+    };
+    let renew_before = r.duration(
+        "browser.renew_before",
+        f.renew_before.as_ref(),
+        Duration::from_secs(60),
+    );
+    Some(BrowserConfig {
+        login_page,
+        logout_path,
+        template,
+        secure_cookies,
+        renew_before,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::under;
+
+    #[test]
+    fn cookie_path_matching() {
+        assert!(under("/auth/refresh/logout", "/auth/refresh"));
+        assert!(under("/auth/refresh", "/auth/refresh"));
+        assert!(!under("/auth/refreshx", "/auth/refresh"));
+        assert!(under("/a/b", "/a/"));
+    }
+}
