@@ -122,7 +122,7 @@ impl Sessions {
             .map_or(self.token_lifetime, |r| r.config.lifetime)
     }
 
-    /// Issues our access token (and refresh token when [refresh] is on) for `grant` and
+    /// Issues our access token (and refresh token when `[refresh]` is on) for `grant` and
     /// returns the Set-Cookie values: access cookie, refresh cookie (if any), CSRF cookie.
     pub async fn begin(
         &self,
