@@ -25,6 +25,8 @@
 #   CLUSTER_TRUSTED_PROXIES  the gateways' [server] trusted_proxies (default
 #                      ["127.0.0.1/32"]: HAProxy's X-Forwarded-For names the client)
 #   CLUSTER_ADDRESS_FAILURES  [login.limits] address_failures (default 50)
+#   CLUSTER_LIFECYCLE  1: the gateways also run [refresh] and [revocation] (refresh
+#                      tokens, logout, revocations shared through the Redis); default 0
 #
 # Needs haproxy, nginx, redis-server and curl
 # (Debian: apt-get install haproxy nginx redis-server curl).
@@ -48,6 +50,10 @@ STATS_PORT=$((BASE + 2))
 REDIS_PORT=$((BASE + 3))
 TRUSTED_PROXIES=${CLUSTER_TRUSTED_PROXIES:-'["127.0.0.1/32"]'}
 ADDRESS_FAILURES=${CLUSTER_ADDRESS_FAILURES:-50}
+LIFECYCLE=""
+if [[ ${CLUSTER_LIFECYCLE:-0} == 1 ]]; then
+    LIFECYCLE=$'# Refresh tokens, logout and revocation, shared through the same Redis.\n[refresh]\n\n[revocation]\n'
+fi
 gw_port() { echo $((BASE + 10 + $1)); }
 admin_port() { echo $((BASE + 20 + $1)); }
 
@@ -160,6 +166,7 @@ address_failures = $ADDRESS_FAILURES
 backend = "redis"
 url = "redis://127.0.0.1:$REDIS_PORT/0"
 
+$LIFECYCLE
 [[users]]
 id = 1
 username = "user1"

@@ -4,7 +4,9 @@
 //!
 //! Proves: a token issued by one instance is accepted by the others; a rolling restart under
 //! continuous load through the load balancer loses no request; an instance that is not
-//! ready is taken out of the load balancer and comes back when it is ready again.
+//! ready is taken out of the load balancer and comes back when it is ready again. With
+//! `[refresh]` and `[revocation]` on: a logout, a refresh-token reuse, "log out everywhere"
+//! and operator revocations made on one process reach the other two within a second.
 //! Needs `haproxy`, `nginx` and `curl` (`.ci/run` installs them).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -603,4 +605,151 @@ async fn without_trusted_proxies_every_client_shares_the_proxy_budget() {
     }
     // A different client, but all the gateways see is HAProxy's address.
     assert_eq!(login_from(&lb, "127.0.0.3", "user1", "abcxyz").0, 429);
+}
+
+/// What gateway `i` answers to `GET /` with `access`.
+async fn status_on(cluster: &Cluster, i: usize, access: &str) -> u16 {
+    get(
+        &cluster.gateway(i, "/"),
+        &[("authorization", &jwt_header(access))],
+    )
+    .await
+    .status
+    .as_u16()
+}
+
+/// Polls gateways 1..=3 until each refuses `access` (within a second: the set travels by
+/// Redis pub/sub, not by the periodic resync).
+async fn refused_on_all(cluster: &Cluster, what: &str, access: &str) {
+    for i in 1..=3 {
+        eventually_within(
+            Duration::from_secs(1),
+            &format!("{what} refused on gateway {i}"),
+            async || status_on(cluster, i, access).await == 401,
+        )
+        .await;
+    }
+}
+
+/// Logs in as `user` on gateway `i`: (access token, refresh token).
+async fn pair_from(cluster: &Cluster, i: usize, user: &str) -> (String, String) {
+    let body = json!({"username": user, "password": PASSWORD}).to_string();
+    let r = post_json(&cluster.gateway(i, "/auth"), &body).await;
+    assert_eq!(r.status, 200, "login on {i}: {}", r.text());
+    tokens_of(&r.json())
+}
+
+fn tokens_of(body: &Value) -> (String, String) {
+    let field = |k: &str| {
+        body[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {k}: {body}"))
+            .to_string()
+    };
+    (field("access_token"), field("refresh_token"))
+}
+
+async fn refresh_on(cluster: &Cluster, i: usize, refresh_token: &str) -> Value {
+    let body = json!({"refresh_token": refresh_token}).to_string();
+    let r = post_json(&cluster.gateway(i, "/auth/refresh"), &body).await;
+    if r.status != 200 {
+        assert_eq!(r.status, 401, "{}", r.text());
+        r.assert_error(401, "Unauthorized", "Invalid refresh token");
+        return Value::Null;
+    }
+    r.json()
+}
+
+async fn logout_on(cluster: &Cluster, i: usize, access: &str, body: Value) {
+    let r = request(
+        "POST",
+        &cluster.gateway(i, "/auth/logout"),
+        &[
+            ("authorization", &jwt_header(access)),
+            ("content-type", "application/json"),
+        ],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "logout on {i}: {}", r.text());
+}
+
+fn jti_of(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice::<Value>(&bytes).unwrap()["jti"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn logout_refresh_reuse_and_revocations_reach_the_three_processes() {
+    let _one = SERIAL.lock().await;
+    let cluster = Cluster::start_with(&[("CLUSTER_LIFECYCLE", "1")]).await;
+    // Log in on 1, refresh on 2, log out on 3.
+    let (_, r1) = pair_from(&cluster, 1, "user1").await;
+    let (a2, r2) = tokens_of(&refresh_on(&cluster, 2, &r1).await);
+    for i in 1..=3 {
+        assert_eq!(status_on(&cluster, i, &a2).await, 200, "{}", cluster.logs());
+    }
+    logout_on(&cluster, 3, &a2, json!({"refresh_token": r2})).await;
+    refused_on_all(&cluster, "the logged-out access token", &a2).await;
+    for i in 1..=3 {
+        assert!(refresh_on(&cluster, i, &r2).await.is_null(), "gateway {i}");
+    }
+
+    // Reuse: r1 → r2 → r3; within grace r1's own successor is answered again, but r1
+    // presented after r2 was rotated too is a reuse, and the newest token dies with it.
+    let (_, r1) = pair_from(&cluster, 1, "user1").await;
+    let first = refresh_on(&cluster, 2, &r1).await;
+    assert_eq!(
+        refresh_on(&cluster, 3, &r1).await,
+        first,
+        "grace answers the same pair"
+    );
+    let (_, r2) = tokens_of(&first);
+    let (_, r3) = tokens_of(&refresh_on(&cluster, 3, &r2).await);
+    assert!(refresh_on(&cluster, 2, &r1).await.is_null());
+    for i in 1..=3 {
+        assert!(refresh_on(&cluster, i, &r3).await.is_null(), "gateway {i}");
+    }
+
+    // Log out everywhere on 2 cuts both of user1's tokens on all three; a new login works.
+    let (t1, _) = pair_from(&cluster, 1, "user1").await;
+    let (t2, _) = pair_from(&cluster, 3, "user1").await;
+    logout_on(&cluster, 2, &t1, json!({"everywhere": true})).await;
+    refused_on_all(&cluster, "user1's first token", &t1).await;
+    refused_on_all(&cluster, "user1's second token", &t2).await;
+    let (fresh, _) = pair_from(&cluster, 3, "user1").await;
+    for i in 1..=3 {
+        assert_eq!(status_on(&cluster, i, &fresh).await, 200, "gateway {i}");
+    }
+
+    // Operators: by jti on 1's admin listener, by user on 2's, and `gateway revoke`.
+    let (u2, _) = pair_from(&cluster, 2, "user2").await;
+    let revoke = async |i: usize, body: Value| {
+        let r = post_json(&cluster.admin(i, "/revocations"), &body.to_string()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    };
+    revoke(1, json!({"jti": jti_of(&fresh)})).await;
+    refused_on_all(&cluster, "the admin jti revocation", &fresh).await;
+    assert_eq!(status_on(&cluster, 1, &u2).await, 200);
+    revoke(2, json!({"user": 2})).await;
+    refused_on_all(&cluster, "the admin user revocation", &u2).await;
+    let (last, _) = pair_from(&cluster, 1, "user1").await;
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["revoke", "--jti", &jti_of(&last), "--config"])
+        .arg(cluster.config_path(3))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    refused_on_all(&cluster, "gateway revoke --jti", &last).await;
 }

@@ -10,7 +10,8 @@
 //!   behind a gateway process: the seed walkthrough, spoofed identity headers, requests
 //!   around the gateway, Flask-JWT's tokens through the switch.
 //! - `cluster`: three gateway processes behind HAProxy with an nginx backend: shared tokens,
-//!   rolling restart under load, readiness taking an instance out and back.
+//!   rolling restart under load, readiness taking an instance out and back, shared login
+//!   limits, and logout / refresh reuse / revocations reaching all three processes.
 //! - `deploy`: the deploy files: Kubernetes schemas and invariants, compose, systemd,
 //!   HAProxy/nginx configs, the dashboard.
 //! - `forward_auth`: real nginx and Caddy in front of a recording upstream, the gateway as
