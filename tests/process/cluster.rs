@@ -758,7 +758,11 @@ async fn logout_refresh_reuse_and_revocations_reach_the_three_processes() {
 
 /// A Redis the test starts on `port` (the cluster's, after the cluster's own was killed),
 /// stopped by PID when dropped.
-struct Redis(Child, tempfile::TempDir);
+struct Redis {
+    child: Child,
+    /// Its working directory, removed after it stops.
+    _dir: tempfile::TempDir,
+}
 
 impl Redis {
     fn on(port: u16) -> Redis {
@@ -770,14 +774,14 @@ impl Redis {
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is needed");
-        Redis(child, dir)
+        Redis { child, _dir: dir }
     }
 }
 
 impl Drop for Redis {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
