@@ -15,6 +15,30 @@ pub struct Entry {
     pub expires: i64,
 }
 
+impl Entry {
+    /// The store and wire form: `value expires`.
+    pub fn to_text(self) -> String {
+        format!("{} {}", self.value, self.expires)
+    }
+
+    /// Reads [`Entry::to_text`]'s form.
+    pub fn parse(text: &str) -> Option<Entry> {
+        let (value, expires) = text.split_once(' ')?;
+        Some(Entry {
+            value: value.parse().ok()?,
+            expires: expires.parse().ok()?,
+        })
+    }
+
+    /// The larger value and the later expiry of both.
+    pub fn max(self, other: Entry) -> Entry {
+        Entry {
+            value: self.value.max(other.value),
+            expires: self.expires.max(other.expires),
+        }
+    }
+}
+
 /// Looked up on every request of a required route, so hashed with foldhash (seeded per
 /// process) rather than SipHash: the lookup is most of what the check costs.
 type Space = HashMap<String, Entry, foldhash::fast::RandomState>;

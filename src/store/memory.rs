@@ -7,12 +7,16 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
+use super::entries::Entry as Mirrored;
 use super::{Count, Store, StoreFuture, Subscription};
 
 /// Keys held at most. Each failed login may add three; past this many the store forgets
 /// expired keys first, then the ones closest to expiring, so an attacker spraying random
 /// usernames can cost memory only up to this bound.
 pub const MAX_KEYS: usize = 200_000;
+
+/// What "never expires" means for a [`Store::raise`] counter here: longer than any process.
+const COUNTER_LIFE: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 struct Entry {
     value: u64,
@@ -197,6 +201,46 @@ impl Store for MemoryStore {
     fn put<'a>(&'a self, key: &'a str, value: &'a str, ttl: Duration) -> StoreFuture<'a, ()> {
         self.put_now(key, value, ttl, Instant::now());
         Box::pin(async { Ok(()) })
+    }
+
+    fn raise<'a>(
+        &'a self,
+        key: &'a str,
+        entry: Mirrored,
+        now: i64,
+        counter: &'a str,
+    ) -> StoreFuture<'a, u64> {
+        let at = Instant::now();
+        let mut map = self.lock();
+        let held = match map.get(key) {
+            Some(e) if e.expires > at => e.text.as_deref().and_then(Mirrored::parse),
+            _ => None,
+        };
+        let raised = held.map_or(entry, |h| h.max(entry));
+        let ttl = Duration::from_secs((raised.expires - now).max(1) as u64);
+        if !map.contains_key(key) {
+            Self::make_room(&mut map, self.max_keys, at);
+        }
+        map.insert(
+            key.to_string(),
+            Entry {
+                value: 0,
+                text: Some(raised.to_text()),
+                expires: at + ttl,
+            },
+        );
+        if !map.contains_key(counter) {
+            Self::make_room(&mut map, self.max_keys, at);
+        }
+        let count = map.entry(counter.to_string()).or_insert(Entry {
+            value: 0,
+            text: None,
+            expires: at + COUNTER_LIFE,
+        });
+        count.value = count.value.saturating_add(1);
+        let n = count.value;
+        drop(map);
+        Box::pin(async move { Ok(n) })
     }
 
     fn compare_and_swap<'a>(

@@ -6,8 +6,10 @@
 //! soon as the message arrives. Messages can be missed (an instance was cut off, the
 //! subscription dropped), so each instance also resyncs every `resync`: it reads the
 //! store's write counter and, unless it holds every write up to it (see
-//! [`super::generations`]), the whole set. After every (re)subscription, and after any
-//! write of its own failed, it reads the whole set whatever the counter says. Entries are only ever added or raised, never removed
+//! [`super::generations`]), the whole set. After every (re)subscription, after any write
+//! of its own failed, and every `FULL_EVERY`-th time, it reads the whole set whatever the
+//! counter says. A write is one atomic step in the store that keeps the larger value and
+//! numbers the write. Entries are only ever added or raised, never removed
 //! before their expiry: a resync merges what the store holds into what is known here, and
 //! writes back (and announces) what is known here but missing from the store. So an entry
 //! applied locally during an outage reaches every instance once the store answers again,
@@ -57,27 +59,10 @@ pub struct Mirror {
     errors: Counter,
 }
 
-/// How long the generation counter lives from its first write; when it expires it starts
-/// again from 1, which every instance sees as a counter that went back (a full read).
-const GENERATION_WINDOW: Duration = Duration::from_secs(30 * 86_400);
-
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// The wire and store form of an entry: `value expires`.
-fn encode(e: Entry) -> String {
-    format!("{} {}", e.value, e.expires)
-}
-
-fn decode(text: &str) -> Option<Entry> {
-    let (value, expires) = text.split_once(' ')?;
-    Some(Entry {
-        value: value.parse().ok()?,
-        expires: expires.parse().ok()?,
-    })
 }
 
 impl Mirror {
@@ -169,18 +154,15 @@ impl Mirror {
 
     /// Writes `entry` to the store and announces it.
     async fn share(&self, key: &str, entry: Entry) -> Result<(), StoreError> {
-        let ttl = Duration::from_secs((entry.expires - unix_now()).max(1) as u64);
         let stored = format!("{}{key}", self.prefix);
-        let text = encode(entry);
         let result = async {
-            self.store.put(&stored, &text, ttl).await?;
-            // Bumped after the write: whoever reads the new number and then the set finds
-            // the entry in it.
-            let bumped = self
+            // The write and its number in one step: whoever reads the new number and then
+            // the set finds the entry in it; and a lower value (a stale write-back, a
+            // racing writer) never replaces a higher one in the store.
+            let generation = self
                 .store
-                .incr(&[(&self.generation, GENERATION_WINDOW)])
+                .raise(&stored, entry, unix_now(), &self.generation)
                 .await?;
-            let generation = bumped.first().map_or(0, |c| c.value);
             self.seen_lock().saw(generation);
             let message = serde_json::to_string(&(key, entry.value, entry.expires, generation))
                 .map_err(|e| StoreError::Backend(e.to_string()))?;
@@ -233,7 +215,7 @@ impl Mirror {
 
     fn apply_message(&self, text: &str) {
         // `[key, value, expires, generation]`; instances of an older version announce no
-        // generation (applied all the same; the next resync reads the whole set).
+        // generation and count no write, so the next resync reads the whole set.
         let parsed = serde_json::from_str::<(String, i64, i64, u64)>(text)
             .map(|(k, v, e, g)| (k, v, e, Some(g)))
             .or_else(|_| {
@@ -242,8 +224,9 @@ impl Mirror {
         match parsed {
             Ok((key, value, expires, generation)) => {
                 self.merge(&key, Entry { value, expires });
-                if let Some(g) = generation {
-                    self.seen_lock().saw(g);
+                match generation {
+                    Some(g) => self.seen_lock().saw(g),
+                    None => self.seen_lock().forget(),
                 }
             }
             Err(_) => tracing::warn!(channel = %self.channel, "store: ignored a malformed message"),
@@ -270,14 +253,19 @@ impl Mirror {
             .await?
             .first()
             .map_or(0, |c| c.value);
-        if !full && self.seen_lock().holds_all(counter) {
-            return Ok(());
-        }
+        let ticket = {
+            let mut seen = self.seen_lock();
+            if !full && seen.may_skip(counter) {
+                return Ok(());
+            }
+            seen.begin(counter)
+        };
         let found = self.store.scan(&self.prefix).await?;
         let now = unix_now();
         let mut stored: HashMap<String, Entry> = HashMap::with_capacity(found.len());
         for (key, text) in found {
-            if let (Some(key), Some(entry)) = (key.strip_prefix(&self.prefix), decode(&text)) {
+            if let (Some(key), Some(entry)) = (key.strip_prefix(&self.prefix), Entry::parse(&text))
+            {
                 stored.insert(key.to_string(), entry);
             }
         }
@@ -311,7 +299,7 @@ impl Mirror {
         for (key, entry) in missing {
             self.share(&key, entry).await?;
         }
-        self.seen_lock().read_all(counter);
+        self.seen_lock().read_all(ticket);
         Ok(())
     }
 
@@ -419,6 +407,7 @@ async fn sync(weak: Weak<Mirror>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::generations;
     use crate::store::memory::MemoryStore;
 
     #[tokio::test]
@@ -469,7 +458,96 @@ mod tests {
     #[tokio::test]
     async fn a_resync_reads_the_set_only_when_a_write_was_missed() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-        // Not started: the test calls resync itself.
+        let unstarted = || {
+            // Not started: the test calls resync itself.
+            Mirror::new(
+                store.clone(),
+                "r:",
+                "r",
+                Duration::from_secs(60),
+                Counter::default(),
+            )
+        };
+        let (a, b) = (unstarted(), unstarted());
+        a.resync(false).await.unwrap();
+        let entry = |value| Entry {
+            value,
+            expires: unix_now() + 100,
+        };
+        let ttl = Duration::from_secs(100);
+        // Written behind the mirrors' back (no number, no message): a resync that holds
+        // every numbered write stops at the counter, so it is not seen yet.
+        store
+            .put("r:quiet", &entry(1).to_text(), ttl)
+            .await
+            .unwrap();
+        a.resync(false).await.unwrap();
+        assert_eq!(a.get("quiet"), None);
+        // Another instance's write whose message was lost: the counter moved past what
+        // this mirror holds, so the next resync reads the whole set.
+        b.insert("lost", entry(1)).await.unwrap();
+        a.resync(false).await.unwrap();
+        assert!(a.get("lost").is_some() && a.get("quiet").is_some());
+        // A full resync (after every subscription) reads it whatever the counter says.
+        store
+            .put("r:later", &entry(1).to_text(), ttl)
+            .await
+            .unwrap();
+        a.resync(true).await.unwrap();
+        assert!(a.get("later").is_some());
+        // And so does every FULL_EVERY-th periodic one.
+        store.put("r:hand", &entry(1).to_text(), ttl).await.unwrap();
+        for _ in 1..generations::FULL_EVERY {
+            a.resync(false).await.unwrap();
+        }
+        assert_eq!(a.get("hand"), None);
+        a.resync(false).await.unwrap();
+        assert!(a.get("hand").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_lower_write_never_replaces_a_higher_one_in_the_store() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let every = Duration::from_secs(60);
+        let a = Mirror::new(store.clone(), "r:", "r", every, Counter::default());
+        let b = Mirror::new(store.clone(), "r:", "r", every, Counter::default());
+        let later = unix_now() + 100;
+        a.insert(
+            "k",
+            Entry {
+                value: 9,
+                expires: later,
+            },
+        )
+        .await
+        .unwrap();
+        // b never heard of 9 (unstarted: no messages) and writes a lower value back.
+        b.insert(
+            "k",
+            Entry {
+                value: 2,
+                expires: later + 50,
+            },
+        )
+        .await
+        .unwrap();
+        let held = store
+            .get("r:k")
+            .await
+            .unwrap()
+            .and_then(|t| Entry::parse(&t));
+        assert_eq!(
+            held,
+            Some(Entry {
+                value: 9,
+                expires: later + 50
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_from_an_older_version_makes_the_next_resync_read_everything() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
         let a = Mirror::new(
             store.clone(),
             "r:",
@@ -478,37 +556,20 @@ mod tests {
             Counter::default(),
         );
         a.resync(false).await.unwrap();
-        let text = encode(Entry {
+        let later = unix_now() + 100;
+        a.apply_message(&serde_json::to_string(&("old", 1, later)).unwrap());
+        assert!(a.get("old").is_some());
+        let text = Entry {
             value: 1,
-            expires: unix_now() + 100,
-        });
-        // Written behind the mirrors' back (no counter bump, no message): a resync that
-        // holds every counted write does not read the set, so it is not seen.
+            expires: later,
+        }
+        .to_text();
         store
-            .put("r:quiet", &text, Duration::from_secs(100))
+            .put("r:uncounted", &text, Duration::from_secs(100))
             .await
             .unwrap();
         a.resync(false).await.unwrap();
-        assert_eq!(a.get("quiet"), None);
-        // Another instance's write whose message was lost: the counter moved past what
-        // this mirror holds, so the next resync reads the whole set.
-        store
-            .put("r:lost", &text, Duration::from_secs(100))
-            .await
-            .unwrap();
-        store
-            .incr(&[("r#generation", GENERATION_WINDOW)])
-            .await
-            .unwrap();
-        a.resync(false).await.unwrap();
-        assert!(a.get("lost").is_some() && a.get("quiet").is_some());
-        // A full resync (after every subscription) reads it whatever the counter says.
-        store
-            .put("r:later", &text, Duration::from_secs(100))
-            .await
-            .unwrap();
-        a.resync(true).await.unwrap();
-        assert!(a.get("later").is_some());
+        assert!(a.get("uncounted").is_some());
     }
 
     #[test]
@@ -517,7 +578,7 @@ mod tests {
             value: -3,
             expires: 17,
         };
-        assert_eq!(decode(&encode(e)), Some(e));
-        assert_eq!(decode("x 1"), None);
+        assert_eq!(Entry::parse(&e.to_text()), Some(e));
+        assert_eq!(Entry::parse("x 1"), None);
     }
 }

@@ -89,6 +89,20 @@ pub trait Store: Send + Sync {
         ttl: Duration,
     ) -> StoreFuture<'a, bool>;
 
+    /// Raises the text entry at `key` (an [`entries::Entry`] in its text form) to at least
+    /// `entry` (the larger value, the later expiry), expiring at that expiry (Unix seconds;
+    /// `now` is the caller's clock, at least a second from now), and adds one to the
+    /// counter `counter`, which never expires; returns the counter's new value. One atomic
+    /// step: an entry never reaches the store without its number, and a lower write never
+    /// replaces a higher one.
+    fn raise<'a>(
+        &'a self,
+        key: &'a str,
+        entry: entries::Entry,
+        now: i64,
+        counter: &'a str,
+    ) -> StoreFuture<'a, u64>;
+
     /// Every live text key that starts with `prefix`, with its value. Not a snapshot:
     /// keys written while it runs may or may not be in it.
     fn scan<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(String, String)>>;

@@ -15,6 +15,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use futures_util::StreamExt;
 
+use super::entries::Entry;
 use super::{Count, Store, StoreError, StoreFuture, Subscription};
 use crate::config::{RedisConfig, StoreConfig};
 
@@ -58,6 +59,29 @@ end
 return 0
 ";
 
+/// Raises the entry at KEYS[1] (text "value expires") to at least ARGV[1] / ARGV[2],
+/// expiring at that expiry (ARGV[3] is now, Unix seconds; at least a second), and adds one
+/// to the counter KEYS[2] (no expiry). Returns the counter. Lua numbers are doubles: exact
+/// for the values written here (Unix seconds and milliseconds).
+const RAISE: &str = r"
+local v = tonumber(ARGV[1])
+local e = tonumber(ARGV[2])
+local held = redis.call('GET', KEYS[1])
+if held then
+  local hv, he = string.match(held, '^(%-?%d+) (%-?%d+)$')
+  if hv then
+    hv = tonumber(hv)
+    he = tonumber(he)
+    if hv > v then v = hv end
+    if he > e then e = he end
+  end
+end
+local ttl = (e - tonumber(ARGV[3])) * 1000
+if ttl < 1000 then ttl = 1000 end
+redis.call('SET', KEYS[1], string.format('%d %d', v, e), 'PX', string.format('%d', ttl))
+return redis.call('INCR', KEYS[2])
+";
+
 /// Keys asked for per `SCAN` page (a hint to Redis) and per `MGET`.
 const SCAN_PAGE: usize = 1000;
 
@@ -75,6 +99,7 @@ pub struct RedisStore {
     incr: redis::Script,
     peek: redis::Script,
     swap: redis::Script,
+    raise: redis::Script,
 }
 
 impl RedisStore {
@@ -127,6 +152,7 @@ impl RedisStore {
             incr: redis::Script::new(INCR),
             peek: redis::Script::new(PEEK),
             swap: redis::Script::new(SWAP),
+            raise: redis::Script::new(RAISE),
         }
     }
 
@@ -334,6 +360,26 @@ impl Store for RedisStore {
                 .arg(millis(ttl));
             let swapped: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
             Ok(swapped == 1)
+        })
+    }
+
+    fn raise<'a>(
+        &'a self,
+        key: &'a str,
+        entry: Entry,
+        now: i64,
+        counter: &'a str,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let mut conn = self.connection()?;
+            let mut invocation = self.raise.prepare_invoke();
+            invocation
+                .key(self.key(key))
+                .key(self.key(counter))
+                .arg(entry.value)
+                .arg(entry.expires)
+                .arg(now);
+            self.bounded(invocation.invoke_async(&mut conn)).await
         })
     }
 

@@ -1,7 +1,8 @@
 //! Revocation and refresh families across three instances sharing one real `redis-server`
 //! (started per test on a free loopback port): logout, log out everywhere, reuse
 //! detection and grace across instances, operator revocations (admin listener and
-//! `gateway revoke`), and Redis killed and restarted under fail_open and fail_closed.
+//! `gateway revoke`), Redis killed and restarted under fail_open and fail_closed, and the
+//! store's atomic write (the later cut-off kept, every write numbered).
 //! Every cross-instance check polls with a deadline of one second.
 
 use std::process::Command;
@@ -366,4 +367,40 @@ async fn refresh_records_expire_with_idle_and_families_with_lifetime() {
     assert!((3_590_000..=3_600_000).contains(&used), "{used}");
     let next = pttl(&redis, &key(&r2));
     assert!((110_000..=120_000).contains(&next), "{next}");
+}
+
+#[tokio::test]
+async fn the_store_keeps_the_later_cut_off_and_numbers_every_write() {
+    let redis = Redis::start();
+    let port = redis
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/0")
+        .to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // A cut-off an hour ahead, already in the store (another instance's, say).
+    let ahead_ms = (now + 3600) * 1000;
+    let set = Command::new("redis-cli")
+        .args(["-p", &port, "SET", "gateway:revoked:user:1"])
+        .arg(format!("{ahead_ms} {}", now + 7200))
+        .output()
+        .expect("redis-cli is needed");
+    assert!(set.status.success());
+    let a = on_redis(&redis, "").start().await;
+    let (token, _) = login_pair(&a, "user1").await;
+    assert_eq!(who(&a, &token).await, 401, "loaded from the store at start");
+    // An operator's cut-off for now is lower: the store keeps the later one.
+    assert_eq!(admin_revoke(&a, json!({"user": 1})).await.status, 200);
+    let held = redis.command("GET gateway:revoked:user:1");
+    assert!(held.contains(&format!("{ahead_ms} ")), "{held}");
+    // The write was numbered in the same step.
+    assert_eq!(
+        redis.command("GET gateway:revoked#generation"),
+        "$1\r\n1\r\n"
+    );
 }
