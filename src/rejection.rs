@@ -19,6 +19,8 @@ use crate::auth::lifecycle::LifecycleError;
 use crate::auth::login::LoginError;
 use crate::auth::{PayloadProblem, TimeClaimName, TokenError};
 use crate::body::{full, Body};
+use crate::browser::session::SessionError;
+use crate::browser::BrowserError;
 use crate::config::ErrorStyle;
 use crate::proxy::UpstreamError;
 
@@ -57,6 +59,9 @@ pub enum Rejection {
     /// The forward got no upstream response (see [`UpstreamError`]).
     #[error("{0}")]
     Upstream(UpstreamError),
+    /// Browser mode: a sign-in redirect, a failed CSRF check, a bad form.
+    #[error("{0}")]
+    Browser(#[from] BrowserError),
 }
 
 /// Who a rejection is the fault of; sets the level it is logged at.
@@ -204,6 +209,26 @@ impl Rejection {
                 Fault::Upstream
             }
             Rejection::Lifecycle(LifecycleError::Internal(_)) => Fault::Gateway,
+            Rejection::Browser(
+                BrowserError::SignIn(_)
+                | BrowserError::Csrf(_)
+                | BrowserError::MethodNotAllowed(_)
+                | BrowserError::BodyTooLarge
+                | BrowserError::BadForm(_),
+            ) => Fault::Client,
+            Rejection::Browser(BrowserError::Session(SessionError::Refresh(l))) => match l {
+                LifecycleError::Unavailable(_) => Fault::Upstream,
+                LifecycleError::Internal(_) => Fault::Gateway,
+                LifecycleError::MethodNotAllowed(_)
+                | LifecycleError::NotJson
+                | LifecycleError::MalformedBody(_)
+                | LifecycleError::BodyTooLarge
+                | LifecycleError::InvalidRefreshToken(_)
+                | LifecycleError::RefreshReused
+                | LifecycleError::NoJti => Fault::Client,
+            },
+            Rejection::Browser(BrowserError::Session(SessionError::Store(_))) => Fault::Upstream,
+            Rejection::Browser(BrowserError::Session(SessionError::Sign(_))) => Fault::Gateway,
         }
     }
 
@@ -252,6 +277,7 @@ impl Rejection {
             Rejection::Upstream(UpstreamError::Timeout) => "upstream_timeout",
             Rejection::Upstream(UpstreamError::BodyTooLarge) => "body_too_large",
             Rejection::Upstream(UpstreamError::BadUri(_)) => "internal",
+            Rejection::Browser(b) => b.reason(),
         }
     }
 
@@ -353,7 +379,57 @@ impl Rejection {
                 "Internal Server Error",
                 "The gateway failed to handle the request",
             ),
+            Rejection::Browser(b) => browser_response(b),
         }
+    }
+}
+
+/// Browser mode's refusals. A sign-in is a redirect (with no body a browser would show);
+/// the rest are JSON like every other answer of ours.
+fn browser_response(b: BrowserError) -> Response<Body> {
+    match b {
+        BrowserError::SignIn(location) => {
+            let mut res = Response::new(crate::body::empty());
+            *res.status_mut() = StatusCode::FOUND;
+            res.headers_mut().insert(http::header::LOCATION, location);
+            res.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
+            res
+        }
+        BrowserError::Csrf(_) => json(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "The request did not come from this site's pages (CSRF check failed)",
+        ),
+        BrowserError::MethodNotAllowed(allow) => {
+            let mut res = json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method Not Allowed",
+                "The method is not allowed for the requested URL.",
+            );
+            res.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+            res
+        }
+        BrowserError::BodyTooLarge => json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Payload Too Large",
+            "The form is larger than the gateway reads",
+        ),
+        BrowserError::BadForm(why) => json(StatusCode::BAD_REQUEST, "Bad Request", why),
+        BrowserError::Session(SessionError::Refresh(l)) => lifecycle_response(l),
+        BrowserError::Session(SessionError::Store(_)) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            "The session store cannot be reached; retry later",
+        ),
+        BrowserError::Session(SessionError::Sign(_)) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            "The gateway failed to handle the request",
+        ),
     }
 }
 
@@ -955,6 +1031,21 @@ mod tests {
                 "Service Unavailable",
                 "Token revocations cannot be confirmed right now; retry later",
             ),
+            (
+                BrowserError::Csrf("no CSRF token").into(),
+                403,
+                Fault::Client,
+                "Forbidden",
+                "The request did not come from this site's pages (CSRF check failed)",
+            ),
+            (
+                BrowserError::Session(SessionError::Store(crate::store::StoreError::NotConnected))
+                    .into(),
+                503,
+                Fault::Upstream,
+                "Service Unavailable",
+                "The session store cannot be reached; retry later",
+            ),
         ];
         let mut seen = Vec::new();
         let ctx = ErrorContext::new(ErrorStyle::FlaskJwt, "Login Required".into(), "JWT".into());
@@ -976,6 +1067,7 @@ mod tests {
                 Rejection::Upstream(_) => "Upstream",
                 Rejection::Lifecycle(_) => "Lifecycle",
                 Rejection::RevocationStale => "RevocationStale",
+                Rejection::Browser(_) => "Browser",
             });
             let label = format!("{rejection:?}");
             assert_eq!(rejection.fault(), fault, "{label}");
@@ -1005,9 +1097,23 @@ mod tests {
             "Upstream",
             "Lifecycle",
             "RevocationStale",
+            "Browser",
         ] {
             assert!(seen.contains(&variant), "no row for {variant}");
         }
+    }
+
+    #[test]
+    fn a_sign_in_is_a_bodiless_uncached_redirect() {
+        let ctx = ErrorContext::new(ErrorStyle::FlaskJwt, "Login Required".into(), "JWT".into());
+        let location = HeaderValue::from_static("/auth/login?return_to=%2Fapp");
+        let r = Rejection::from(BrowserError::SignIn(location.clone()));
+        assert_eq!(r.fault(), Fault::Client);
+        let res = r.into_response(&ctx);
+        assert_eq!(res.status(), StatusCode::FOUND);
+        assert_eq!(res.headers()[http::header::LOCATION], location);
+        assert_eq!(res.headers()[http::header::CACHE_CONTROL], "no-store");
+        assert_eq!(http_body::Body::size_hint(res.body()).exact(), Some(0));
     }
 
     #[test]

@@ -258,6 +258,50 @@ impl Login {
         self
     }
 
+    /// The largest login body accepted (`[login] max_body`).
+    pub fn max_body(&self) -> usize {
+        self.config.max_body
+    }
+
+    /// A login through the browser form: the same flood cap, failed-login limits,
+    /// credential check (local users, then the user service) and outcome counting as a
+    /// `POST` of JSON credentials. `credentials` is `None` when the form lacked a usable
+    /// pair (it then fails as a wrong password does, after the same work). Returns the
+    /// user and, for one the user service vouched for, its claims.
+    pub async fn check_credentials(
+        &self,
+        client: IpAddr,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<(UserId, Option<Vec<(String, Value)>>), LoginError> {
+        let result = self.check_once(client, credentials).await;
+        self.throttle.count_outcome(match &result {
+            Ok(_) => "success",
+            Err(e) => e.reason(),
+        });
+        result
+    }
+
+    async fn check_once(
+        &self,
+        client: IpAddr,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<(UserId, Option<Vec<(String, Value)>>), LoginError> {
+        self.throttle.admit(client)?;
+        let name = credentials.map_or("", |(u, _)| u);
+        self.throttle.check(client, name).await?;
+        match self.verify(credentials).await? {
+            Some(found) => {
+                // A failure to clear the pair counter must not cost the user the login.
+                let _ = self.throttle.succeeded(client, name).await;
+                Ok(found)
+            }
+            None => {
+                self.throttle.failed(client, name).await?;
+                Err(LoginError::InvalidCredentials)
+            }
+        }
+    }
+
     /// The refresh path, when refresh tokens are on.
     pub fn refresh_path(&self) -> Option<&str> {
         self.refresh.as_ref().map(|r| r.config.path.as_str())

@@ -7,10 +7,27 @@
 //! - [`cookies`] — our cookies' names (`__Host-` on secure origins), `Set-Cookie`
 //!   values, reading them, and removing them before a request goes upstream.
 //! - [`csrf`] — signed double-submit tokens for the session and the login form.
+//! - [`request`] — navigations, same-origin checks, safe return URLs.
+//! - [`page`] — the login page template.
+//! - [`endpoints`] — the login page, the form login, the logout button, the renewal.
+//! - [`guard`] — what browser routes add to the decision: the cookie's token, the
+//!   redirect of a navigation without a session, the CSRF check.
 
 pub mod cookies;
 pub mod csrf;
+pub mod endpoints;
+pub mod guard;
+pub mod page;
+pub mod request;
 pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+
+use crate::config::{BrowserConfig, SecureCookies};
+use session::{SessionError, Sessions};
 
 /// An external identity provider shown on the login page next to the local form.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,4 +36,84 @@ pub struct ProviderLink {
     pub label: String,
     /// Where it leads (a path of ours that starts the provider's flow).
     pub href: String,
+}
+
+/// Why browser mode ended a request itself.
+#[derive(Debug, thiserror::Error)]
+pub enum BrowserError {
+    /// A navigation without a usable session: 302 to the login page (or through the
+    /// renewal). The location carries a return path, never a token.
+    #[error("sign-in needed; redirected")]
+    SignIn(HeaderValue),
+    /// A cookie-authenticated unsafe request without proof that our page sent it.
+    #[error("CSRF check failed: {0}")]
+    Csrf(&'static str),
+    /// The value is the `Allow` header.
+    #[error("method not allowed")]
+    MethodNotAllowed(&'static str),
+    #[error("form body too large")]
+    BodyTooLarge,
+    #[error("malformed form: {0}")]
+    BadForm(&'static str),
+    #[error("{0}")]
+    Session(#[from] SessionError),
+}
+
+impl BrowserError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BrowserError::SignIn(_) => "sign_in",
+            BrowserError::Csrf(_) => "csrf",
+            BrowserError::MethodNotAllowed(_) => "method_not_allowed",
+            BrowserError::BodyTooLarge => "body_too_large",
+            BrowserError::BadForm(_) => "malformed_form",
+            BrowserError::Session(SessionError::Store(_)) => "store_unavailable",
+            BrowserError::Session(SessionError::Refresh(l)) => l.reason(),
+            BrowserError::Session(SessionError::Sign(_)) => "internal",
+        }
+    }
+}
+
+/// Browser mode's runtime pieces. Built once per configuration.
+pub struct Browser {
+    pub config: BrowserConfig,
+    pub sessions: Arc<Sessions>,
+    page: page::Page,
+    /// Where the local form posts (`[login] path`).
+    login_path: String,
+    /// Providers listed next to the local form.
+    providers: Vec<ProviderLink>,
+    /// `renew_before`, kept under half the access token's lifetime: a fresh token is never
+    /// already due for renewal (which would loop).
+    renew_before: Duration,
+}
+
+impl Browser {
+    pub fn new(
+        config: BrowserConfig,
+        sessions: Arc<Sessions>,
+        login_path: String,
+        token_lifetime: Duration,
+    ) -> Browser {
+        let renew_before = config.renew_before.min(token_lifetime / 2);
+        Browser {
+            page: page::Page::new(config.template.as_deref()),
+            config,
+            sessions,
+            login_path,
+            providers: Vec::new(),
+            renew_before,
+        }
+    }
+
+    /// With `providers` listed on the login page.
+    pub fn with_providers(mut self, providers: Vec<ProviderLink>) -> Browser {
+        self.providers = providers;
+        self
+    }
+
+    /// Whether a connection's requests use the secure (`__Host-`) cookies.
+    pub fn secure(&self, tls: bool) -> bool {
+        tls || self.config.secure_cookies == SecureCookies::Always
+    }
 }

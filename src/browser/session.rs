@@ -104,6 +104,16 @@ impl Sessions {
         }
     }
 
+    /// The claims of a local user's record (`[[users]] claims`), for their [`Grant`].
+    pub fn local_claims(&self, user: &UserId) -> Vec<(String, Value)> {
+        self.users.claims(user).to_vec()
+    }
+
+    /// The refresh cookie's path (the refresh path), when sessions renew.
+    pub fn refresh_path(&self) -> Option<&str> {
+        self.refresh.as_ref().map(|_| self.refresh_path.as_str())
+    }
+
     /// The CSRF key (the login form's tokens use it too).
     pub fn csrf(&self) -> &CsrfKey {
         &self.csrf

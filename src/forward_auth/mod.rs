@@ -129,7 +129,16 @@ pub async fn handle<B>(pipeline: &Pipeline, mut req: Request<B>, conn: &Conn) ->
     // that upper-cases methods run another method than the one the decision routed on.
     let decided = match routing::check_method(&parts.method) {
         Err(why) => Err(Rejection::BadMethod(why)),
-        Ok(()) => pipeline.decide(&mut parts, conn, &mut outcome).await,
+        // A proxy cannot pass a redirect to the login page on (nginx makes it a 500), and
+        // does not send the body: a cookie-authenticated form needs `X-CSRF-Token` here.
+        Ok(()) => match pipeline.decide(&mut parts, conn, &mut outcome, false).await {
+            Ok(d) if d.csrf_form.is_some() => {
+                Err(Rejection::Browser(crate::browser::BrowserError::Csrf(
+                    "behind forward-auth a form must send X-CSRF-Token",
+                )))
+            }
+            decided => decided,
+        },
     };
     // A client-certificate subject set by ④ is the proxy's own certificate, not the
     // client's: never part of the answer.

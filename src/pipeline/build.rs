@@ -16,6 +16,7 @@ use crate::auth::throttle::Throttle;
 use crate::auth::users::Users;
 use crate::browser::csrf::CsrfKey;
 use crate::browser::session::Sessions;
+use crate::browser::Browser;
 use crate::config::{AuthMode, Config, RouteConfig, Target};
 use crate::identity::{ClaimHeaders, IdentityHeaders};
 use crate::load::Built;
@@ -203,6 +204,7 @@ impl Pipeline {
                     preserve_host: r.preserve_host,
                     timeout: r.timeout,
                     max_body: r.max_body,
+                    browser: r.browser,
                     issuers: r
                         .issuers
                         .iter()
@@ -231,7 +233,18 @@ impl Pipeline {
             clusters: pools.into_values().collect(),
             login,
             revocation,
-            sessions,
+            browser: match (config.browser.clone(), sessions) {
+                (Some(bc), Some(sessions)) => Some(Browser::new(
+                    bc,
+                    sessions,
+                    config
+                        .login
+                        .as_ref()
+                        .map_or_else(String::new, |l| l.path.clone()),
+                    t.lifetime,
+                )),
+                _ => None,
+            },
             jwks: PublishedJwks::new(&config.jwks, authority.keys()),
             authority,
             users: if check_users {
@@ -261,6 +274,18 @@ impl Pipeline {
                     .revocation
                     .as_ref()
                     .map_or("-", |r| r.logout_path.as_str()),
+            ),
+            login_page_counters: RouteCounters::new(
+                config
+                    .browser
+                    .as_ref()
+                    .map_or("-", |b| b.login_page.as_str()),
+            ),
+            browser_logout_counters: RouteCounters::new(
+                config
+                    .browser
+                    .as_ref()
+                    .map_or("-", |b| b.logout_path.as_str()),
             ),
             jwks_counters: RouteCounters::new(config.jwks.path.as_str()),
             unrouted: RouteCounters::new("-"),

@@ -30,6 +30,8 @@ use crate::auth::revocation::Revocation;
 use crate::auth::users::Users;
 use crate::auth::{bearer, Claims, TokenError};
 use crate::body::{full, Body};
+use crate::browser::session::Sessions;
+use crate::browser::{guard, request as browser_request, Browser};
 use crate::config::{AuthMode, ForwardAuthConfig, PathMatch, RequestIdMode, Responder};
 use crate::identity::{ClaimHeaders, IdentityHeaders};
 use crate::metrics::{Metrics, RouteCounters};
@@ -62,6 +64,8 @@ pub struct Route {
     max_body: Option<u64>,
     /// Indices into the authority's external issuers this route accepts.
     issuers: Vec<usize>,
+    /// Browser mode: the session cookie, CSRF checks, sign-in redirects.
+    browser: bool,
 }
 
 enum RouteTarget {
@@ -76,8 +80,8 @@ pub struct Pipeline {
     login: Option<Login>,
     /// The revocation set and the logout path, when `[revocation]` is on.
     revocation: Option<Arc<Revocation>>,
-    /// Browser sessions, when a route has `browser = true`.
-    sessions: Option<Arc<crate::browser::session::Sessions>>,
+    /// Browser mode (sessions, the login page, CSRF), when a route has `browser = true`.
+    browser: Option<Browser>,
     /// Our keyring plus the external issuers.
     authority: Authority,
     /// `GET /.well-known/jwks.json`; `None` when there is nothing to publish.
@@ -99,6 +103,9 @@ pub struct Pipeline {
     login_counters: RouteCounters,
     refresh_counters: RouteCounters,
     logout_counters: RouteCounters,
+    /// Request counters of the login page and the browser logout path.
+    login_page_counters: RouteCounters,
+    browser_logout_counters: RouteCounters,
     jwks_counters: RouteCounters,
     unrouted: RouteCounters,
     config_sha256: Option<String>,
@@ -116,6 +123,9 @@ pub(crate) struct Decision<'p> {
     pub(crate) path: String,
     /// What the hop-by-hop strip removed that the upstream leg restores.
     noted: forward::Noted,
+    /// A cookie-authenticated form whose `csrf_token` field must be this token: checked
+    /// on the body before anything is forwarded.
+    pub(crate) csrf_form: Option<String>,
 }
 
 /// A request answered by another front-end, for [`Pipeline::record_answer`].
@@ -161,8 +171,8 @@ impl Pipeline {
     }
 
     /// Browser sessions, when browser mode is on.
-    pub fn sessions(&self) -> Option<&Arc<crate::browser::session::Sessions>> {
-        self.sessions.as_ref()
+    pub fn sessions(&self) -> Option<&Arc<Sessions>> {
+        self.browser.as_ref().map(|b| &b.sessions)
     }
 
     /// The upstream clusters (for readiness: every cluster should have a server available).
@@ -322,6 +332,44 @@ impl Pipeline {
         // Header size first: nothing below should parse an oversized head (431).
         self.check_header_size(req.headers())?;
 
+        // Browser mode's endpoints come before routing too, and before the login path:
+        // they set session cookies, so no route may shadow them, and a form posted to the
+        // login path is a browser's login (JSON posted there stays the API's, unchanged).
+        if let Some(browser) = &self.browser {
+            let secure = browser.secure(conn.tls);
+            let path = req.uri().path();
+            if path == browser.login_page() {
+                outcome.route = Some(&self.login_page_counters);
+                let (parts, _) = req.into_parts();
+                let claims = self.session_claims(browser, &parts.headers, secure).await;
+                return Ok(browser.page(&parts, claims.as_ref(), secure)?);
+            }
+            if path == browser.config.logout_path {
+                outcome.route = Some(&self.browser_logout_counters);
+                // An expired session can still sign out: its cookies go either way.
+                let claims = self.session_claims(browser, req.headers(), secure).await;
+                return Ok(browser.logout(req, claims.as_ref(), secure).await?);
+            }
+            let login = self.login.as_ref().filter(|l| l.path == path);
+            if let Some(login) = login
+                .filter(|_| req.method() == Method::POST && browser_request::is_form(req.headers()))
+            {
+                outcome.route = Some(&self.login_counters);
+                let (result, label) = browser.form_login(req, login, client, secure).await;
+                outcome.login = Some(label);
+                return Ok(result?);
+            }
+            // A navigation to the refresh path renews the session from its cookie (the
+            // API's refresh is a `POST` of JSON, below).
+            if browser.sessions.refresh_path() == Some(path)
+                && matches!(*req.method(), Method::GET | Method::HEAD)
+            {
+                outcome.route = Some(&self.refresh_counters);
+                let (parts, _) = req.into_parts();
+                return Ok(browser.renew(&parts, secure).await?);
+            }
+        }
+
         // The login path is answered before routing: it issues tokens, so it can never be
         // shadowed by (or forwarded to) a route.
         if let Some(login) = self.login.as_ref().filter(|l| req.uri().path() == l.path) {
@@ -364,7 +412,7 @@ impl Pipeline {
 
         // ①–④ decide on the head alone; the body stays unread until it is forwarded.
         let (mut parts, body) = req.into_parts();
-        let decision = self.decide(&mut parts, conn, outcome).await?;
+        let decision = self.decide(&mut parts, conn, outcome, true).await?;
         let route = decision.route;
 
         // ⑤ Forward (or answer with a built-in responder).
@@ -389,6 +437,12 @@ impl Pipeline {
         let client_version = parts.version;
         let req = Request::from_parts(parts, body);
         let (mut out, on_client) = forward::prepare(req, decision.noted, leg)?;
+        // A cookie-authenticated form proves its origin in its body: read (bounded) and
+        // checked here, after the route's body limit applies and before anything is sent.
+        if let Some(expected) = &decision.csrf_form {
+            let body = std::mem::replace(&mut out.body, crate::body::empty());
+            out.body = full(guard::check_form(body, expected).await?);
+        }
         // `X-Real-IP` is always ours: the resolved client (a client's own was stripped).
         if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
             out.headers.insert(forward::X_REAL_IP, v);
@@ -418,11 +472,15 @@ impl Pipeline {
     /// (hop-by-hop removed, identity headers stripped, then ours set). Proxying calls it
     /// before forwarding; a forward-auth front-end can call it alone and answer with the
     /// decision.
+    ///
+    /// `redirects`: a browser route may answer a navigation without a session with a
+    /// redirect to the login page (proxy mode; a forward-auth proxy cannot pass one on).
     pub(crate) async fn decide<'p>(
         &'p self,
         parts: &mut Parts,
         conn: &Conn,
         outcome: &mut Outcome<'p>,
+        redirects: bool,
     ) -> Result<Decision<'p>, Rejection> {
         // ① Routing. The path is normalized, and refused if its raw form would route
         // elsewhere, so the path we match is the path the backend sees.
@@ -446,6 +504,7 @@ impl Pipeline {
         // ② Policy, ③ verification, then authorization against the verified claims. A
         // required route never gets past here without verified claims that satisfy its
         // requirements.
+        let mut csrf_form = None;
         let claims = match route.policy.auth {
             AuthMode::Public => None,
             AuthMode::Required => {
@@ -453,9 +512,28 @@ impl Pipeline {
                 if self.revocation.as_ref().is_some_and(|r| r.refuses()) {
                     return Err(Rejection::RevocationStale);
                 }
-                let claims = self.authenticate(&parts.headers, &route.issuers).await?;
+                let (claims, via_cookie) = match self.browser.as_ref().filter(|_| route.browser) {
+                    Some(b) => {
+                        self.authenticate_browser(b, parts, conn, &route.issuers, redirects)
+                            .await?
+                    }
+                    None => (
+                        self.authenticate(&parts.headers, &route.issuers).await?,
+                        false,
+                    ),
+                };
                 if self.access_log {
                     outcome.identity = Some(claims.identity.header_text().into_owned());
+                }
+                // A cookie rides along on every request the browser makes, whoever's page
+                // made it: an unsafe one must prove it came from our origin's pages before
+                // its claims count for anything. A header-borne token proves that itself.
+                if let Some(b) = self.browser.as_ref().filter(|_| via_cookie) {
+                    if let guard::Csrf::InForm(expected) =
+                        b.check_csrf(parts, &claims, b.secure(conn.tls))?
+                    {
+                        csrf_form = Some(expected);
+                    }
                 }
                 route.policy.authorize(&claims)?;
                 Some(claims)
@@ -468,6 +546,11 @@ impl Pipeline {
         let headers = &mut parts.headers;
         self.identity.strip(headers);
         steering::strip(headers, &route.pass_headers);
+        // Our session cookies and the CSRF header, on every route once browser mode is
+        // on, after ③ read them: a backend never sees our tokens.
+        if self.browser.is_some() {
+            Browser::strip(headers);
+        }
         if let Some(c) = &claims {
             self.identity.set(headers, c, &route.claim_headers)?;
         }
@@ -483,6 +566,7 @@ impl Pipeline {
             claims,
             path,
             noted,
+            csrf_form,
         })
     }
 
@@ -529,6 +613,60 @@ impl Pipeline {
         issuers: &[usize],
     ) -> Result<Claims, TokenError> {
         let token = bearer::extract(headers, &self.token_header, &self.prefix)?;
+        self.verify_token(token, issuers).await
+    }
+
+    /// ③ on a browser route: the token header when there is one (it wins), else the
+    /// session cookie. A navigation without a usable session is redirected to sign in
+    /// (when `redirects`), one whose token is about to expire through the renewal.
+    /// Returns the claims and whether they came from the cookie.
+    async fn authenticate_browser(
+        &self,
+        browser: &Browser,
+        parts: &Parts,
+        conn: &Conn,
+        issuers: &[usize],
+        redirects: bool,
+    ) -> Result<(Claims, bool), Rejection> {
+        match bearer::extract(&parts.headers, &self.token_header, &self.prefix) {
+            Err(TokenError::Missing) => {}
+            Ok(token) => return Ok((self.verify_token(token, issuers).await?, false)),
+            Err(e) => return Err(e.into()),
+        }
+        let secure = browser.secure(conn.tls);
+        let navigation = redirects && browser_request::is_navigation(&parts.method, &parts.headers);
+        let sign_in = || Rejection::Browser(browser.sign_in(parts, secure));
+        let Some(token) = browser.cookie_token(&parts.headers, secure) else {
+            return Err(if navigation {
+                sign_in()
+            } else {
+                TokenError::Missing.into()
+            });
+        };
+        // The session cookie carries our own tokens only: never an issuer's.
+        match self.verify_token(token, &[]).await {
+            Ok(claims) if navigation && browser.due(&claims, unix_now()) => Err(sign_in()),
+            Ok(claims) => Ok((claims, true)),
+            Err(_) if navigation => Err(sign_in()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The verified claims of the session cookie of a browser endpoint's request, if
+    /// any (the login page shows who is signed in; the logout revokes that token).
+    async fn session_claims(
+        &self,
+        browser: &Browser,
+        headers: &http::HeaderMap,
+        secure: bool,
+    ) -> Option<Claims> {
+        let token = browser.cookie_token(headers, secure)?;
+        self.verify_token(token, &[]).await.ok()
+    }
+
+    /// ③ Verifies `token` (ours, or from an issuer in `issuers`), and checks that the
+    /// identity of one of our tokens is a known user and that it is not revoked.
+    async fn verify_token(&self, token: &str, issuers: &[usize]) -> Result<Claims, TokenError> {
         let verified = self.authority.verify(token, unix_now(), issuers).await?;
         // With local users, deleting a user cuts off their unexpired tokens at once. An
         // external issuer's subjects are its own users, not ours.

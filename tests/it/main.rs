@@ -7,6 +7,8 @@
 //!
 //! Modules:
 //! - `admin`: health, readiness, Prometheus metrics, config fingerprints.
+//! - `browser`: browser mode: the form login, cookie sessions, what the upstream never
+//!   sees, CSRF, cookie attributes, renewal, logout, `/auth` unchanged.
 //! - `compat`: every row of the Flask-JWT error table, check order and leeway.
 //! - `login`: `POST /auth` success, failures, methods, content types, limits.
 //! - `forwarding`: the seed flow through a real upstream, identity spoofing, hop-by-hop,
@@ -43,6 +45,7 @@
 mod support;
 
 mod admin;
+mod browser;
 mod compat;
 mod config;
 mod forward_auth;

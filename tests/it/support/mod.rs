@@ -20,6 +20,7 @@
 //! - `pki`: throwaway certificate authorities for TLS.
 //! - `decider`: the gateway as a forward-auth decider, its tokens, Traefik- and
 //!   Envoy-shaped decision requests.
+//! - `jar`: a browser's cookie jar, and the login form filled in as a browser does.
 //! - `proxies`: real nginx and Caddy processes from the `deploy/forward-auth/` examples
 //!   (used by path).
 
@@ -34,6 +35,7 @@ pub mod redis;
 mod backends;
 mod client;
 mod decider;
+mod jar;
 mod keypairs;
 mod poll;
 mod test_gateway;
@@ -43,6 +45,7 @@ mod upstream;
 pub use backends::*;
 pub use client::*;
 pub use decider::*;
+pub use jar::*;
 pub use keypairs::*;
 pub use poll::*;
 pub use test_gateway::*;

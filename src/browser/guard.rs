@@ -1,0 +1,136 @@
+//! What a browser route adds to the decision (③ and ④): the session cookie as a
+//! second place for our token, the redirect of a navigation that has no usable session,
+//! the CSRF check of cookie-authenticated unsafe requests, and the removal of our
+//! cookies and `X-CSRF-Token` before anything goes upstream.
+
+use bytes::{Bytes, BytesMut};
+use http::request::Parts;
+use http::HeaderMap;
+use http_body_util::BodyExt;
+use subtle::ConstantTimeEq;
+
+use super::cookies;
+use super::request::{self, X_CSRF_TOKEN};
+use super::{Browser, BrowserError};
+use crate::auth::Claims;
+use crate::body::Body;
+
+/// Form bodies read for their `csrf_token` field are at most this large; bigger forms
+/// (uploads) send the token in `X-CSRF-Token` instead.
+pub const MAX_FORM: usize = 1 << 20;
+
+/// What the CSRF check of a cookie-authenticated request concluded.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Csrf {
+    /// Nothing (more) to check: a safe method, or `X-CSRF-Token` matched.
+    Passed,
+    /// A form without the header: its `csrf_token` field must be this token. The body is
+    /// read (at most [`MAX_FORM`]) before anything is forwarded.
+    InForm(String),
+}
+
+impl Browser {
+    /// The session cookie's token, for a request whose token header is absent.
+    pub fn cookie_token<'h>(&self, headers: &'h HeaderMap, secure: bool) -> Option<&'h str> {
+        cookies::find(headers, cookies::names(secure).access)
+    }
+
+    /// The redirect for a navigation without a usable session: through the renewal when
+    /// the session may still be renewable (its CSRF cookie, which lives as long as the
+    /// refresh family, is there), else to the login page. Both carry the path and query
+    /// the browser asked for as the return URL.
+    pub fn sign_in(&self, parts: &Parts, secure: bool) -> BrowserError {
+        let wanted = parts
+            .uri
+            .path_and_query()
+            .map_or(request::HOME, |p| p.as_str());
+        let back = request::safe_return(wanted).unwrap_or(request::HOME);
+        let renewable = self
+            .sessions
+            .refresh_path()
+            .filter(|_| cookies::find(&parts.headers, cookies::names(secure).csrf).is_some());
+        let to = match renewable {
+            Some(refresh) => request::with_return(refresh, back),
+            None => request::with_return(&self.config.login_page, back),
+        };
+        match http::HeaderValue::from_str(&to) {
+            Ok(v) => BrowserError::SignIn(v),
+            Err(_) => BrowserError::SignIn(http::HeaderValue::from_static("/")),
+        }
+    }
+
+    /// Whether a navigation with these verified claims should renew first: the token
+    /// expires within `renew_before` and sessions renew.
+    pub fn due(&self, claims: &Claims, now: i64) -> bool {
+        self.sessions.renews() && claims.exp - (now as f64) < self.renew_before.as_secs_f64()
+    }
+
+    /// The CSRF check of a request authenticated by the session cookie: unsafe methods
+    /// must come from our origin (`Origin` / `Sec-Fetch-Site`, when sent) and echo the
+    /// session's token in `X-CSRF-Token` or, for a form, a `csrf_token` field.
+    pub fn check_csrf(
+        &self,
+        parts: &Parts,
+        claims: &Claims,
+        secure: bool,
+    ) -> Result<Csrf, BrowserError> {
+        if !request::unsafe_method(&parts.method) {
+            return Ok(Csrf::Passed);
+        }
+        let authority = request::authority(&parts.headers, &parts.uri);
+        request::same_origin(&parts.headers, secure, authority)
+            .map_err(|_| BrowserError::Csrf("a cross-site request"))?;
+        let sid = self.sessions.sid(claims).ok_or(BrowserError::Csrf(
+            "the cookie's token is not a browser session's",
+        ))?;
+        let expected = self.sessions.csrf_token(sid);
+        match parts.headers.get(X_CSRF_TOKEN) {
+            Some(v) if bool::from(v.as_bytes().ct_eq(expected.as_bytes())) => Ok(Csrf::Passed),
+            Some(_) => Err(BrowserError::Csrf("X-CSRF-Token is not the session's")),
+            None if request::is_form(&parts.headers) => Ok(Csrf::InForm(expected)),
+            None => Err(BrowserError::Csrf("no CSRF token")),
+        }
+    }
+
+    /// Removes our cookies and `X-CSRF-Token` from a request about to go upstream
+    /// (every route: backends never see our tokens).
+    pub fn strip(headers: &mut HeaderMap) {
+        cookies::strip(headers);
+        headers.remove(X_CSRF_TOKEN);
+    }
+}
+
+/// Reads a form body (at most [`MAX_FORM`]) and checks its `csrf_token` field against
+/// `expected`. Returns the body, to be forwarded as read.
+pub async fn check_form(mut body: Body, expected: &str) -> Result<Bytes, BrowserError> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                BrowserError::BodyTooLarge
+            } else {
+                BrowserError::BadForm("the body could not be read")
+            }
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > MAX_FORM {
+                return Err(BrowserError::BodyTooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    let bytes = buf.freeze();
+    let mut found = form_urlencoded::parse(&bytes).filter(|(k, _)| k == "csrf_token");
+    match (found.next(), found.next()) {
+        (Some((_, v)), None) if bool::from(v.as_bytes().ct_eq(expected.as_bytes())) => {}
+        (Some(_), Some(_)) => return Err(BrowserError::BadForm("csrf_token appears twice")),
+        _ => {
+            return Err(BrowserError::Csrf(
+                "the form's csrf_token is missing or not the session's",
+            ))
+        }
+    }
+    Ok(bytes)
+}

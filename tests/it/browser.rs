@@ -1,0 +1,698 @@
+//! Browser mode on real sockets: the form login, the session cookie as a token, what
+//! the upstream sees (and never sees), sign-in redirects, CSRF on cookie-authenticated
+//! unsafe requests, cookie attributes, renewal through the refresh path, logout, and
+//! `/auth` unchanged for API clients. (A real browser drives it in `tests/process`.)
+
+use serde_json::json;
+
+use crate::support::*;
+
+const ACCESS: &str = "gateway-session";
+const REFRESH: &str = "gateway-refresh";
+const CSRF: &str = "gateway-csrf";
+const LOGIN: &str = "gateway-login";
+
+/// A gateway with `/app` (a browser route to `up`), `/api` (the same upstream, for API
+/// clients) and refresh tokens and revocation on.
+async fn browser_gateway(up: &Upstream) -> Gateway {
+    browser_gateway_with(up, "").await
+}
+
+async fn browser_gateway_with(up: &Upstream, refresh: &str) -> Gateway {
+    gateway()
+        .route_with("/app", &up.url(), "required", &["browser = true"])
+        .route("/api", &up.url(), "required")
+        .table(&format!("[refresh]\n{refresh}\n[revocation]\n"))
+        .start()
+        .await
+}
+
+fn same_site(gw: &Gateway) -> Vec<(String, String)> {
+    vec![
+        ("origin".into(), format!("http://{}", gw.addr)),
+        ("sec-fetch-site".into(), "same-origin".into()),
+    ]
+}
+
+async fn send(
+    method: &str,
+    url: &str,
+    jar: &Jar,
+    extra: &[(String, String)],
+    more: &[(&str, &str)],
+    body: &str,
+) -> Resp {
+    let cookie = jar.header();
+    let mut headers: Vec<(&str, &str)> = vec![("cookie", cookie.as_str())];
+    headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    headers.extend_from_slice(more);
+    request(method, url, &headers, body.to_string()).await
+}
+
+#[tokio::test]
+async fn a_form_login_opens_a_cookie_session_the_upstream_never_sees() {
+    let up = Upstream::start().await;
+    let gw = browser_gateway(&up).await;
+    let mut jar = Jar::default();
+    let r = form_login(&gw, &mut jar, "user1", PASSWORD, "/app/inbox?page=2").await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/app/inbox?page=2"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    // The login form's nonce cookie is spent.
+    assert!(jar.get(LOGIN).is_none());
+    for name in [ACCESS, REFRESH, CSRF] {
+        assert!(jar.get(name).is_some(), "{name} in {:?}", jar.cookies);
+    }
+
+    let mut with_other = jar.clone();
+    with_other
+        .cookies
+        .insert("theme".into(), ("dark".into(), String::new()));
+    let r = send(
+        "GET",
+        &gw.url("/app/inbox"),
+        &with_other,
+        &[],
+        &[("accept", "text/html"), ("x-csrf-token", "anything")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.headers.get("x-identity").unwrap(), "1");
+    let cookies: Vec<&str> = seen
+        .headers
+        .get_all("cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(
+        cookies,
+        ["theme=dark"],
+        "only the app's own cookies go upstream"
+    );
+    assert!(seen.headers.get("x-csrf-token").is_none());
+    let everything = format!("{:?}", seen.headers);
+    for name in [ACCESS, REFRESH, CSRF] {
+        assert!(
+            !everything.contains(jar.get(name).unwrap()),
+            "{name} leaked upstream"
+        );
+    }
+}
+
+#[tokio::test]
+async fn navigations_without_a_session_go_to_the_login_page_and_api_clients_get_401() {
+    let up = Upstream::start().await;
+    let gw = browser_gateway(&up).await;
+    let r = get(
+        &gw.url("/app/reports?year=2026"),
+        &[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")],
+    )
+    .await;
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("location"),
+        Some("/auth/login?return_to=%2Fapp%2Freports%3Fyear%3D2026")
+    );
+    // A script's fetch, and an API client, keep the JSON 401.
+    for headers in [
+        vec![("accept", "text/html"), ("sec-fetch-mode", "cors")],
+        vec![("accept", "application/json")],
+        vec![],
+    ] {
+        let r = get(&gw.url("/app/reports"), &headers).await;
+        r.assert_error(
+            401,
+            "Authorization Required",
+            "Request does not contain an access token",
+        );
+    }
+    // A bad session cookie on a navigation: sign in again.
+    let r = get(
+        &gw.url("/app"),
+        &[("accept", "text/html"), ("cookie", "gateway-session=a.b.c")],
+    )
+    .await;
+    assert_eq!(r.status, 302);
+    assert!(r.header("location").unwrap().starts_with("/auth/login?"));
+    assert!(up.requests().is_empty(), "nothing reached the upstream");
+}
+
+#[tokio::test]
+async fn the_header_wins_over_the_cookie() {
+    let up = Upstream::start().await;
+    let gw = browser_gateway(&up).await;
+    let jar = browser_session(&gw).await;
+    let alice = gw.login("user2", PASSWORD).await;
+    let r = send(
+        "GET",
+        &gw.url("/app"),
+        &jar,
+        &[],
+        &[("authorization", &jwt_header(&alice))],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(up.last().headers.get("x-identity").unwrap(), "alice");
+    // A bad header is refused as such, never replaced by the cookie.
+    let r = send(
+        "GET",
+        &gw.url("/app"),
+        &jar,
+        &[],
+        &[("authorization", "JWT x")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    // The cookie is ours only on browser routes.
+    let r = send("GET", &gw.url("/api"), &jar, &[], &[], "").await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn cookie_authenticated_unsafe_requests_need_the_csrf_token() {
+    let up = Upstream::start().await;
+    let gw = browser_gateway(&up).await;
+    let jar = browser_session(&gw).await;
+    let token = jar.get(CSRF).unwrap().to_string();
+    let url = gw.url("/app/items");
+    let json_type = ("content-type", "application/json");
+    let forbidden = "The request did not come from this site's pages (CSRF check failed)";
+
+    // No token: 403, nothing forwarded.
+    let r = send("POST", &url, &jar, &same_site(&gw), &[json_type], "{}").await;
+    r.assert_error(403, "Forbidden", forbidden);
+    // A wrong token, and another session's token.
+    let other = browser_session(&gw).await;
+    for wrong in ["x", other.get(CSRF).unwrap()] {
+        let r = send(
+            "DELETE",
+            &url,
+            &jar,
+            &same_site(&gw),
+            &[("x-csrf-token", wrong)],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 403, "{wrong}");
+    }
+    // A form posted from another site, even carrying the right token (a leaked one).
+    for cross in [
+        vec![("origin".to_string(), "http://evil.example".to_string())],
+        vec![("sec-fetch-site".to_string(), "cross-site".to_string())],
+        vec![("origin".to_string(), "null".to_string())],
+    ] {
+        let body = form(&[("csrf_token", &token), ("title", "x")]);
+        let r = send(
+            "POST",
+            &url,
+            &jar,
+            &cross,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &body,
+        )
+        .await;
+        r.assert_error(403, "Forbidden", forbidden);
+    }
+    // A form without the field.
+    let r = send(
+        "POST",
+        &url,
+        &jar,
+        &same_site(&gw),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        "title=x",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert!(
+        up.requests().is_empty(),
+        "a refused request reached the upstream"
+    );
+
+    // The header passes; so does the form field, and the body arrives whole.
+    let r = send(
+        "POST",
+        &url,
+        &jar,
+        &same_site(&gw),
+        &[json_type, ("x-csrf-token", &token)],
+        "{\"a\":1}",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(up.last().headers.get("x-csrf-token").is_none());
+    let body = form(&[("title", "x y"), ("csrf_token", &token)]);
+    let r = send(
+        "POST",
+        &url,
+        &jar,
+        &same_site(&gw),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.last().body_len, body.len());
+    assert_eq!(up.last().headers.get("x-identity").unwrap(), "1");
+
+    // A header-authenticated POST needs no CSRF token, whatever its origin.
+    let access = gw.login("user1", PASSWORD).await;
+    let r = request(
+        "POST",
+        &url,
+        &[
+            ("authorization", &jwt_header(&access)),
+            ("origin", "http://evil.example"),
+        ],
+        "{}",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(up.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn cookies_carry_their_attributes_and_secure_names_on_secure_origins() {
+    let up = Upstream::start().await;
+    let plain = browser_gateway(&up).await;
+    let jar = browser_session(&plain).await;
+    let access = jar.attributes(ACCESS);
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=300"] {
+        assert!(access.contains(attr), "{attr}: {access}");
+    }
+    assert!(!access.contains("Secure"), "plain HTTP: {access}");
+    let refresh = jar.attributes(REFRESH);
+    assert!(refresh.contains("Path=/auth/refresh") && refresh.contains("HttpOnly"));
+    let csrf = jar.attributes(CSRF);
+    assert!(
+        !csrf.contains("HttpOnly") && csrf.contains("Path=/"),
+        "{csrf}"
+    );
+
+    // TLS ended in front: __Host- and Secure everywhere (the refresh cookie, whose
+    // path is not /, gets __Secure-).
+    let gw = gateway()
+        .route_with("/app", &up.url(), "required", &["browser = true"])
+        .table("[refresh]\n[browser]\nsecure_cookies = \"always\"\n")
+        .start()
+        .await;
+    let page = get(&gw.url("/auth/login"), &[("accept", "text/html")]).await;
+    let set: Vec<&str> = page
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(set.len(), 1);
+    assert!(set[0].starts_with("__Host-gateway-login="), "{}", set[0]);
+    let mut jar = Jar::default();
+    jar.take(&page);
+    let body = form(&[
+        ("csrf_token", &hidden(&page.text(), "csrf_token")),
+        ("username", "user1"),
+        ("password", PASSWORD),
+    ]);
+    let r = request(
+        "POST",
+        &gw.url("/auth"),
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("cookie", &jar.header()),
+            ("origin", &format!("https://{}", gw.addr)),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    jar.take(&r);
+    for name in [
+        "__Host-gateway-session",
+        "__Host-gateway-csrf",
+        "__Secure-gateway-refresh",
+    ] {
+        let line = jar.attributes(name);
+        assert!(
+            line.contains("Secure") && line.contains("SameSite=Lax"),
+            "{line}"
+        );
+        assert!(!line.contains("Domain"), "{line}");
+    }
+    assert!(
+        jar.attributes("__Host-gateway-session").contains("Path=/;")
+            || jar.attributes("__Host-gateway-session").ends_with("Path=/")
+    );
+    // The plain names are not read on a secure origin.
+    let r = get(
+        &gw.url("/app"),
+        &[(
+            "cookie",
+            &format!(
+                "gateway-session={}",
+                jar.get("__Host-gateway-session").unwrap()
+            ),
+        )],
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let r = get(&gw.url("/app"), &[("cookie", &jar.header())]).await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn login_errors_say_nothing_about_which_users_exist() {
+    let up = Upstream::start().await;
+    let gw = browser_gateway(&up).await;
+    let mut answers = Vec::new();
+    for (user, password) in [("user1", "wrong"), ("nobody", "wrong"), ("", "")] {
+        let mut jar = Jar::default();
+        // The same form nonce for each, so the pages can be compared byte for byte.
+        jar.cookies.insert(
+            LOGIN.into(),
+            ("AAAAAAAAAAAAAAAAAAAAAA".into(), String::new()),
+        );
+        let r = form_login(&gw, &mut jar, user, password, "/app").await;
+        assert_eq!(r.status, 401, "{user}");
+        assert!(r.text().contains("Invalid username or password."));
+        assert!(jar.get(ACCESS).is_none());
+        answers.push(r.body.clone());
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0], answers[2]);
+}
+
+#[tokio::test]
+async fn the_login_form_itself_is_csrf_protected() {
+    let up = Upstream::start().await;
+    let gw = browser_gateway(&up).await;
+    let page = get(&gw.url("/auth/login"), &[("accept", "text/html")]).await;
+    let mut jar = Jar::default();
+    jar.take(&page);
+    let token = hidden(&page.text(), "csrf_token");
+    let post = |cookie: String, token: String, origin: &'static str| {
+        let url = gw.url("/auth");
+        async move {
+            let body = form(&[
+                ("csrf_token", &token),
+                ("username", "user1"),
+                ("password", PASSWORD),
+            ]);
+            request(
+                "POST",
+                &url,
+                &[
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("cookie", &cookie),
+                    ("origin", origin),
+                ],
+                body,
+            )
+            .await
+        }
+    };
+    let origin: &'static str = Box::leak(format!("http://{}", gw.addr).into_boxed_str());
+    // Without the nonce cookie, with a forged token, from another site: no session.
+    let r = post(String::new(), token.clone(), origin).await;
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("The sign-in form expired"));
+    let r = post(jar.header(), "forged.token".into(), origin).await;
+    assert_eq!(r.status, 403);
+    let r = post(jar.header(), token.clone(), "http://evil.example").await;
+    r.assert_error(
+        403,
+        "Forbidden",
+        "The request did not come from this site's pages (CSRF check failed)",
+    );
+    let r = post(jar.header(), token, origin).await;
+    assert_eq!(r.status, 303);
+}
+
+#[tokio::test]
+async fn return_urls_outside_the_site_are_refused() {
+    let up = Upstream::start().await;
+    let gw = browser_gateway(&up).await;
+    for evil in [
+        "//evil.example/x",
+        "/\\evil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "/a\r\nSet-Cookie: x=1",
+    ] {
+        let mut jar = Jar::default();
+        let r = form_login(&gw, &mut jar, "user1", PASSWORD, evil).await;
+        assert_eq!(r.status, 303);
+        assert_eq!(r.header("location"), Some("/"), "{evil:?}");
+        let page = get(
+            &format!("{}?{}", gw.url("/auth/login"), form(&[("return_to", evil)])),
+            &[("accept", "text/html")],
+        )
+        .await;
+        assert_eq!(hidden(&page.text(), "return_to"), "/", "{evil:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_expiring_session_renews_through_the_refresh_path() {
+    let up = Upstream::start().await;
+    // No grace window: a used refresh token presented again is a reuse at once.
+    let gw = browser_gateway_with(&up, "grace = \"0s\"").await;
+    let jar = browser_session(&gw).await;
+    // The browser dropped the access cookie (its Max-Age passed): a navigation goes
+    // through the renewal, since the session's CSRF cookie is still there.
+    let expired = jar.without(ACCESS);
+    let r = send(
+        "GET",
+        &gw.url("/app/x?y=1"),
+        &expired,
+        &[],
+        &[("accept", "text/html")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 302);
+    let to = r.header("location").unwrap().to_string();
+    assert_eq!(to, "/auth/refresh?return_to=%2Fapp%2Fx%3Fy%3D1");
+    let r = send(
+        "GET",
+        &gw.url(&to),
+        &expired,
+        &[],
+        &[("accept", "text/html")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/app/x?y=1"));
+    let mut renewed = expired.clone();
+    renewed.take(&r);
+    assert_ne!(renewed.get(REFRESH), jar.get(REFRESH));
+    // The CSRF token stays the session's across the renewal.
+    assert_eq!(renewed.get(CSRF), jar.get(CSRF));
+    let r = send(
+        "GET",
+        &gw.url("/app/x"),
+        &renewed,
+        &[],
+        &[("accept", "text/html")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = send(
+        "POST",
+        &gw.url("/app/x"),
+        &renewed,
+        &same_site(&gw),
+        &[("x-csrf-token", renewed.get(CSRF).unwrap())],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+
+    // The used refresh token again: the family is revoked, the renewal leads to the
+    // login page and clears the cookies.
+    let r = send(
+        "GET",
+        &gw.url(&to),
+        &expired,
+        &[],
+        &[("accept", "text/html")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 302);
+    assert!(r
+        .header("location")
+        .unwrap()
+        .starts_with("/auth/login?return_to="));
+    let r = send("GET", &gw.url(&to), &renewed.without(ACCESS), &[], &[], "").await;
+    assert!(r.header("location").unwrap().starts_with("/auth/login?"));
+    let mut cleared = renewed.clone();
+    cleared.take(&r);
+    assert!(cleared.get(CSRF).is_none() && cleared.get(REFRESH).is_none());
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_everywhere() {
+    let up = Upstream::start().await;
+    let gw = browser_gateway(&up).await;
+    let jar = browser_session(&gw).await;
+    let page = send(
+        "GET",
+        &gw.url("/auth/login"),
+        &jar,
+        &[],
+        &[("accept", "text/html")],
+        "",
+    )
+    .await;
+    let html = page.text();
+    assert!(html.contains("signed in as <strong>1</strong>"), "{html}");
+    let token = hidden(&html, "csrf_token");
+    assert_eq!(Some(token.as_str()), jar.get(CSRF));
+    // Without the token, or from another site: refused, still signed in.
+    let r = send(
+        "POST",
+        &gw.url("/auth/refresh/logout"),
+        &jar,
+        &same_site(&gw),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = send(
+        "POST",
+        &gw.url("/auth/refresh/logout"),
+        &jar,
+        &[("origin".into(), "http://evil.example".into())],
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &form(&[("csrf_token", &token)]),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = send("GET", &gw.url("/app"), &jar, &[], &[], "").await;
+    assert_eq!(r.status, 200);
+
+    let r = send(
+        "POST",
+        &gw.url("/auth/refresh/logout"),
+        &jar,
+        &same_site(&gw),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &form(&[("csrf_token", &token)]),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/auth/login"));
+    let mut after = jar.clone();
+    after.take(&r);
+    assert!(after.cookies.is_empty(), "{:?}", after.cookies);
+    // The old cookies, replayed (say, by another tab or a thief), are dead: the access
+    // token is revoked and so is the refresh family.
+    let r = send(
+        "GET",
+        &gw.url("/app"),
+        &jar,
+        &[],
+        &[("accept", "text/html")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 302);
+    let r = send("GET", &gw.url("/app"), &jar, &[], &[], "").await;
+    r.assert_error(401, "Invalid token", "Token has been revoked");
+    let r = send(
+        "GET",
+        &gw.url("/auth/refresh?return_to=%2Fapp"),
+        &jar,
+        &[],
+        &[],
+        "",
+    )
+    .await;
+    assert!(r.header("location").unwrap().starts_with("/auth/login?"));
+}
+
+#[tokio::test]
+async fn tokens_never_appear_in_locations() {
+    let up = Upstream::start().await;
+    let gw = browser_gateway(&up).await;
+    let mut jar = Jar::default();
+    let r = form_login(&gw, &mut jar, "user1", PASSWORD, "/app").await;
+    let mut locations = vec![r.header("location").unwrap().to_string()];
+    let r = send(
+        "GET",
+        &gw.url("/app"),
+        &jar.without(ACCESS),
+        &[],
+        &[("accept", "text/html")],
+        "",
+    )
+    .await;
+    locations.push(r.header("location").unwrap().to_string());
+    let r = send(
+        "GET",
+        &gw.url("/auth/refresh"),
+        &jar.without(ACCESS),
+        &[],
+        &[],
+        "",
+    )
+    .await;
+    locations.push(r.header("location").unwrap().to_string());
+    for l in &locations {
+        for (name, (value, _)) in &jar.cookies {
+            assert!(!l.contains(value.as_str()), "{name} in {l}");
+        }
+        assert!(!l.contains("eyJ"), "{l}");
+    }
+}
+
+#[tokio::test]
+async fn auth_stays_the_api_contract_with_browser_mode_on() {
+    let up = Upstream::start().await;
+    let on = browser_gateway(&up).await;
+    let off = gateway()
+        .route("/api", &up.url(), "required")
+        .table("[refresh]\n[revocation]\n")
+        .start()
+        .await;
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, String);
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            vec![("content-type", "application/json")],
+            json!({"username": "user1", "password": "nope"}).to_string(),
+        ),
+        ("POST", vec![("content-type", "text/plain")], "x".into()),
+        (
+            "POST",
+            vec![("content-type", "application/json")],
+            "[1]".into(),
+        ),
+        ("GET", vec![], String::new()),
+        ("OPTIONS", vec![], String::new()),
+    ];
+    for (method, headers, body) in cases {
+        let a = request(method, &on.url("/auth"), &headers, body.clone()).await;
+        let b = request(method, &off.url("/auth"), &headers, body).await;
+        assert_eq!(a.status, b.status, "{method} {headers:?}");
+        assert_eq!(a.body, b.body, "{method} {headers:?}");
+        assert_eq!(a.header("content-type"), b.header("content-type"));
+        assert_eq!(a.header("allow"), b.header("allow"));
+        assert_eq!(a.header("www-authenticate"), b.header("www-authenticate"));
+    }
+    let good = json!({"username": "user1", "password": PASSWORD}).to_string();
+    let a = post_json(&on.url("/auth"), &good).await;
+    assert_eq!(a.status, 200);
+    let keys: Vec<String> = a.json().as_object().unwrap().keys().cloned().collect();
+    assert_eq!(keys, ["access_token", "refresh_token"]);
+    assert!(
+        a.headers.get("set-cookie").is_none(),
+        "an API login sets no cookie"
+    );
+}
