@@ -9,6 +9,8 @@
 //! - `backends`: the example backends (Flask, FastAPI, Express, Django) as real upstreams
 //!   behind a gateway process: the seed walkthrough, spoofed identity headers, requests
 //!   around the gateway, Flask-JWT's tokens through the switch.
+//! - `browser`: headless Chromium driven by Selenium through the login form, a reload,
+//!   the sign-out button and return URLs off the site.
 //! - `cluster`: three gateway processes behind HAProxy with an nginx backend: shared tokens,
 //!   rolling restart under load, readiness taking an instance out and back, shared login
 //!   limits, and logout / refresh reuse / revocations reaching all three processes.
@@ -27,6 +29,7 @@
 mod support;
 
 mod backends;
+mod browser;
 mod cluster;
 mod deploy;
 mod forward_auth;
