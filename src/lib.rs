@@ -6,6 +6,8 @@
 //!             └─▶ Pipeline::handle                               (request id set)
 //!                   host check  one unambiguous Host / :authority            bad host     → 400
 //!                   head size   header names + values ≤ max_header_bytes     too large    → 431
+//!                   browser     login page, form login at the login path, sign-out,
+//!                               GET on the refresh path → session cookies (+ redirect)
 //!                   login       POST /auth → argon2id check → signed token (+ refresh)
 //!                   refresh     POST /auth/refresh → a rotated pair
 //!                   logout      POST /auth/logout → revoke (jti, family, everywhere)
@@ -15,11 +17,16 @@
 //!                     hop-by-hop strip (Connection-listed, TE, Upgrade noted; Expect)
 //!                   ② policy    public | required
 //!                   ③ verify    token → Claims (keyring or an issuer)     bad token    → 401
+//!                     browser route: else the session cookie; a page load
+//!                     without a session → 302 sign-in; cookie + unsafe method
+//!                     without the CSRF token or cross-site                   → 403
 //!                     authorize claims against the route's requirements   unmet        → 403
-//!                   ④ identity  strip inbound identity and steering headers, set ours
+//!                   ④ identity  strip inbound identity and steering headers (and our
+//!                               session cookies, X-CSRF-Token), set ours
 //!                   ⑤ forward   built-in responder, or:
 //!                     forward::prepare  declared body > max_body            too large    → 413
 //!                                       X-Forwarded-*, Host, TE, upgrade, body limit
+//!                     a cookie-authenticated form's csrf_token, read (≤ 1 MiB)  → 403
 //!                     cluster → server, bodies stream             down → 502/503, slow → 504
 //!                     forward::finish   the upstream's hop-by-hop headers removed
 //!                   telemetry::record   metrics + access log

@@ -1,8 +1,10 @@
 #![allow(clippy::unwrap_used)]
 
-//! Log hygiene: during logins, good and bad tokens, a failing upstream and an HTTP/2
-//! request, every event at every level (TRACE, human and JSON formats) is captured, and no
-//! token, signature, password, signing secret, query string or cookie may appear in it.
+//! Log hygiene: during logins, good and bad tokens, a failing upstream, an HTTP/2
+//! request and a browser session (form login, cookie-authenticated requests, a refused
+//! CSRF check, renewal, logout), every event at every level (TRACE, human and JSON
+//! formats) is captured, and no token, signature, password, signing secret, query string,
+//! cookie or CSRF token may appear in it.
 //! Part of the hostile-input suite (see SECURITY.md); its own binary for the global
 //! subscriber.
 
@@ -46,7 +48,18 @@ async fn no_token_password_or_secret_reaches_the_logs_at_trace() {
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let down = closed_port().await;
-    let t = target_with(gateway().route("/down", &format!("http://{down}"), "required")).await;
+    let t = target_with(
+        gateway()
+            .route("/down", &format!("http://{down}"), "required")
+            .route_with(
+                "/web",
+                &format!("http://{down}"),
+                "required",
+                &["browser = true"],
+            )
+            .table("[refresh]\n[revocation]\n"),
+    )
+    .await;
     let wrong_password = "wrong-password-SENTINEL-7f3a";
     let query_secret = "QUERY-SENTINEL-91bc";
     let cookie_secret = "COOKIE-SENTINEL-55de";
@@ -106,6 +119,53 @@ async fn no_token_password_or_secret_reaches_the_logs_at_trace() {
     assert_eq!(res.status(), 200);
     let _ = res.into_body().collect().await;
     drop(h2);
+    // A browser session: a failed and a good form login, the cookie as the token, a
+    // refused CSRF check, a renewal and the logout.
+    let form_password = "FORM-PASSWORD-SENTINEL-2c81";
+    let mut jar = Jar::default();
+    let r = form_login(&t.gw, &mut jar, "user1", form_password, "/web").await;
+    assert_eq!(r.status, 401);
+    let r = form_login(&t.gw, &mut jar, "user1", PASSWORD, "/web").await;
+    assert_eq!(r.status, 303);
+    let session: Vec<String> = ["gateway-session", "gateway-refresh", "gateway-csrf"]
+        .iter()
+        .map(|n| jar.get(n).unwrap().to_string())
+        .collect();
+    let cookie = jar.header();
+    let r = request("POST", &t.gw.url("/web/x"), &[("cookie", &cookie)], "").await;
+    assert_eq!(r.status, 403);
+    let r = get(
+        &t.gw.url("/web/x"),
+        &[("cookie", &cookie), ("accept", "text/html")],
+    )
+    .await;
+    assert_eq!(
+        r.status, 502,
+        "the cookie's token got to the (closed) upstream"
+    );
+    let r = get(
+        &t.gw.url("/auth/refresh?return_to=%2Fweb"),
+        &[("cookie", &jar.without("gateway-session").header())],
+    )
+    .await;
+    assert_eq!(r.status, 302);
+    jar.take(&r);
+    let renewed: Vec<String> = ["gateway-session", "gateway-refresh"]
+        .iter()
+        .map(|n| jar.get(n).unwrap().to_string())
+        .collect();
+    let r = request(
+        "POST",
+        &t.gw.url("/auth/refresh/logout"),
+        &[
+            ("cookie", &jar.header()),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        form(&[("csrf_token", jar.get("gateway-csrf").unwrap())]),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+
     let Target { gw, up } = t;
     assert_eq!(gw.stop().await, gateway::server::Drained::Clean);
     drop(up);
@@ -129,6 +189,12 @@ async fn no_token_password_or_secret_reaches_the_logs_at_trace() {
         ("the signing secret", secret.as_str()),
         ("a query secret", query_secret),
         ("a cookie", cookie_secret),
+        ("a form password", form_password),
+        ("the session cookie", &session[0]),
+        ("the refresh cookie", &session[1]),
+        ("the CSRF token", &session[2]),
+        ("the renewed session cookie", &renewed[0]),
+        ("the renewed refresh cookie", &renewed[1]),
     ];
     for (what, needle) in forbidden {
         assert!(!logs.contains(needle), "{what} is in the logs:\n{logs}");

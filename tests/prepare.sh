@@ -4,8 +4,9 @@
 # HTTP/2 client test and the local three-instance cluster; redis-server for the shared-store
 # tests (each test starts its own on a free loopback port); nginx and Caddy for the
 # forward-auth tests; Node.js and the Express example's npm packages; promtool (Debian's
-# `prometheus` package) for the /metrics format test. Safe to run again: it
-# installs only what is missing.
+# `prometheus` package) for the /metrics format test; Chromium and its WebDriver (Debian's
+# `chromium`, `chromium-driver`) for the browser-mode test, which Selenium drives. Safe to
+# run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,9 @@ for tool in curl haproxy nginx redis-server caddy node npm; do
     command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("$(package "$tool")")
 done
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# The browser test runs exactly these two (Debian's paths).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
         apt-get update -qq

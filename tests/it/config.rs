@@ -397,3 +397,83 @@ fn route_names_are_checked_and_name_the_route_in_messages() {
         .collect();
     assert_eq!(names, [("routes[0]", "orders"), ("routes[1]", "routes[1]")]);
 }
+
+#[test]
+fn browser_mode_problems_name_their_key() {
+    let users = "[login]\n[[users]]\nid = 1\nusername = \"u\"\npassword_hash = \"$argon2id$x\"\n";
+    let route = |extra: &str| {
+        format!(
+            "[[routes]]\npath = \"/app\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"required\"\n\
+             browser = true\n{extra}"
+        )
+    };
+    let public = format!(
+        "{BASE}{users}[[routes]]\npath = \"/app\"\nupstream = \"http://127.0.0.1:1\"\n\
+         auth = \"public\"\nbrowser = true\n"
+    );
+    assert_problem(&public, "routes[0].browser", "public route");
+    assert_problem(
+        &format!("{BASE}{}", route("")),
+        "browser",
+        "needs a login endpoint",
+    );
+    for (table, key, words) in [
+        (
+            "login_page = \"login\"",
+            "browser.login_page",
+            "plain absolute path",
+        ),
+        (
+            "login_page = \"/auth\"",
+            "browser.login_page",
+            "already login.path",
+        ),
+        (
+            "logout_path = \"//x\"",
+            "browser.logout_path",
+            "plain absolute path",
+        ),
+        (
+            "logout_path = \"/out\"",
+            "browser.logout_path",
+            "not below refresh.path",
+        ),
+        (
+            "secure_cookies = \"yes\"",
+            "browser.secure_cookies",
+            "unknown value `yes`",
+        ),
+        (
+            "renew_before = \"soon\"",
+            "browser.renew_before",
+            "not a duration",
+        ),
+        (
+            "template = \"missing.html\"",
+            "browser.template",
+            "cannot read",
+        ),
+        (
+            "tmeplate = \"x\"",
+            "browser.tmeplate",
+            "did you mean `template`",
+        ),
+    ] {
+        let toml = format!("{BASE}{users}{}[refresh]\n[browser]\n{table}\n", route(""));
+        assert_problem(&toml, key, words);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), crate::support::SECRET).unwrap();
+    std::fs::write(dir.path().join("page.html"), "<p>{% if x %}</p>").unwrap();
+    let toml = format!(
+        "{BASE}{users}{}[browser]\ntemplate = \"page.html\"\n",
+        route("")
+    );
+    let err = load::from_str_with_env(&toml, dir.path(), &|_| None).unwrap_err();
+    assert!(
+        err.problems
+            .iter()
+            .any(|p| p.key == "browser.template" && p.message.contains("not a valid template")),
+        "{err}"
+    );
+}
