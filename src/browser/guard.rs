@@ -36,19 +36,18 @@ impl Browser {
     }
 
     /// The redirect for a navigation without a usable session: through the renewal when
-    /// the session may still be renewable (its CSRF cookie, which lives as long as the
-    /// refresh family, is there), else to the login page. Both carry the path and query
-    /// the browser asked for as the return URL.
-    pub fn sign_in(&self, parts: &Parts, secure: bool) -> BrowserError {
+    /// the session may still be renewable (`due`: its token is about to expire; or its
+    /// CSRF cookie, which lives as long as the refresh family, is there), else to the
+    /// login page. Both carry the path and query the browser asked for as the return URL.
+    pub fn sign_in(&self, parts: &Parts, secure: bool, due: bool) -> BrowserError {
         let wanted = parts
             .uri
             .path_and_query()
             .map_or(request::HOME, |p| p.as_str());
         let back = request::safe_return(wanted).unwrap_or(request::HOME);
-        let renewable = self
-            .sessions
-            .refresh_path()
-            .filter(|_| cookies::find(&parts.headers, cookies::names(secure).csrf).is_some());
+        let renewable = self.sessions.refresh_path().filter(|_| {
+            due || cookies::find(&parts.headers, cookies::names(secure).csrf).is_some()
+        });
         let to = match renewable {
             Some(refresh) => request::with_return(refresh, back),
             None => request::with_return(&self.config.login_page, back),

@@ -635,19 +635,19 @@ impl Pipeline {
         }
         let secure = browser.secure(conn.tls);
         let navigation = redirects && browser_request::is_navigation(&parts.method, &parts.headers);
-        let sign_in = || Rejection::Browser(browser.sign_in(parts, secure));
+        let sign_in = |due| Rejection::Browser(browser.sign_in(parts, secure, due));
         let Some(token) = browser.cookie_token(&parts.headers, secure) else {
             return Err(if navigation {
-                sign_in()
+                sign_in(false)
             } else {
                 TokenError::Missing.into()
             });
         };
         // The session cookie carries our own tokens only: never an issuer's.
         match self.verify_token(token, &[]).await {
-            Ok(claims) if navigation && browser.due(&claims, unix_now()) => Err(sign_in()),
+            Ok(claims) if navigation && browser.due(&claims, unix_now()) => Err(sign_in(true)),
             Ok(claims) => Ok((claims, true)),
-            Err(_) if navigation => Err(sign_in()),
+            Err(_) if navigation => Err(sign_in(false)),
             Err(e) => Err(e.into()),
         }
     }

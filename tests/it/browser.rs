@@ -696,3 +696,156 @@ async fn auth_stays_the_api_contract_with_browser_mode_on() {
         "an API login sets no cookie"
     );
 }
+
+/// One request over HTTPS with curl (trusting `ca`); returns the status line's code and
+/// the response head.
+async fn curl_https(port: u16, ca: &std::path::Path, args: &[&str], path: &str) -> (u16, String) {
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let url = format!("https://localhost:{port}{path}");
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-D", "-", "--cacert"])
+        .arg(ca)
+        .args(["--resolve", &resolve])
+        .args(args)
+        .arg(&url)
+        .output()
+        .await
+        .expect("curl is needed (tests/prepare.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let head = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, head)
+}
+
+fn set_cookies(head: &str) -> Vec<&str> {
+    head.lines()
+        .filter_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn on_a_tls_listener_cookies_are_secure_and_host_prefixed() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::support::pki::Pki::new("browser CA");
+    let (cert, key) = ca.leaf(&["localhost"]).write(dir.path(), "server");
+    let ca_file = ca.write_ca(dir.path(), "ca.pem");
+    let gw = gateway()
+        .route_with("/app", &up.url(), "required", &["browser = true"])
+        .table("[refresh]\n")
+        .raw(&format!(
+            "[[listeners]]\naddr = \"127.0.0.1:0\"\n[listeners.tls]\ncert = \"{}\"\nkey = \"{}\"\n\
+             [[listeners]]\naddr = \"127.0.0.1:0\"\n",
+            cert.display(),
+            key.display()
+        ))
+        .start()
+        .await;
+    let port = gw.addrs[0].port();
+    let (code, head) = curl_https(port, &ca_file, &[], "/auth/login").await;
+    assert_eq!(code, 200, "{head}");
+    let login = set_cookies(&head);
+    assert_eq!(login.len(), 1, "{head}");
+    let nonce_cookie = login[0].split(';').next().unwrap().to_string();
+    assert!(nonce_cookie.starts_with("__Host-gateway-login="), "{head}");
+    // The page's token, from the same nonce (a second page load reuses the cookie's).
+    let page = {
+        let out = tokio::process::Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(&ca_file)
+            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+            .args(["-H", &format!("Cookie: {nonce_cookie}")])
+            .arg(format!("https://localhost:{port}/auth/login"))
+            .output()
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let body = form(&[
+        ("csrf_token", &hidden(&page, "csrf_token")),
+        ("username", "user1"),
+        ("password", PASSWORD),
+    ]);
+    let (code, head) = curl_https(
+        port,
+        &ca_file,
+        &[
+            "-H",
+            &format!("Cookie: {nonce_cookie}"),
+            "-H",
+            &format!("Origin: https://localhost:{port}"),
+            "--data",
+            &body,
+        ],
+        "/auth",
+    )
+    .await;
+    assert_eq!(code, 303, "{head}");
+    let set = set_cookies(&head);
+    let find = |name: &str| {
+        *set.iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {head}"))
+    };
+    for (name, http_only, path) in [
+        ("__Host-gateway-session", true, "Path=/"),
+        ("__Secure-gateway-refresh", true, "Path=/auth/refresh"),
+        ("__Host-gateway-csrf", false, "Path=/"),
+    ] {
+        let c = find(name);
+        assert!(c.contains("; Secure"), "{c}");
+        assert!(c.contains("SameSite=Lax"), "{c}");
+        assert!(c.contains(path), "{c}");
+        assert_eq!(c.contains("HttpOnly"), http_only, "{c}");
+        assert!(!c.contains("Domain"), "{c}");
+    }
+    assert!(find("__Host-gateway-login").contains("Max-Age=0"));
+    // The same gateway's plain listener keeps the unprefixed names, without Secure.
+    let plain = format!("http://{}", gw.addrs[1]);
+    let page = get(&format!("{plain}/auth/login"), &[]).await;
+    let c = page.header("set-cookie").unwrap();
+    assert!(
+        c.starts_with("gateway-login=") && !c.contains("Secure"),
+        "{c}"
+    );
+}
+
+#[tokio::test]
+async fn a_page_load_renews_a_token_about_to_expire() {
+    let up = Upstream::start().await;
+    let gw = browser_gateway(&up).await;
+    let at = |exp_in: i64| {
+        let t = now();
+        mint(
+            json!({"exp": t + exp_in, "iat": t + exp_in - 300, "nbf": t + exp_in - 300,
+                    "identity": 1, "sid": "s1"}),
+        )
+    };
+    let html = [("accept", "text/html")];
+    // 20 s left, under renew_before (60 s): through the renewal first.
+    let r = get(&gw.url("/api"), &[("authorization", &jwt_header(&at(20)))]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cookie = format!("{ACCESS}={}", at(20));
+    let r = get(&gw.url("/app/a"), &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = get(&gw.url("/app/a"), &[html[0], ("cookie", &cookie)]).await;
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("location"),
+        Some("/auth/refresh?return_to=%2Fapp%2Fa")
+    );
+    // A script's request with the same token still passes: only page loads renew.
+    let r = get(&gw.url("/app/a"), &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, 200);
+    // Plenty of time left: straight through.
+    let cookie = format!("{ACCESS}={}", at(250));
+    let r = get(&gw.url("/app/a"), &[html[0], ("cookie", &cookie)]).await;
+    assert_eq!(r.status, 200);
+}
