@@ -4,6 +4,7 @@
 //! cookies and `X-CSRF-Token` before anything goes upstream.
 
 use bytes::{Bytes, BytesMut};
+use http::header::SEC_WEBSOCKET_KEY;
 use http::request::Parts;
 use http::HeaderMap;
 use http_body_util::BodyExt;
@@ -66,19 +67,26 @@ impl Browser {
 
     /// The CSRF check of a request authenticated by the session cookie: unsafe methods
     /// must come from our origin (`Origin` / `Sec-Fetch-Site`, when sent) and echo the
-    /// session's token in `X-CSRF-Token` or, for a form, a `csrf_token` field.
+    /// session's token in `X-CSRF-Token` or, for a form, a `csrf_token` field. A WebSocket
+    /// handshake must come from our origin too.
     pub fn check_csrf(
         &self,
         parts: &Parts,
         claims: &Claims,
         secure: bool,
     ) -> Result<Csrf, BrowserError> {
+        let authority = request::authority(&parts.headers, &parts.uri);
+        let cross_site = || BrowserError::Csrf("a cross-site request");
         if !request::unsafe_method(&parts.method) {
+            // A WebSocket handshake is a GET that scripts of any origin may start, and its
+            // messages change state: only our own pages may open one on the cookie.
+            if parts.headers.contains_key(SEC_WEBSOCKET_KEY) {
+                request::same_origin(&parts.headers, secure, authority)
+                    .map_err(|_| cross_site())?;
+            }
             return Ok(Csrf::Passed);
         }
-        let authority = request::authority(&parts.headers, &parts.uri);
-        request::same_origin(&parts.headers, secure, authority)
-            .map_err(|_| BrowserError::Csrf("a cross-site request"))?;
+        request::same_origin(&parts.headers, secure, authority).map_err(|_| cross_site())?;
         let sid = self.sessions.sid(claims).ok_or(BrowserError::Csrf(
             "the cookie's token is not a browser session's",
         ))?;

@@ -15,8 +15,9 @@ pub const BUILT_IN: &str = include_str!("login.html");
 
 const CONTENT_SECURITY_POLICY: HeaderName = HeaderName::from_static("content-security-policy");
 
-/// No script runs on the page; styles are inline in the template; forms post only to us.
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
+/// No script runs on the page; styles are inline in the template (or, in an operator's
+/// template, from this site); forms post only to us.
+const CSP: &str = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// What the page shows. Every string is escaped when rendered.

@@ -389,6 +389,12 @@ async fn the_login_form_itself_is_csrf_protected() {
     let up = Upstream::start().await;
     let gw = browser_gateway(&up).await;
     let page = get(&gw.url("/auth/login"), &[("accept", "text/html")]).await;
+    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("script-src"), "{csp}");
+    assert!(!page.text().contains("<script"), "the page needs no JavaScript");
     let mut jar = Jar::default();
     jar.take(&page);
     let token = hidden(&page.text(), "csrf_token");
@@ -847,5 +853,82 @@ async fn a_page_load_renews_a_token_about_to_expire() {
     // Plenty of time left: straight through.
     let cookie = format!("{ACCESS}={}", at(250));
     let r = get(&gw.url("/app/a"), &[html[0], ("cookie", &cookie)]).await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn behind_forward_auth_a_browser_route_takes_the_cookie_but_never_redirects() {
+    let up = Upstream::start().await;
+    let gw = gateway()
+        .route_with("/app", &up.url(), "required", &["browser = true"])
+        .server("trusted_proxies = [\"127.0.0.1/32\"]")
+        .raw("[forward_auth]\nlisten = \"127.0.0.1:0\"\n")
+        .start()
+        .await;
+    let jar = browser_session(&gw).await;
+    let csrf = jar.get(CSRF).unwrap().to_string();
+    let url = format!("http://{}/forward-auth/traefik", gw.addrs.last().unwrap());
+    let ask = |method: &'static str, extra: Vec<(&'static str, String)>| {
+        let url = url.clone();
+        let cookie = jar.header();
+        async move {
+            let mut headers: Vec<(&str, String)> = vec![
+                ("x-forwarded-method", method.into()),
+                ("x-forwarded-proto", "http".into()),
+                ("x-forwarded-host", "app.example".into()),
+                ("x-forwarded-uri", "/app/x".into()),
+                ("cookie", cookie),
+            ];
+            headers.extend(extra);
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            get(&url, &h).await
+        }
+    };
+    let r = ask("GET", vec![("accept", "text/html".into())]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-identity"), Some("1"));
+    // No session: the proxy gets a 401 it can pass on, not a redirect.
+    let r = get(
+        &url,
+        &[
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-host", "app.example"),
+            ("x-forwarded-uri", "/app/x"),
+            ("accept", "text/html"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    // A form is never read here: it needs the header.
+    let form_type = (
+        "content-type",
+        "application/x-www-form-urlencoded".to_string(),
+    );
+    let r = ask("POST", vec![form_type.clone()]).await;
+    assert_eq!(r.status, 403);
+    let r = ask("POST", vec![form_type, ("x-csrf-token", csrf)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(up.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_websocket_handshake_on_the_cookie_must_come_from_our_pages() {
+    let up = Upstream::start().await;
+    let gw = browser_gateway(&up).await;
+    let jar = browser_session(&gw).await;
+    let key = ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+    let r = send(
+        "GET",
+        &gw.url("/app/ws"),
+        &jar,
+        &[("origin".into(), "http://evil.example".into())],
+        &[key],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert!(up.requests().is_empty());
+    let r = send("GET", &gw.url("/app/ws"), &jar, &same_site(&gw), &[key], "").await;
     assert_eq!(r.status, 200);
 }
