@@ -28,30 +28,55 @@ impl Purpose {
     }
 }
 
-/// The key of the CSRF tokens. Built once per configuration.
-pub struct CsrfKey(hmac::Key);
+/// The key of the CSRF tokens, and the keys whose tokens are still accepted. Built once
+/// per configuration.
+pub struct CsrfKey {
+    sign: hmac::Key,
+    /// Also accepted: the keys derived from the keyring's other keys, so that a key
+    /// rotation (a new signing key while the old one still verifies) does not void the
+    /// CSRF tokens of open sessions.
+    also: Vec<hmac::Key>,
+}
+
+fn derived(material: &[u8]) -> Option<hmac::Key> {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"gateway browser csrf").extract(material);
+    // Only an output length over 255 blocks fails; ours is one block.
+    prk.expand(&[b"csrf token key"], hmac::HMAC_SHA256)
+        .ok()
+        .map(hmac::Key::from)
+}
 
 impl CsrfKey {
     /// Derived (HKDF-SHA256) from the signing key's material: every instance with the same
     /// keyring accepts every other's tokens, and nothing of the key itself is exposed.
     pub fn derive(material: &[u8]) -> CsrfKey {
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"gateway browser csrf").extract(material);
-        match prk.expand(&[b"csrf token key"], hmac::HMAC_SHA256) {
-            Ok(okm) => CsrfKey(hmac::Key::from(okm)),
-            // Only an output length over 255 blocks fails; ours is one block.
-            Err(_) => CsrfKey::random(),
+        match derived(material) {
+            Some(sign) => CsrfKey {
+                sign,
+                also: Vec::new(),
+            },
+            None => CsrfKey::random(),
         }
+    }
+
+    /// The same key, also accepting tokens of the keys derived from `materials`.
+    pub fn accepting<'m>(mut self, materials: impl IntoIterator<Item = &'m [u8]>) -> CsrfKey {
+        self.also.extend(materials.into_iter().filter_map(derived));
+        self
     }
 
     /// A random key (tokens then hold on this process only).
     pub fn random() -> CsrfKey {
         let mut bytes = [0u8; 32];
         rand::fill(&mut bytes);
-        CsrfKey(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
+        CsrfKey {
+            sign: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
+            also: Vec::new(),
+        }
     }
 
     fn tag(&self, purpose: Purpose, nonce: &str) -> hmac::Tag {
-        let mut ctx = hmac::Context::with_key(&self.0);
+        let mut ctx = hmac::Context::with_key(&self.sign);
         ctx.update(purpose.label());
         ctx.update(b"\0");
         ctx.update(nonce.as_bytes());
@@ -72,8 +97,10 @@ impl CsrfKey {
         let mut data = purpose.label().to_vec();
         data.push(0);
         data.extend_from_slice(nonce.as_bytes());
-        hmac::verify(&self.0, &data, &sig).ok()?;
-        Some(nonce)
+        std::iter::once(&self.sign)
+            .chain(&self.also)
+            .any(|k| hmac::verify(k, &data, &sig).is_ok())
+            .then_some(nonce)
     }
 }
 
@@ -102,5 +129,13 @@ mod tests {
         // The same material derives the same key (another instance).
         let again = CsrfKey::derive(b"some signing secret of enough length");
         assert_eq!(again.verify(Purpose::Session, &t), Some("sid-1"));
+        // After a rotation the old key's tokens still pass, and new ones use the new key.
+        let rotated = CsrfKey::derive(b"the new signing key's secret material")
+            .accepting([&b"some signing secret of enough length"[..]]);
+        assert_eq!(rotated.verify(Purpose::Session, &t), Some("sid-1"));
+        assert_eq!(
+            key.verify(Purpose::Session, &rotated.token(Purpose::Session, "s")),
+            None
+        );
     }
 }

@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use subtle::ConstantTimeEq;
 
 use super::cookies;
+use super::csrf::Purpose;
 use super::request::{self, X_CSRF_TOKEN};
 use super::{Browser, BrowserError};
 use crate::auth::Claims;
@@ -25,8 +26,8 @@ pub const MAX_FORM: usize = 1 << 20;
 pub enum Csrf {
     /// Nothing (more) to check: a safe method, or `X-CSRF-Token` matched.
     Passed,
-    /// A form without the header: its `csrf_token` field must be this token. The body is
-    /// read (at most [`MAX_FORM`]) before anything is forwarded.
+    /// A form without the header: its `csrf_token` field must be a token of this session
+    /// id. The body is read (at most [`MAX_FORM`]) before anything is forwarded.
     InForm(String),
 }
 
@@ -90,12 +91,52 @@ impl Browser {
         let sid = self.sessions.sid(claims).ok_or(BrowserError::Csrf(
             "the cookie's token is not a browser session's",
         ))?;
-        let expected = self.sessions.csrf_token(sid);
         match parts.headers.get(X_CSRF_TOKEN) {
-            Some(v) if bool::from(v.as_bytes().ct_eq(expected.as_bytes())) => Ok(Csrf::Passed),
+            Some(v) if self.is_session_token(v.as_bytes(), sid) => Ok(Csrf::Passed),
             Some(_) => Err(BrowserError::Csrf("X-CSRF-Token is not the session's")),
-            None if request::is_form(&parts.headers) => Ok(Csrf::InForm(expected)),
+            None if request::is_form(&parts.headers) => Ok(Csrf::InForm(sid.to_string())),
             None => Err(BrowserError::Csrf("no CSRF token")),
+        }
+    }
+
+    /// Whether `presented` is a CSRF token we signed (with the current key or one still
+    /// accepted) for the session `sid`.
+    fn is_session_token(&self, presented: &[u8], sid: &str) -> bool {
+        std::str::from_utf8(presented)
+            .ok()
+            .and_then(|t| self.sessions.csrf().verify(Purpose::Session, t))
+            .is_some_and(|nonce| bool::from(nonce.as_bytes().ct_eq(sid.as_bytes())))
+    }
+
+    /// Reads a form body (at most [`MAX_FORM`]) and checks its `csrf_token` field: a
+    /// token of the session `sid`. Returns the body, to be forwarded as read.
+    pub async fn check_form(&self, mut body: Body, sid: &str) -> Result<Bytes, BrowserError> {
+        let mut buf = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    BrowserError::BodyTooLarge
+                } else {
+                    BrowserError::BadForm("the body could not be read")
+                }
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > MAX_FORM {
+                    return Err(BrowserError::BodyTooLarge);
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        let bytes = buf.freeze();
+        let mut found = form_urlencoded::parse(&bytes).filter(|(k, _)| k == "csrf_token");
+        match (found.next(), found.next()) {
+            (Some((_, v)), None) if self.is_session_token(v.as_bytes(), sid) => Ok(bytes),
+            (Some(_), Some(_)) => Err(BrowserError::BadForm("csrf_token appears twice")),
+            _ => Err(BrowserError::Csrf(
+                "the form's csrf_token is missing or not the session's",
+            )),
         }
     }
 
@@ -105,39 +146,4 @@ impl Browser {
         cookies::strip(headers);
         headers.remove(X_CSRF_TOKEN);
     }
-}
-
-/// Reads a form body (at most [`MAX_FORM`]) and checks its `csrf_token` field against
-/// `expected`. Returns the body, to be forwarded as read.
-pub async fn check_form(mut body: Body, expected: &str) -> Result<Bytes, BrowserError> {
-    let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                BrowserError::BodyTooLarge
-            } else {
-                BrowserError::BadForm("the body could not be read")
-            }
-        })?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > MAX_FORM {
-                return Err(BrowserError::BodyTooLarge);
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    let bytes = buf.freeze();
-    let mut found = form_urlencoded::parse(&bytes).filter(|(k, _)| k == "csrf_token");
-    match (found.next(), found.next()) {
-        (Some((_, v)), None) if bool::from(v.as_bytes().ct_eq(expected.as_bytes())) => {}
-        (Some(_), Some(_)) => return Err(BrowserError::BadForm("csrf_token appears twice")),
-        _ => {
-            return Err(BrowserError::Csrf(
-                "the form's csrf_token is missing or not the session's",
-            ))
-        }
-    }
-    Ok(bytes)
 }

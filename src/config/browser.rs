@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::file::BrowserFile;
 use super::report::{resolve, Report};
-use super::{LoginConfig, RefreshConfig, RevocationConfig, RouteConfig};
+use super::{Env, LoginConfig, RefreshConfig, RevocationConfig, RouteConfig, Secret, SecretOrigin};
 
 /// When session cookies are `Secure` (and carry the `__Host-` / `__Secure-` prefixes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub enum SecureCookies {
 }
 
 /// The validated browser-mode settings; present when a route has `browser = true`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct BrowserConfig {
     /// `GET` here serves the login page.
     pub login_page: String,
@@ -29,7 +29,12 @@ pub struct BrowserConfig {
     pub secure_cookies: SecureCookies,
     /// A browser navigation whose session token expires within this is renewed first.
     pub renew_before: Duration,
+    /// The key of the CSRF tokens (`None`: derived from the keyring).
+    pub csrf_secret: Option<Secret>,
 }
+
+/// A CSRF secret shorter than this is refused (as a signing secret would be).
+const MIN_CSRF_SECRET: usize = 32;
 
 fn path(r: &mut Report, key: &str, value: Option<&String>, default: &str) -> String {
     let p = value.cloned().unwrap_or_else(|| default.into());
@@ -55,6 +60,7 @@ pub(super) fn browser(
     r: &mut Report,
     f: Option<&BrowserFile>,
     base: &std::path::Path,
+    env: Env<'_>,
     routes: &[RouteConfig],
     login: Option<&LoginConfig>,
     refresh: Option<&RefreshConfig>,
@@ -187,7 +193,82 @@ pub(super) fn browser(
         template,
         secure_cookies,
         renew_before,
+        csrf_secret: csrf_secret(r, f, base, env),
     })
+}
+
+/// `csrf_secret_env` or `csrf_secret_file`: never echoed, at least 32 bytes.
+fn csrf_secret(
+    r: &mut Report,
+    f: &BrowserFile,
+    base: &std::path::Path,
+    env: Env<'_>,
+) -> Option<Secret> {
+    let (key, secret) = match (&f.csrf_secret_env, &f.csrf_secret_file) {
+        (None, None) => return None,
+        (Some(_), Some(_)) => {
+            r.problem(
+                "browser.csrf_secret_env",
+                "both csrf_secret_env and csrf_secret_file are set",
+                "keep one of them",
+            );
+            return None;
+        }
+        (Some(var), None) => match env(var) {
+            Some(v) if !v.is_empty() => (
+                "browser.csrf_secret_env",
+                Secret {
+                    bytes: v.into_bytes(),
+                    origin: SecretOrigin::Env(var.clone()),
+                },
+            ),
+            _ => {
+                r.problem(
+                    "browser.csrf_secret_env",
+                    format!("environment variable `{var}` is not set or empty"),
+                    "export it (e.g. openssl rand -base64 48), or leave it out to derive the key from the signing key",
+                );
+                return None;
+            }
+        },
+        (None, Some(path)) => {
+            let full = resolve(base, path);
+            match std::fs::read(&full) {
+                Ok(mut bytes) => {
+                    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                        bytes.pop();
+                    }
+                    (
+                        "browser.csrf_secret_file",
+                        Secret {
+                            bytes,
+                            origin: SecretOrigin::File(full.display().to_string()),
+                        },
+                    )
+                }
+                Err(e) => {
+                    r.problem(
+                        "browser.csrf_secret_file",
+                        format!("cannot read {}: {e}", full.display()),
+                        "create it with a random secret of at least 32 bytes",
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    if secret.bytes.len() < MIN_CSRF_SECRET {
+        r.problem(
+            key,
+            format!(
+                "the secret is {} bytes, under {MIN_CSRF_SECRET}",
+                secret.bytes.len()
+            ),
+            "make one with openssl rand -base64 48",
+        );
+        return None;
+    }
+    Some(secret)
 }
 
 #[cfg(test)]

@@ -61,6 +61,8 @@ pub struct BrowserFile {
     pub template: Option<String>,
     pub secure_cookies: Option<String>,
     pub renew_before: Option<String>,
+    pub csrf_secret_env: Option<String>,
+    pub csrf_secret_file: Option<String>,
 }
 
 /// `[forward_auth]`: answering another proxy's "may this request pass?".

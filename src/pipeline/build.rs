@@ -296,20 +296,27 @@ impl Pipeline {
     }
 }
 
-/// The browser CSRF key, derived from the signing key's material (so every instance with
-/// the same keyring derives the same key); random when there is no signing key.
+/// The browser CSRF key: `[browser] csrf_secret_*`, else derived from the signing key's
+/// material (so every instance with the same keyring derives the same key), accepting
+/// tokens of the keys derived from the keyring's other secret material too (a rotation
+/// keeps open sessions' tokens valid). Public keys are never material: they are published.
 fn csrf_key(config: &Config) -> CsrfKey {
     use crate::config::{KeyMaterial, Pem};
-    match config
-        .tokens
-        .keys
-        .iter()
-        .find(|k| k.sign)
-        .map(|k| &k.material)
-    {
-        Some(KeyMaterial::Secret(s)) => CsrfKey::derive(&s.bytes),
-        Some(KeyMaterial::Pem(Pem::Private(b))) => CsrfKey::derive(b),
-        Some(KeyMaterial::Pem(Pem::Public(_))) | None => CsrfKey::random(),
+    fn secret(k: &crate::config::KeyConfig) -> Option<&[u8]> {
+        match &k.material {
+            KeyMaterial::Secret(s) => Some(s.bytes.as_slice()),
+            KeyMaterial::Pem(Pem::Private(b)) => Some(b.as_slice()),
+            KeyMaterial::Pem(Pem::Public(_)) => None,
+        }
+    }
+    let keys = &config.tokens.keys;
+    let others = keys.iter().filter(|k| !k.sign).filter_map(secret);
+    match config.browser.as_ref().and_then(|b| b.csrf_secret.as_ref()) {
+        Some(s) => CsrfKey::derive(&s.bytes),
+        None => match keys.iter().find(|k| k.sign).and_then(secret) {
+            Some(material) => CsrfKey::derive(material).accepting(others),
+            None => CsrfKey::random(),
+        },
     }
 }
 

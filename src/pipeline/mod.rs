@@ -123,8 +123,8 @@ pub(crate) struct Decision<'p> {
     pub(crate) path: String,
     /// What the hop-by-hop strip removed that the upstream leg restores.
     noted: forward::Noted,
-    /// A cookie-authenticated form whose `csrf_token` field must be this token: checked
-    /// on the body before anything is forwarded.
+    /// A cookie-authenticated form whose `csrf_token` field must be a token of this
+    /// session id: checked on the body before anything is forwarded.
     pub(crate) csrf_form: Option<String>,
 }
 
@@ -439,9 +439,9 @@ impl Pipeline {
         let (mut out, on_client) = forward::prepare(req, decision.noted, leg)?;
         // A cookie-authenticated form proves its origin in its body: read (bounded) and
         // checked here, after the route's body limit applies and before anything is sent.
-        if let Some(expected) = &decision.csrf_form {
+        if let (Some(sid), Some(b)) = (&decision.csrf_form, &self.browser) {
             let body = std::mem::replace(&mut out.body, crate::body::empty());
-            out.body = full(guard::check_form(body, expected).await?);
+            out.body = full(b.check_form(body, sid).await?);
         }
         // `X-Real-IP` is always ours: the resolved client (a client's own was stripped).
         if let Ok(v) = HeaderValue::from_str(&client.to_string()) {

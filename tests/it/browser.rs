@@ -389,12 +389,21 @@ async fn the_login_form_itself_is_csrf_protected() {
     let up = Upstream::start().await;
     let gw = browser_gateway(&up).await;
     let page = get(&gw.url("/auth/login"), &[("accept", "text/html")]).await;
-    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     assert_eq!(page.header("cache-control"), Some("no-store"));
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
     let csp = page.header("content-security-policy").unwrap();
-    assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("script-src"), "{csp}");
-    assert!(!page.text().contains("<script"), "the page needs no JavaScript");
+    assert!(
+        csp.contains("frame-ancestors 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    assert!(
+        !page.text().contains("<script"),
+        "the page needs no JavaScript"
+    );
     let mut jar = Jar::default();
     jar.take(&page);
     let token = hidden(&page.text(), "csrf_token");
@@ -931,4 +940,59 @@ async fn a_websocket_handshake_on_the_cookie_must_come_from_our_pages() {
     assert!(up.requests().is_empty());
     let r = send("GET", &gw.url("/app/ws"), &jar, &same_site(&gw), &[key], "").await;
     assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn csrf_tokens_survive_a_signing_key_rotation() {
+    use jsonwebtoken::Algorithm;
+    let up = Upstream::start().await;
+    let old = "first signing secret, long enough 0123456789";
+    let new = "second signing secret, long enough 987654321";
+    let build = |tables: String| {
+        gateway()
+            .route_with("/app", &up.url(), "required", &["browser = true"])
+            .file("old", old)
+            .file("new", new)
+            .table(&tables)
+            .start()
+    };
+    // Before: the old key signs. After (step 3 of the runbook): the new key signs, the old
+    // one still verifies.
+    let before = build(key_table(
+        "old",
+        Algorithm::HS256,
+        "secret_file = \"old\"",
+        true,
+    ))
+    .await;
+    let after = build(format!(
+        "{}{}",
+        key_table("new", Algorithm::HS256, "secret_file = \"new\"", true),
+        key_table("old", Algorithm::HS256, "secret_file = \"old\"", false)
+    ))
+    .await;
+    let jar = browser_session(&before).await;
+    let token = jar.get(CSRF).unwrap().to_string();
+    let r = send(
+        "POST",
+        &after.url("/app/x"),
+        &jar,
+        &[("origin".into(), format!("http://{}", after.addr))],
+        &[("x-csrf-token", &token)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A session begun after the rotation is not valid where the new key is unknown.
+    let fresh = browser_session(&after).await;
+    let r = send(
+        "POST",
+        &before.url("/app/x"),
+        &fresh,
+        &[],
+        &[("x-csrf-token", fresh.get(CSRF).unwrap())],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 401);
 }
