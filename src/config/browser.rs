@@ -55,6 +55,13 @@ fn under(path: &str, prefix: &str) -> bool {
             && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')))
 }
 
+/// The endpoints browser mode builds on (and whose paths its own must not take).
+pub(super) struct Endpoints<'a> {
+    pub login: Option<&'a LoginConfig>,
+    pub refresh: Option<&'a RefreshConfig>,
+    pub revocation: Option<&'a RevocationConfig>,
+}
+
 /// Checks `[browser]` (or its defaults, when only routes ask for browser mode).
 pub(super) fn browser(
     r: &mut Report,
@@ -62,10 +69,13 @@ pub(super) fn browser(
     base: &std::path::Path,
     env: Env<'_>,
     routes: &[RouteConfig],
-    login: Option<&LoginConfig>,
-    refresh: Option<&RefreshConfig>,
-    revocation: Option<&RevocationConfig>,
+    endpoints: Endpoints<'_>,
 ) -> Option<BrowserConfig> {
+    let Endpoints {
+        login,
+        refresh,
+        revocation,
+    } = endpoints;
     let wanted = routes.iter().any(|r| r.browser);
     for route in routes.iter().filter(|r| r.browser) {
         if route.auth != super::AuthMode::Required {

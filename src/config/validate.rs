@@ -98,9 +98,11 @@ pub fn from_file(file: GatewayFile, base: &Path, env: Env<'_>) -> Result<Loaded,
         base,
         env,
         &routes,
-        login.as_ref(),
-        refresh.as_ref(),
-        revocation.as_ref(),
+        super::browser::Endpoints {
+            login: login.as_ref(),
+            refresh: refresh.as_ref(),
+            revocation: revocation.as_ref(),
+        },
     );
     let admin = file.admin.as_ref().and_then(|a| admin(&mut r, a, &server));
     let logging = logging(&mut r, &file.logging);
