@@ -3,11 +3,14 @@
 //! [`Pipeline::build`] (in `build.rs`) turns a [`Config`](crate::config::Config) into every
 //! runtime piece once (route table, verifier, upstream clusters, header names), so the
 //! per-request path only reads; a reload builds a new pipeline and swaps it in whole.
-//! `Pipeline::try_handle` is the list of steps: host check, 431, login, JWKS, then the
-//! decision `Pipeline::decide` (① routing → hop-by-hop strip → ② policy → ③ verify →
-//! authorize → ④ identity), then ⑤ forward (`forward::prepare`, send, `forward::finish`).
+//! `Pipeline::try_handle` is the list of steps: host check, 431, the browser endpoints,
+//! login, JWKS, then the decision `Pipeline::decide` (① routing → hop-by-hop strip →
+//! ② policy → ③ verify (on a browser route: the session cookie, sign-in redirects, the
+//! CSRF check) → authorize → ④ identity), then ⑤ forward (`forward::prepare`, a form's
+//! CSRF field, send, `forward::finish`). `browser.rs` holds browser mode's ③;
 //! `Pipeline::handle` wraps it with the request id and one `telemetry::record` call.
 
+mod browser;
 mod build;
 mod conn;
 
@@ -614,54 +617,6 @@ impl Pipeline {
     ) -> Result<Claims, TokenError> {
         let token = bearer::extract(headers, &self.token_header, &self.prefix)?;
         self.verify_token(token, issuers).await
-    }
-
-    /// ③ on a browser route: the token header when there is one (it wins), else the
-    /// session cookie. A navigation without a usable session is redirected to sign in
-    /// (when `redirects`), one whose token is about to expire through the renewal.
-    /// Returns the claims and whether they came from the cookie.
-    async fn authenticate_browser(
-        &self,
-        browser: &Browser,
-        parts: &Parts,
-        conn: &Conn,
-        issuers: &[usize],
-        redirects: bool,
-    ) -> Result<(Claims, bool), Rejection> {
-        match bearer::extract(&parts.headers, &self.token_header, &self.prefix) {
-            Err(TokenError::Missing) => {}
-            Ok(token) => return Ok((self.verify_token(token, issuers).await?, false)),
-            Err(e) => return Err(e.into()),
-        }
-        let secure = browser.secure(conn.tls);
-        let navigation = redirects && browser_request::is_navigation(&parts.method, &parts.headers);
-        let sign_in = |due| Rejection::Browser(browser.sign_in(parts, secure, due));
-        let Some(token) = browser.cookie_token(&parts.headers, secure) else {
-            return Err(if navigation {
-                sign_in(false)
-            } else {
-                TokenError::Missing.into()
-            });
-        };
-        // The session cookie carries our own tokens only: never an issuer's.
-        match self.verify_token(token, &[]).await {
-            Ok(claims) if navigation && browser.due(&claims, unix_now()) => Err(sign_in(true)),
-            Ok(claims) => Ok((claims, true)),
-            Err(_) if navigation => Err(sign_in(false)),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The verified claims of the session cookie of a browser endpoint's request, if
-    /// any (the login page shows who is signed in; the logout revokes that token).
-    async fn session_claims(
-        &self,
-        browser: &Browser,
-        headers: &http::HeaderMap,
-        secure: bool,
-    ) -> Option<Claims> {
-        let token = browser.cookie_token(headers, secure)?;
-        self.verify_token(token, &[]).await.ok()
     }
 
     /// ③ Verifies `token` (ours, or from an issuer in `issuers`), and checks that the
