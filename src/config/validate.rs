@@ -104,6 +104,18 @@ pub fn from_file(file: GatewayFile, base: &Path, env: Env<'_>) -> Result<Loaded,
             revocation: revocation.as_ref(),
         },
     );
+    if let (Some(b), Some(t)) = (&browser, &tokens) {
+        if b.renew_before > t.lifetime / 2 {
+            r.warning(
+                "browser.renew_before",
+                format!(
+                    "over half of tokens.lifetime: page loads renew when under {} is left",
+                    humantime::format_duration(t.lifetime / 2)
+                ),
+                "a fresh token must not be due for renewal at once; lower it, or raise tokens.lifetime",
+            );
+        }
+    }
     let admin = file.admin.as_ref().and_then(|a| admin(&mut r, a, &server));
     let logging = logging(&mut r, &file.logging);
     let taken: Vec<&str> = login

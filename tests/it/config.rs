@@ -476,4 +476,22 @@ fn browser_mode_problems_name_their_key() {
             .any(|p| p.key == "browser.template" && p.message.contains("not a valid template")),
         "{err}"
     );
+    // A renewal window over half the token's lifetime is kept under it, with a warning.
+    let users = format!(
+        "[login]\n[[users]]\nid = 1\nusername = \"u\"\npassword_hash = \"{}\"\n",
+        crate::support::HASH1
+    );
+    let toml = format!(
+        "[tokens]\nsecret_file = \"secret\"\nlifetime = \"60s\"\n{users}{}[refresh]\n",
+        route("")
+    );
+    let loaded = load::from_str_with_env(&toml, dir.path(), &|_| None).unwrap();
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.key == "browser.renew_before" && w.message.contains("30s")),
+        "{:?}",
+        loaded.warnings
+    );
 }
