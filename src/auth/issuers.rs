@@ -64,6 +64,8 @@ pub struct ExternalIssuer {
     fetch_timeout: Duration,
     fetch: Mutex<FetchState>,
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    /// Only keys of these algorithms are used; `None`: any the key type allows.
+    algorithms: Option<Vec<jsonwebtoken::Algorithm>>,
 }
 
 impl ExternalIssuer {
@@ -91,6 +93,7 @@ impl ExternalIssuer {
             fetch_timeout: i.fetch_timeout,
             fetch: Mutex::new(FetchState::default()),
             client: Client::builder(TokioExecutor::new()).build(connector),
+            algorithms: None,
         };
         if let JwksSource::File(path) = &this.source {
             match load_file(path) {
@@ -104,6 +107,14 @@ impl ExternalIssuer {
             }
         }
         Ok(this)
+    }
+
+    /// The same issuer, using only keys whose pinned algorithm is in `algorithms` (an
+    /// OpenID provider's `id_token_signing_alg_values_supported`). Call it before the first
+    /// fetch: a `jwks_file` already read is not filtered.
+    pub fn with_algorithms(mut self, algorithms: Vec<jsonwebtoken::Algorithm>) -> ExternalIssuer {
+        self.algorithms = Some(algorithms);
+        self
     }
 
     /// The current key set.
@@ -171,7 +182,7 @@ impl ExternalIssuer {
         if st.current.as_ref() == Some(&set) {
             return Ok(false);
         }
-        let ring = jwks::keyring(&set)?;
+        let ring = jwks::keyring_for(&set, self.algorithms.as_deref())?;
         tracing::info!(issuer = %self.issuer, keys = ring.len(), "JWKS key set updated");
         self.keys.store(Arc::new(ring));
         st.current = Some(set);

@@ -72,6 +72,15 @@ pub fn parse(json: &[u8]) -> Result<JwkSet, JwksError> {
 /// unsupported types are skipped; a set with no usable key is an error, so a broken
 /// answer never replaces a working key set.
 pub fn keyring(set: &JwkSet) -> Result<Keyring, JwksError> {
+    keyring_for(set, None)
+}
+
+/// Like [`keyring`], keeping only keys whose pinned algorithm is in `allowed` (when given):
+/// an OpenID provider's discovery document names the algorithms its ID tokens use.
+pub fn keyring_for(
+    set: &JwkSet,
+    allowed: Option<&[jsonwebtoken::Algorithm]>,
+) -> Result<Keyring, JwksError> {
     let mut keys = Vec::new();
     let mut skipped = 0;
     for jwk in &set.keys {
@@ -80,6 +89,11 @@ pub fn keyring(set: &JwkSet) -> Result<Keyring, JwksError> {
             continue;
         }
         match Key::from_jwk(jwk) {
+            Ok(k) if allowed.is_some_and(|a| !a.contains(&k.algorithm)) => {
+                tracing::debug!(kid = ?jwk.common.key_id, alg = k.alg_name, "JWKS key skipped: \
+                    its algorithm is not one the issuer announced");
+                skipped += 1;
+            }
             Ok(k) => keys.push(k),
             Err(e) => {
                 tracing::debug!(kid = ?jwk.common.key_id, error = %e, "JWKS key skipped");
@@ -91,4 +105,35 @@ pub fn keyring(set: &JwkSet) -> Result<Keyring, JwksError> {
         return Err(JwksError::NoUsableKey(skipped));
     }
     Ok(Keyring::new(keys, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::jwk::Jwk;
+    use jsonwebtoken::{Algorithm, EncodingKey};
+
+    fn set_of(alg: Algorithm) -> JwkSet {
+        let g = super::super::keygen::generate(alg).unwrap();
+        let key = EncodingKey::from_ec_pem(g.private.as_bytes()).unwrap();
+        let mut jwk = Jwk::from_encoding_key(&key, alg).unwrap();
+        jwk.common.key_id = Some("k1".into());
+        JwkSet { keys: vec![jwk] }
+    }
+
+    #[test]
+    fn keys_of_algorithms_the_issuer_did_not_announce_are_skipped() {
+        let set = set_of(Algorithm::ES256);
+        assert_eq!(keyring_for(&set, None).unwrap().len(), 1);
+        assert_eq!(
+            keyring_for(&set, Some(&[Algorithm::ES256, Algorithm::RS256]))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(matches!(
+            keyring_for(&set, Some(&[Algorithm::RS256])),
+            Err(JwksError::NoUsableKey(1))
+        ));
+    }
 }

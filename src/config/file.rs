@@ -50,6 +50,11 @@ pub struct GatewayFile {
     pub revocation: Option<RevocationFile>,
     /// Browser mode: the login page, cookie sessions, CSRF (for routes with `browser`).
     pub browser: Option<BrowserFile>,
+    /// OpenID Connect providers a browser may log in with.
+    #[serde(default)]
+    pub oidc: Vec<OidcFile>,
+    /// What every `[[oidc]]` provider shares: paths, the flow cookie's key.
+    pub oauth2: Option<OAuth2File>,
 }
 
 /// `[browser]`: settings of browser mode, which routes turn on with `browser = true`.
@@ -63,6 +68,40 @@ pub struct BrowserFile {
     pub renew_before: Option<String>,
     pub csrf_secret_env: Option<String>,
     pub csrf_secret_file: Option<String>,
+}
+
+/// One `[[oidc]]` entry: an OpenID Connect provider (the gateway is its relying party).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcFile {
+    pub name: Option<String>,
+    pub label: Option<String>,
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret_env: Option<String>,
+    pub client_secret_file: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub identity_claim: Option<String>,
+    pub claims: Option<Vec<String>>,
+    pub email_claim: Option<String>,
+    pub allowed_email_domains: Option<Vec<String>>,
+    pub allow_unverified_email: Option<bool>,
+    pub groups_claim: Option<String>,
+    pub allowed_groups: Option<Vec<String>>,
+    pub fetch_timeout: Option<String>,
+    pub ca_file: Option<String>,
+}
+
+/// `[oauth2]`: the paths and the flow cookie shared by every `[[oidc]]` provider.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2File {
+    pub path: Option<String>,
+    pub redirect_url: Option<String>,
+    pub post_logout_url: Option<String>,
+    pub flow_lifetime: Option<String>,
+    pub cookie_key_env: Option<String>,
+    pub cookie_key_file: Option<String>,
 }
 
 /// `[forward_auth]`: answering another proxy's "may this request pass?".

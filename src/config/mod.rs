@@ -15,6 +15,7 @@ mod keyring;
 mod lifecycle;
 mod listeners;
 mod login_limits;
+mod oidc;
 mod proxies;
 mod report;
 mod routes;
@@ -72,6 +73,10 @@ pub struct Config {
     pub revocation: Option<RevocationConfig>,
     /// Browser mode, on when a route has `browser = true`; `None` when off.
     pub browser: Option<BrowserConfig>,
+    /// `[oauth2]`: present whenever `oidc` is not empty.
+    pub oauth2: Option<OAuth2Config>,
+    /// `[[oidc]]`: providers a browser logs in with.
+    pub oidc: Vec<OidcConfig>,
     /// SHA-256 (hex) of the file this came from, to spot instances running different files.
     pub source_sha256: Option<String>,
 }
@@ -378,6 +383,58 @@ pub struct IssuerConfig {
     /// Unknown-`kid` refetches happen at most once per this interval.
     pub min_refetch_interval: Duration,
     pub fetch_timeout: Duration,
+}
+
+/// `[oauth2]`: what the OIDC login flow of every provider shares.
+#[derive(Debug, Clone)]
+pub struct OAuth2Config {
+    /// The prefix: `{path}/{name}/start`, `{path}/callback`, `{path}/logout`.
+    pub path: String,
+    /// `{path}/callback`, the flow cookie's `Path`.
+    pub callback_path: String,
+    /// The absolute callback URL registered at the providers; `None`: built from each
+    /// request's scheme and host.
+    pub redirect_url: Option<String>,
+    /// Where a provider sends the browser after its logout; `None`: the request's origin + `/`.
+    pub post_logout_url: Option<String>,
+    /// How long a started login may take before its callback is refused.
+    pub flow_lifetime: Duration,
+    /// Seals the flow cookie (and the logout hint); every instance needs the same.
+    pub cookie_key: Secret,
+}
+
+/// One `[[oidc]]` provider.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// Where it was written (`oidc[1]`).
+    pub at: String,
+    /// In the start path: `/oauth2/{name}/start`.
+    pub name: String,
+    /// The login page's button text.
+    pub label: String,
+    /// Its issuer, without a trailing slash; discovery reads
+    /// `{issuer}/.well-known/openid-configuration` and must answer exactly this issuer.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Always holds `openid`.
+    pub scopes: Vec<String>,
+    /// The ID token claim that becomes the identity (`X-Identity`).
+    pub identity_claim: String,
+    /// ID token claims carried into the session's tokens.
+    pub claims: Vec<String>,
+    pub email_claim: String,
+    /// Lowercase; empty: any email (or none).
+    pub allowed_email_domains: Vec<String>,
+    /// Accept an email whose `email_verified` is not `true`.
+    pub allow_unverified_email: bool,
+    pub groups_claim: String,
+    /// Empty: any groups (or none).
+    pub allowed_groups: Vec<String>,
+    /// Discovery, token and JWKS requests: connect + answer.
+    pub fetch_timeout: Duration,
+    /// How an https issuer is verified (system roots unless `ca_file`).
+    pub tls: UpstreamTls,
 }
 
 /// Where an issuer's key set comes from.

@@ -127,6 +127,18 @@ pub fn from_file(file: GatewayFile, base: &Path, env: Env<'_>) -> Result<Loaded,
         .forward_auth
         .as_ref()
         .map(|f| super::forward_auth::forward_auth(&mut r, f, &mut server, &routes, &taken));
+    let mut endpoints: Vec<&str> = taken.clone();
+    endpoints.extend(refresh.iter().map(|f| f.path.as_str()));
+    endpoints.extend(revocation.iter().map(|v| v.logout_path.as_str()));
+    let (oauth2, oidc) = super::oidc::oidc(
+        &mut r,
+        file.oauth2.as_ref(),
+        &file.oidc,
+        base,
+        env,
+        &endpoints,
+        browser.as_ref(),
+    );
     if routes.is_empty() && login.is_none() {
         r.warning(
             "routes",
@@ -154,6 +166,8 @@ pub fn from_file(file: GatewayFile, base: &Path, env: Env<'_>) -> Result<Loaded,
                 refresh,
                 revocation,
                 browser,
+                oauth2,
+                oidc,
                 source_sha256: None,
             },
             warnings: r.warnings,
