@@ -8,6 +8,8 @@
 //!                   head size   header names + values ≤ max_header_bytes     too large    → 431
 //!                   browser     login page, form login at the login path, sign-out,
 //!                               GET on the refresh path → session cookies (+ redirect)
+//!                   oidc        GET /oauth2/NAME/start → the provider; GET /oauth2/callback
+//!                               → code + PKCE → ID token checked → our session cookies
 //!                   login       POST /auth → argon2id check → signed token (+ refresh)
 //!                   refresh     POST /auth/refresh → a rotated pair
 //!                   logout      POST /auth/logout → revoke (jti, family, everywhere)
@@ -48,7 +50,7 @@
 //!   verified-token cache, the login endpoint, the published JWKS, users, login limits,
 //!   the delegated credential check, refresh tokens, logout and the revocation set.
 //! - [`browser`] — browser mode: cookie sessions over our tokens, CSRF tokens, the
-//!   login page.
+//!   login page, login with OpenID Connect providers.
 //! - [`load`] — config checks, then the keyring and TLS configs built once per load.
 //! - [`routing`] — ① route table, host/path/method matching, path normalization.
 //! - [`policy`] — ② route requirements over claims.

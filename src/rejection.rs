@@ -19,6 +19,7 @@ use crate::auth::lifecycle::LifecycleError;
 use crate::auth::login::LoginError;
 use crate::auth::{PayloadProblem, TimeClaimName, TokenError};
 use crate::body::{full, Body};
+use crate::browser::oidc::OidcRefusal;
 use crate::browser::session::SessionError;
 use crate::browser::BrowserError;
 use crate::config::ErrorStyle;
@@ -62,6 +63,15 @@ pub enum Rejection {
     /// Browser mode: a sign-in redirect, a failed CSRF check, a bad form.
     #[error("{0}")]
     Browser(#[from] BrowserError),
+    /// A step of the OIDC login was refused.
+    #[error("OIDC login refused: {0}")]
+    Oidc(Box<OidcRefusal>),
+}
+
+impl From<OidcRefusal> for Rejection {
+    fn from(r: OidcRefusal) -> Rejection {
+        Rejection::Oidc(Box::new(r))
+    }
 }
 
 /// Who a rejection is the fault of; sets the level it is logged at.
@@ -229,6 +239,11 @@ impl Rejection {
             },
             Rejection::Browser(BrowserError::Session(SessionError::Store(_))) => Fault::Upstream,
             Rejection::Browser(BrowserError::Session(SessionError::Sign(_))) => Fault::Gateway,
+            Rejection::Oidc(r) => match &r.error {
+                crate::browser::oidc::OidcError::Internal(_) => Fault::Gateway,
+                e if e.upstream_fault() => Fault::Upstream,
+                _ => Fault::Client,
+            },
         }
     }
 
@@ -278,6 +293,7 @@ impl Rejection {
             Rejection::Upstream(UpstreamError::BodyTooLarge) => "body_too_large",
             Rejection::Upstream(UpstreamError::BadUri(_)) => "internal",
             Rejection::Browser(b) => b.reason(),
+            Rejection::Oidc(r) => r.error.reason(),
         }
     }
 
@@ -380,6 +396,7 @@ impl Rejection {
                 "The gateway failed to handle the request",
             ),
             Rejection::Browser(b) => browser_response(b),
+            Rejection::Oidc(r) => oidc_response(*r),
         }
     }
 }
@@ -431,6 +448,43 @@ fn browser_response(b: BrowserError) -> Response<Body> {
             "The gateway failed to handle the request",
         ),
     }
+}
+
+/// An OIDC refusal: the usual JSON body, or a small HTML page for a browser navigation;
+/// either way the flow cookie it carried is cleared.
+fn oidc_response(r: OidcRefusal) -> Response<Body> {
+    let (status, text) = r.error.answer();
+    let title = status.canonical_reason().unwrap_or("Error");
+    let mut res = if r.html {
+        // Only our own fixed texts go into the page: nothing from the request.
+        let page = format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width\">\
+             <title>{title}</title></head>\n<body><main><h1>{title}</h1><p>{text}</p>\
+             <p><a href=\"/\">Back to the start page</a></p></main></body></html>\n"
+        );
+        let mut res = Response::new(full(page));
+        *res.status_mut() = status;
+        res.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        res
+    } else {
+        json(status, title, text)
+    };
+    let h = res.headers_mut();
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    if let crate::browser::oidc::OidcError::MethodNotAllowed(allow) = r.error {
+        h.insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    if let Some(c) = r.clear {
+        h.append(http::header::SET_COOKIE, c);
+    }
+    res
 }
 
 impl TokenError {
@@ -786,6 +840,7 @@ fn respond(status: StatusCode, body: Bytes) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::browser::oidc::OidcError;
 
     /// The pre-rendered answers are byte for byte what rendering on demand gives.
     #[test]
@@ -1045,6 +1100,40 @@ mod tests {
                 Fault::Upstream,
                 "Service Unavailable",
                 "The session store cannot be reached; retry later",
+                OidcRefusal {
+                    error: OidcError::StateMismatch,
+                    html: false,
+                    clear: None,
+                }
+                .into(),
+                400,
+                Fault::Client,
+                "Bad Request",
+                "The login callback does not belong to a login started in this browser",
+            ),
+            (
+                OidcRefusal {
+                    error: OidcError::GroupNotAllowed,
+                    html: false,
+                    clear: None,
+                }
+                .into(),
+                403,
+                Fault::Client,
+                "Forbidden",
+                "This account is not allowed to log in here",
+            ),
+            (
+                OidcRefusal {
+                    error: OidcError::IdTokenRefused(TokenError::BadSignature),
+                    html: false,
+                    clear: None,
+                }
+                .into(),
+                502,
+                Fault::Upstream,
+                "Bad Gateway",
+                "The identity provider could not be used to log in right now",
             ),
         ];
         let mut seen = Vec::new();
@@ -1068,6 +1157,7 @@ mod tests {
                 Rejection::Lifecycle(_) => "Lifecycle",
                 Rejection::RevocationStale => "RevocationStale",
                 Rejection::Browser(_) => "Browser",
+                Rejection::Oidc(_) => "Oidc",
             });
             let label = format!("{rejection:?}");
             assert_eq!(rejection.fault(), fault, "{label}");
@@ -1098,6 +1188,7 @@ mod tests {
             "Lifecycle",
             "RevocationStale",
             "Browser",
+            "Oidc",
         ] {
             assert!(seen.contains(&variant), "no row for {variant}");
         }

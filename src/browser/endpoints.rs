@@ -124,13 +124,14 @@ impl Browser {
         if let Some((c, sid)) = claims.and_then(|c| Some((c, self.sessions.sid(c)?))) {
             let identity = c.identity.header_text();
             let token = self.sessions.csrf_token(sid);
+            let providers = self.provider_links(&return_to);
             let view = View {
                 title: PAGE_TITLE,
                 return_to: &return_to,
                 signed_in: Some(&identity),
                 logout_action: &self.config.logout_path,
                 logout_csrf: &token,
-                providers: &self.providers,
+                providers: &providers,
                 ..View::default()
             };
             return Ok(self.page.response(StatusCode::OK, &view));
@@ -156,13 +157,14 @@ impl Browser {
         });
         let nonce = existing.map_or_else(csrf::nonce, str::to_string);
         let token = self.sessions.csrf().token(Purpose::Login, &nonce);
+        let providers = self.provider_links(return_to);
         let view = View {
             title: PAGE_TITLE,
             action: Some(&self.login_path),
             csrf_token: &token,
             return_to,
             error,
-            providers: &self.providers,
+            providers: &providers,
             ..View::default()
         };
         let mut res = self.page.response(status, &view);

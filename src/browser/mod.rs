@@ -7,6 +7,8 @@
 //! - [`cookies`] — our cookies' names (`__Host-` on secure origins), `Set-Cookie`
 //!   values, reading them, and removing them before a request goes upstream.
 //! - [`csrf`] — signed double-submit tokens for the session and the login form.
+//! - [`oidc`] — login with OpenID Connect providers: the code flow with PKCE, its sealed
+//!   flow cookie, the callback's checks, RP-initiated logout.
 //! - [`request`] — navigations, same-origin checks, safe return URLs.
 //! - [`page`] — the login page template.
 //! - [`endpoints`] — the login page, the form login, the logout button, the renewal.
@@ -17,6 +19,7 @@ pub mod cookies;
 pub mod csrf;
 pub mod endpoints;
 pub mod guard;
+pub mod oidc;
 pub mod page;
 pub mod request;
 pub mod session;
@@ -110,6 +113,22 @@ impl Browser {
     pub fn with_providers(mut self, providers: Vec<ProviderLink>) -> Browser {
         self.providers = providers;
         self
+    }
+
+    /// The login page's provider buttons, each returning to `return_to` after its login
+    /// (left out when it is the start page).
+    pub fn provider_links(&self, return_to: &str) -> Vec<ProviderLink> {
+        self.providers
+            .iter()
+            .map(|p| ProviderLink {
+                label: p.label.clone(),
+                href: if return_to == request::HOME {
+                    p.href.clone()
+                } else {
+                    request::with_return(&p.href, return_to)
+                },
+            })
+            .collect()
     }
 
     /// Whether a connection's requests use the secure (`__Host-`) cookies.

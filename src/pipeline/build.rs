@@ -15,6 +15,7 @@ use crate::auth::revocation::{self, Revocation};
 use crate::auth::throttle::Throttle;
 use crate::auth::users::Users;
 use crate::browser::csrf::CsrfKey;
+use crate::browser::oidc::Oidc;
 use crate::browser::session::Sessions;
 use crate::browser::Browser;
 use crate::config::{AuthMode, Config, RouteConfig, Target};
@@ -83,6 +84,10 @@ impl Pipeline {
         if config.revocation.is_some() {
             // Revocation by `jti` reads it from every token.
             wanted.push(Arc::from("jti"));
+        }
+        if !config.oidc.is_empty() {
+            // The provider a session came from: its identity is not a local user.
+            wanted.push(Arc::from(crate::browser::oidc::IDP_CLAIM));
         }
         if config.browser.is_some() {
             // The session id binds a browser session's CSRF token.
@@ -228,21 +233,30 @@ impl Pipeline {
                     .filter_map(|l| l.tls.as_ref()?.client_subject_header.clone()),
             )
             .collect();
+        let oidc = Oidc::new(config, stores.get(&config.store))?;
+        let providers = oidc.as_ref().map_or_else(Vec::new, Oidc::links);
         Ok(Pipeline {
+            oidc,
+            oidc_counters: RouteCounters::new(
+                config.oauth2.as_ref().map_or("-", |o| o.path.as_str()),
+            ),
             routes: RouteTable::new(routes),
             clusters: pools.into_values().collect(),
             login,
             revocation,
             browser: match (config.browser.clone(), sessions) {
-                (Some(bc), Some(sessions)) => Some(Browser::new(
-                    bc,
-                    sessions,
-                    config
-                        .login
-                        .as_ref()
-                        .map_or_else(String::new, |l| l.path.clone()),
-                    t.lifetime,
-                )),
+                (Some(bc), Some(sessions)) => Some(
+                    Browser::new(
+                        bc,
+                        sessions,
+                        config
+                            .login
+                            .as_ref()
+                            .map_or_else(String::new, |l| l.path.clone()),
+                        t.lifetime,
+                    )
+                    .with_providers(providers),
+                ),
                 _ => None,
             },
             jwks: PublishedJwks::new(&config.jwks, authority.keys()),

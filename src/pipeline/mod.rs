@@ -8,6 +8,10 @@
 //! ② policy → ③ verify (on a browser route: the session cookie, sign-in redirects, the
 //! CSRF check) → authorize → ④ identity), then ⑤ forward (`forward::prepare`, a form's
 //! CSRF field, send, `forward::finish`). `browser.rs` holds browser mode's ③;
+//! `Pipeline::try_handle` is the list of steps: host check, 431, the OIDC login paths,
+//! login, JWKS, then the decision `Pipeline::decide` (① routing → hop-by-hop strip →
+//! ② policy → ③ verify → authorize → ④ identity), then ⑤ forward (`forward::prepare`,
+//! send, `forward::finish`).
 //! `Pipeline::handle` wraps it with the request id and one `telemetry::record` call.
 
 mod browser;
@@ -33,6 +37,7 @@ use crate::auth::revocation::Revocation;
 use crate::auth::users::Users;
 use crate::auth::{bearer, Claims, TokenError};
 use crate::body::{full, Body};
+use crate::browser::oidc::{Endpoint, Oidc};
 use crate::browser::session::Sessions;
 use crate::browser::{guard, request as browser_request, Browser};
 use crate::config::{AuthMode, ForwardAuthConfig, PathMatch, RequestIdMode, Responder};
@@ -115,6 +120,9 @@ pub struct Pipeline {
     keys_sha256: String,
     /// `[forward_auth]`, read by the forward-auth front-end.
     forward_auth: Option<ForwardAuthConfig>,
+    /// The OIDC login, when `[[oidc]]` providers are configured.
+    oidc: Option<Oidc>,
+    oidc_counters: RouteCounters,
 }
 
 /// What the decision phases concluded about a request allowed to pass.
@@ -373,6 +381,15 @@ impl Pipeline {
             }
         }
 
+        // The OIDC login paths are answered before routing, like the login path: they begin
+        // sessions, so no route may shadow them.
+        if let Some(oidc) = &self.oidc {
+            if let Some(endpoint) = oidc.endpoint(req.uri().path()) {
+                outcome.route = Some(&self.oidc_counters);
+                let (parts, _) = req.into_parts();
+                return self.oidc(oidc, endpoint, &parts, conn.tls).await;
+            }
+        }
         // The login path is answered before routing: it issues tokens, so it can never be
         // shadowed by (or forwarded to) a route.
         if let Some(login) = self.login.as_ref().filter(|l| req.uri().path() == l.path) {
@@ -626,7 +643,18 @@ impl Pipeline {
         // With local users, deleting a user cuts off their unexpired tokens at once. An
         // external issuer's subjects are its own users, not ours.
         let ours = verified.issuer.is_none();
-        if ours && !self.users.is_empty() && !self.users.contains(&verified.claims.identity) {
+        // A session an OIDC provider began names it in a claim only we can sign: its
+        // identity is the provider's user, not one of ours.
+        let vouched_elsewhere = self.oidc.is_some()
+            && verified
+                .claims
+                .get(crate::browser::oidc::IDP_CLAIM)
+                .is_some();
+        if ours
+            && !vouched_elsewhere
+            && !self.users.is_empty()
+            && !self.users.contains(&verified.claims.identity)
+        {
             return Err(TokenError::UnknownUser);
         }
         // After the cache and the signature: a cached token is checked like any other.
@@ -634,6 +662,45 @@ impl Pipeline {
             r.check(&verified.claims, ours)?;
         }
         Ok(verified.claims)
+    }
+
+    /// An OIDC endpoint: the start redirect, the callback (which begins our session), or
+    /// the logout that continues at the provider.
+    async fn oidc(
+        &self,
+        oidc: &Oidc,
+        endpoint: Endpoint<'_>,
+        parts: &Parts,
+        tls: bool,
+    ) -> Result<Response<Body>, Rejection> {
+        use crate::browser::oidc::{refusal, OidcError};
+        // The config check makes [[oidc]] need browser mode, so sessions exist here.
+        let Some(browser) = &self.browser else {
+            return Err(refusal(OidcError::Internal("no browser sessions"), parts, None).into());
+        };
+        let sessions = &browser.sessions;
+        let secure = browser.secure(tls);
+        match endpoint {
+            Endpoint::Start(provider) => Ok(oidc.start(provider, parts, secure).await?),
+            Endpoint::Callback => {
+                let done = oidc.callback(parts, secure).await?;
+                let now_ms = crate::auth::lifecycle::unix_millis();
+                let cookies = sessions
+                    .begin(&Oidc::grant(&done), secure, now_ms)
+                    .await
+                    .map_err(|e| {
+                        let error = match e {
+                            crate::browser::session::SessionError::Store(e) => {
+                                OidcError::SessionUnavailable(e.to_string())
+                            }
+                            _ => OidcError::Internal("cannot sign the session's token"),
+                        };
+                        refusal(error, parts, oidc.clear_flow(secure))
+                    })?;
+                Ok(oidc.logged_in(&done, cookies, secure))
+            }
+            Endpoint::Logout => Ok(oidc.logout(parts, secure, sessions.end(secure))?),
+        }
     }
 
     /// The logout path: our access token (not revoked), then the revocations asked for.

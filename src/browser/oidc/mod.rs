@@ -1,0 +1,424 @@
+//! OpenID Connect login: the gateway as relying party of one or more `[[oidc]]` providers.
+//!
+//! ```text
+//! GET {path}/{name}/start?return_to=/app   → 302 to the provider's authorization endpoint
+//!       (code flow, PKCE S256, fresh state and nonce) + the sealed flow cookie
+//! GET {path}/callback?code&state    → flow cookie opened, state compared, one-time marker
+//!       in the store, code exchanged (client_secret_basic or _post, as discovery says),
+//!       ID token verified (JWKS, iss, aud, exp, iat, azp, nonce), email domain and groups
+//!       checked → a session of ours (`Vouched` → the session cookies) → 302 to /app
+//! POST {path}/logout                → our session cookies cleared → 303 to the provider's
+//!       end_session_endpoint (id_token_hint from the sealed logout cookie) or to
+//!       post_logout_url
+//! ```
+//!
+//! Nothing here keeps state in memory between the start and the callback: the flow cookie
+//! carries it, sealed, so the callback may land on any instance with the same `[oauth2]`
+//! key. The cookie is cleared by every callback that opened it, and the state's one-time
+//! marker in the store ([`crate::store`], shared with Redis) refuses a replayed callback on
+//! any instance. Discovery runs on first use and is kept for the life of the
+//! configuration; the JWKS is refreshed as for `[[issuers]]`.
+
+pub mod callback;
+pub mod discovery;
+mod error;
+pub mod flow_cookie;
+pub mod start;
+
+pub use error::{refusal, OidcError, OidcRefusal};
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
+use http::request::Parts;
+use http::{HeaderValue, Method, Response, StatusCode};
+use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use subtle::ConstantTimeEq;
+use tokio::sync::OnceCell;
+
+use self::callback::Vouched;
+use self::discovery::Discovered;
+use self::flow_cookie::{Flow, LogoutHint, Purpose, Sealer};
+use crate::body::{empty, Body};
+use crate::browser::session::Grant;
+use crate::browser::ProviderLink;
+use crate::config::{Config, OAuth2Config, OidcConfig, UpstreamProtocol};
+use crate::store::Store;
+
+/// The pooled client of one provider's back channel (discovery, token endpoint).
+pub type Backchannel = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// One configured provider and what discovery found about it.
+pub struct Provider {
+    pub cfg: OidcConfig,
+    client: Backchannel,
+    discovered: OnceCell<Arc<Discovered>>,
+    tokens: crate::config::TokensConfig,
+}
+
+impl Provider {
+    /// Discovery on first use; a failure is retried by the next request.
+    async fn discovered(&self) -> Result<&Arc<Discovered>, OidcError> {
+        self.discovered
+            .get_or_try_init(|| async {
+                let d = discovery::discover(
+                    &self.client,
+                    &self.cfg,
+                    &self.tokens,
+                    callback::wanted(&self.cfg),
+                )
+                .await
+                .map_err(|e| {
+                    tracing::warn!(provider = %self.cfg.name, error = %e, "OIDC discovery failed");
+                    OidcError::ProviderUnavailable(e)
+                })?;
+                let d = Arc::new(d);
+                d.id_tokens.spawn_refresher();
+                Ok(d)
+            })
+            .await
+    }
+}
+
+/// Which OIDC endpoint a path is.
+pub enum Endpoint<'a> {
+    Start(Option<&'a Provider>),
+    Callback,
+    Logout,
+}
+
+/// A finished login: who, and where the browser goes.
+pub struct LoggedIn {
+    pub provider: String,
+    pub vouched: Vouched,
+    pub return_to: String,
+}
+
+/// The OIDC login, built once per configuration.
+pub struct Oidc {
+    pub cfg: OAuth2Config,
+    providers: Vec<Provider>,
+    sealer: Sealer,
+    store: Arc<dyn Store>,
+    /// How long the logout hint is kept: as long as a session lasts.
+    session_lifetime: std::time::Duration,
+}
+
+/// The claim naming the provider in the tokens of a session it began. Only we sign our
+/// tokens, so it cannot be forged; it tells the per-request check that the identity is
+/// the provider's, not a local user.
+pub const IDP_CLAIM: &str = "idp";
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Oidc {
+    /// `None` without `[[oidc]]` providers. Fails when a provider's TLS settings cannot be
+    /// loaded.
+    pub fn new(config: &Config, store: Arc<dyn Store>) -> Result<Option<Oidc>, String> {
+        let Some(cfg) = config.oauth2.clone().filter(|_| !config.oidc.is_empty()) else {
+            return Ok(None);
+        };
+        let mut providers = Vec::new();
+        for p in &config.oidc {
+            let https = p.issuer.starts_with("https://");
+            let connector =
+                crate::tls::connector(&p.tls, p.fetch_timeout, UpstreamProtocol::Http1, https)
+                    .map_err(|e| format!("{}: {e}", p.at))?;
+            let mut client = Client::builder(TokioExecutor::new());
+            client.pool_timer(TokioTimer::new());
+            providers.push(Provider {
+                cfg: p.clone(),
+                client: client.build(connector),
+                discovered: OnceCell::new(),
+                tokens: config.tokens.clone(),
+            });
+        }
+        Ok(Some(Oidc {
+            sealer: Sealer::new(&cfg.cookie_key.bytes)?,
+            cfg,
+            providers,
+            store,
+            session_lifetime: config
+                .refresh
+                .as_ref()
+                .map_or(config.tokens.lifetime, |r| r.lifetime),
+        }))
+    }
+
+    /// The providers, in configured order (the login page lists them so).
+    pub fn providers(&self) -> impl Iterator<Item = &OidcConfig> {
+        self.providers.iter().map(|p| &p.cfg)
+    }
+
+    /// The login page's buttons: each provider's label and start path (the page adds the
+    /// return URL, see `Browser::provider_links`).
+    pub fn links(&self) -> Vec<ProviderLink> {
+        self.providers
+            .iter()
+            .map(|p| ProviderLink {
+                label: p.cfg.label.clone(),
+                href: format!("{}/{}/start", self.cfg.path, p.cfg.name),
+            })
+            .collect()
+    }
+
+    /// The grant a finished login hands to the session: the provider's identity, the
+    /// configured claims, and [`IDP_CLAIM`].
+    pub fn grant(done: &LoggedIn) -> Grant {
+        let mut claims: Vec<(String, serde_json::Value)> = done
+            .vouched
+            .claims
+            .iter()
+            .filter(|(k, _)| k != IDP_CLAIM)
+            .cloned()
+            .collect();
+        claims.push((IDP_CLAIM.into(), done.provider.clone().into()));
+        Grant {
+            user: done.vouched.user.clone(),
+            claims,
+            remote: true,
+        }
+    }
+
+    /// The endpoint `path` names, if it is under `[oauth2] path`.
+    pub fn endpoint(&self, path: &str) -> Option<Endpoint<'_>> {
+        let rest = path.strip_prefix(self.cfg.path.as_str())?;
+        match rest {
+            "/callback" => Some(Endpoint::Callback),
+            "/logout" => Some(Endpoint::Logout),
+            _ => {
+                let name = rest.strip_prefix('/')?.strip_suffix("/start")?;
+                Some(Endpoint::Start(
+                    self.providers.iter().find(|p| p.cfg.name == name),
+                ))
+            }
+        }
+    }
+
+    /// `{path}/{name}/start`: 302 to the provider, with the sealed flow cookie.
+    pub async fn start(
+        &self,
+        provider: Option<&Provider>,
+        parts: &Parts,
+        secure: bool,
+    ) -> Result<Response<Body>, OidcRefusal> {
+        let refuse = |error| refusal(error, parts, None);
+        if parts.method != Method::GET {
+            return Err(refuse(OidcError::MethodNotAllowed("GET")));
+        }
+        let provider = provider.ok_or_else(|| refuse(OidcError::UnknownProvider))?;
+        let return_to = start::return_to(parts.uri.query()).map_err(refuse)?;
+        let redirect_uri = start::redirect_uri(&self.cfg, parts, secure).map_err(refuse)?;
+        let d = provider.discovered().await.map_err(refuse)?;
+        let now = unix_now();
+        let flow = Flow {
+            provider: provider.cfg.name.clone(),
+            state: start::random(),
+            nonce: start::random(),
+            verifier: start::random(),
+            return_to,
+            redirect_uri,
+            expires: now + self.cfg.flow_lifetime.as_secs() as i64,
+        };
+        let location = start::authorization_url(&provider.cfg, d, &flow);
+        let sealed = self
+            .sealer
+            .seal(Purpose::Flow, &flow)
+            .ok_or_else(|| refuse(OidcError::Internal("cannot seal the flow cookie")))?;
+        let cookie = flow_cookie::spec(Purpose::Flow, secure, &self.cfg.callback_path)
+            .set(&sealed, self.cfg.flow_lifetime)
+            .ok_or_else(|| refuse(OidcError::Internal("cannot write the flow cookie")))?;
+        let location = HeaderValue::from_str(&location).map_err(|_| {
+            refuse(OidcError::Internal(
+                "the authorization URL is not header-safe",
+            ))
+        })?;
+        Ok(redirect(StatusCode::FOUND, location, vec![cookie]))
+    }
+
+    /// `{path}/callback`: every check up to a user the provider vouched for. The caller
+    /// begins the session and answers with [`Oidc::logged_in`].
+    pub async fn callback(&self, parts: &Parts, secure: bool) -> Result<LoggedIn, OidcRefusal> {
+        if parts.method != Method::GET {
+            return Err(refusal(OidcError::MethodNotAllowed("GET"), parts, None));
+        }
+        let Some(sealed) = flow_cookie::read(&parts.headers, Purpose::Flow, secure) else {
+            return Err(refusal(OidcError::NoFlow, parts, None));
+        };
+        // From here on every answer clears the cookie: a flow is tried once.
+        let clear = Some(flow_cookie::spec(Purpose::Flow, secure, &self.cfg.callback_path).clear());
+        let refuse = |error| refusal(error, parts, clear.clone());
+        let flow: Flow = self
+            .sealer
+            .open(Purpose::Flow, sealed)
+            .ok_or_else(|| refuse(OidcError::BadFlow))?;
+        let now = unix_now();
+        if now > flow.expires {
+            return Err(refuse(OidcError::FlowExpired));
+        }
+        let provider = self
+            .providers
+            .iter()
+            .find(|p| p.cfg.name == flow.provider)
+            .ok_or_else(|| refuse(OidcError::BadFlow))?;
+        let q = start::Callback::parse(parts.uri.query());
+        if let Some(error) = q.error {
+            return Err(refuse(OidcError::ProviderRefused(error)));
+        }
+        let (Some(code), Some(state)) = (q.code, q.state) else {
+            return Err(refuse(OidcError::MissingParameters));
+        };
+        if !bool::from(state.as_bytes().ct_eq(flow.state.as_bytes())) {
+            return Err(refuse(OidcError::StateMismatch));
+        }
+        let d = provider.discovered().await.map_err(refuse)?;
+        // RFC 9207: a provider that names itself in the callback must name itself.
+        if q.iss.is_some_and(|iss| iss != d.issuer) {
+            return Err(refuse(OidcError::IssuerMismatch));
+        }
+        self.mark_used(&flow, now).await.map_err(refuse)?;
+        let vouched = callback::complete(&provider.client, &provider.cfg, d, &flow, &code, now)
+            .await
+            .map_err(refuse)?;
+        Ok(LoggedIn {
+            provider: flow.provider,
+            vouched,
+            return_to: flow.return_to,
+        })
+    }
+
+    /// The one-time marker of a flow's state: the second callback with it, on any instance
+    /// sharing the store, is refused. When the store cannot answer, the callback goes on:
+    /// its cookie is cleared on use and the provider accepts each code once.
+    async fn mark_used(&self, flow: &Flow, now: i64) -> Result<(), OidcError> {
+        let key = format!(
+            "oidc:state:{}",
+            crate::config::sha256_hex(flow.state.as_bytes())
+        );
+        let ttl = std::time::Duration::from_secs((flow.expires - now).max(1) as u64 + 60);
+        match self.store.incr(&[(key.as_str(), ttl)]).await {
+            Ok(counts) if counts.first().is_some_and(|c| c.value > 1) => Err(OidcError::Replayed),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "OIDC: the store did not record the callback's \
+                    one-time marker; relying on the flow cookie and the provider");
+                Ok(())
+            }
+        }
+    }
+
+    /// The answer to a successful callback: `session` (the session's Set-Cookie values),
+    /// the flow cookie cleared, the logout hint when the provider offers RP-initiated
+    /// logout, and a 302 to the return URL.
+    pub fn logged_in(
+        &self,
+        done: &LoggedIn,
+        session: Vec<HeaderValue>,
+        secure: bool,
+    ) -> Response<Body> {
+        let mut cookies = session;
+        cookies.push(flow_cookie::spec(Purpose::Flow, secure, &self.cfg.callback_path).clear());
+        let offers_logout = self
+            .providers
+            .iter()
+            .find(|p| p.cfg.name == done.provider)
+            .and_then(|p| p.discovered.get())
+            .is_some_and(|d| d.end_session_endpoint.is_some());
+        if offers_logout {
+            let hint = LogoutHint {
+                provider: done.provider.clone(),
+                id_token: done.vouched.id_token.clone(),
+            };
+            match self.sealer.seal(Purpose::Logout, &hint) {
+                Some(sealed) if sealed.len() <= flow_cookie::MAX_COOKIE_VALUE => {
+                    let path = self.logout_path();
+                    cookies.extend(
+                        flow_cookie::spec(Purpose::Logout, secure, &path)
+                            .set(&sealed, self.session_lifetime),
+                    );
+                }
+                // Logout then goes to the provider without the hint (client_id only).
+                _ => tracing::debug!(provider = %done.provider, "OIDC: the ID token is too \
+                    large for the logout cookie"),
+            }
+        }
+        let location = HeaderValue::from_str(&done.return_to)
+            .unwrap_or_else(|_| HeaderValue::from_static("/"));
+        redirect(StatusCode::FOUND, location, cookies)
+    }
+
+    /// The Set-Cookie value that removes the flow cookie.
+    pub fn clear_flow(&self, secure: bool) -> Option<HeaderValue> {
+        Some(flow_cookie::spec(Purpose::Flow, secure, &self.cfg.callback_path).clear())
+    }
+
+    /// `{path}/logout`.
+    pub fn logout_path(&self) -> String {
+        format!("{}/logout", self.cfg.path)
+    }
+
+    /// `POST {path}/logout`: `session_end` (the session's clearing Set-Cookie values) and
+    /// the logout hint cleared, then 303 to the provider's end_session_endpoint with
+    /// `id_token_hint`, `client_id` and `post_logout_redirect_uri`, or straight to the
+    /// post-logout URL.
+    pub fn logout(
+        &self,
+        parts: &Parts,
+        secure: bool,
+        session_end: Vec<HeaderValue>,
+    ) -> Result<Response<Body>, OidcRefusal> {
+        let refuse = |error| refusal(error, parts, None);
+        if parts.method != Method::POST {
+            return Err(refuse(OidcError::MethodNotAllowed("POST")));
+        }
+        let authority = crate::browser::request::authority(&parts.headers, &parts.uri);
+        if crate::browser::request::same_origin(&parts.headers, secure, authority).is_err() {
+            return Err(refuse(OidcError::CrossSite));
+        }
+        let after = start::post_logout_url(&self.cfg, parts, secure).map_err(refuse)?;
+        let mut cookies = session_end;
+        let path = self.logout_path();
+        cookies.push(flow_cookie::spec(Purpose::Logout, secure, &path).clear());
+        let hint: Option<LogoutHint> = flow_cookie::read(&parts.headers, Purpose::Logout, secure)
+            .and_then(|sealed| self.sealer.open(Purpose::Logout, sealed));
+        let target = hint.as_ref().and_then(|h| {
+            let p = self.providers.iter().find(|p| p.cfg.name == h.provider)?;
+            let end = p.discovered.get()?.end_session_endpoint.clone()?;
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            q.append_pair("id_token_hint", &h.id_token)
+                .append_pair("client_id", &p.cfg.client_id)
+                .append_pair("post_logout_redirect_uri", &after);
+            let sep = if end.contains('?') { '&' } else { '?' };
+            Some(format!("{end}{sep}{}", q.finish()))
+        });
+        let location = HeaderValue::from_str(target.as_deref().unwrap_or(&after))
+            .map_err(|_| refuse(OidcError::Internal("the logout URL is not header-safe")))?;
+        Ok(redirect(StatusCode::SEE_OTHER, location, cookies))
+    }
+}
+
+fn redirect(
+    status: StatusCode,
+    location: HeaderValue,
+    cookies: Vec<HeaderValue>,
+) -> Response<Body> {
+    let mut res = Response::new(empty());
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(LOCATION, location);
+    // Every answer here carries per-browser secrets: no cache may keep it.
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for c in cookies {
+        h.append(SET_COOKIE, c);
+    }
+    res
+}
