@@ -1100,6 +1100,8 @@ mod tests {
                 Fault::Upstream,
                 "Service Unavailable",
                 "The session store cannot be reached; retry later",
+            ),
+            (
                 OidcRefusal {
                     error: OidcError::StateMismatch,
                     html: false,

@@ -1,10 +1,11 @@
 #![allow(clippy::unwrap_used)]
 
 //! Log hygiene: during logins, good and bad tokens, a failing upstream, an HTTP/2
-//! request and a browser session (form login, cookie-authenticated requests, a refused
-//! CSRF check, renewal, logout), every event at every level (TRACE, human and JSON
-//! formats) is captured, and no token, signature, password, signing secret, query string,
-//! cookie or CSRF token may appear in it.
+//! request, a browser session (form login, cookie-authenticated requests, a refused
+//! CSRF check, renewal, logout) and an OIDC login against a real provider (callback
+//! replayed, logout), every event at every level (TRACE, human and JSON formats) is
+//! captured, and no token, signature, password, signing secret, query string, cookie or
+//! CSRF token, nor any OIDC code, state, ID token or client secret, may appear in it.
 //! Part of the hostile-input suite (see SECURITY.md); its own binary for the global
 //! subscriber.
 
@@ -170,6 +171,9 @@ async fn no_token_password_or_secret_reaches_the_logs_at_trace() {
     assert_eq!(gw.stop().await, gateway::server::Drained::Clean);
     drop(up);
 
+    // An OIDC login against a real provider, a replayed callback and the logout.
+    let oidc = oidc_round_trip().await;
+
     let logs = format!("{}\n{}", human.text(), json_logs.text());
     // The capture works: the access log and the 502 warning are there.
     assert!(logs.contains("access"), "no access log captured:\n{logs}");
@@ -196,7 +200,112 @@ async fn no_token_password_or_secret_reaches_the_logs_at_trace() {
         ("the renewed session cookie", &renewed[0]),
         ("the renewed refresh cookie", &renewed[1]),
     ];
-    for (what, needle) in forbidden {
+    let oidc_forbidden = [
+        ("an authorization code", oidc.code.as_str()),
+        ("an OIDC state", oidc.state.as_str()),
+        ("an OIDC nonce", oidc.nonce.as_str()),
+        ("the flow cookie", oidc.flow.as_str()),
+        ("the session cookie", oidc.session.as_str()),
+        ("the logout hint cookie", oidc.hint.as_str()),
+        ("an ID token", oidc.id_token.as_str()),
+        (
+            "an ID token's signature",
+            oidc.id_token.rsplit('.').next().unwrap(),
+        ),
+        ("the client secret", CLIENT_SECRET),
+        ("the flow cookie key", OIDC_KEY),
+    ];
+    assert!(
+        logs.contains("oidc_replayed") || logs.contains("oidc_no_flow"),
+        "{logs}"
+    );
+    for (what, needle) in forbidden.into_iter().chain(oidc_forbidden) {
         assert!(!logs.contains(needle), "{what} is in the logs:\n{logs}");
+    }
+}
+
+const OIDC_KEY: &str = "an-oauth2-cookie-key-of-well-over-32-bytes-for-logs";
+
+/// What an OIDC login handled that must stay out of the logs.
+struct OidcSecrets {
+    code: String,
+    state: String,
+    nonce: String,
+    flow: String,
+    session: String,
+    hint: String,
+    id_token: String,
+}
+
+fn param(url: &str, name: &str) -> String {
+    let q = url.split_once('?').map_or("", |(_, q)| q);
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no {name} in {url}"))
+}
+
+async fn oidc_round_trip() -> OidcSecrets {
+    let up = Upstream::start().await;
+    let mut idp = IdP::start().await;
+    let table = format!(
+        "[oauth2]\ncookie_key_file = \"oauth2-key\"\n[[oidc]]\nname = \"corp\"\n\
+         issuer = \"{}\"\nclient_id = \"gateway\"\nclient_secret_file = \"idp-secret\"\n",
+        idp.issuer()
+    );
+    let gw = gateway()
+        .route_with("/app", &up.url(), "required", &["browser = true"])
+        .file("oauth2-key", OIDC_KEY)
+        .file("idp-secret", CLIENT_SECRET)
+        .table(&table)
+        .start()
+        .await;
+    idp.register(
+        &[("gateway", "client_secret_basic")],
+        &gw.url("/oauth2/callback"),
+        &gw.url("/"),
+    )
+    .await;
+    let origin = gw.addr.to_string();
+    let mut b = Browser::new();
+    let r = b.get(&gw.url("/oauth2/corp/start?return_to=%2Fapp")).await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    let authorize = r.header("location").unwrap().to_string();
+    let flow = b
+        .cookie(&origin, "gateway-oidc-flow")
+        .unwrap()
+        .value
+        .clone();
+    let callback = log_in_at_provider(&mut b, &idp, &authorize, "alice").await;
+    let r = b.get(&callback).await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    let session = b.cookie(&origin, "gateway-session").unwrap().value.clone();
+    let hint = b
+        .cookie(&origin, "gateway-oidc-logout")
+        .unwrap()
+        .value
+        .clone();
+    // Replayed with its flow cookie: refused, and logged with its reason.
+    b.plant(&origin, "gateway-oidc-flow", &flow, "/oauth2/callback");
+    assert_eq!(b.get(&callback).await.status, 400);
+    let r = b
+        .send(
+            "POST",
+            &gw.url("/oauth2/logout"),
+            &[("sec-fetch-site", "same-origin")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let id_token = param(r.header("location").unwrap(), "id_token_hint");
+    assert_eq!(gw.stop().await, gateway::server::Drained::Clean);
+    OidcSecrets {
+        code: param(&callback, "code"),
+        state: param(&callback, "state"),
+        nonce: param(&authorize, "nonce"),
+        flow,
+        session,
+        hint,
+        id_token,
     }
 }

@@ -3,7 +3,8 @@
 # metrics and manifest tests and of the example backends; curl, HAProxy and nginx for the
 # HTTP/2 client test and the local three-instance cluster; redis-server for the shared-store
 # tests (each test starts its own on a free loopback port); nginx and Caddy for the
-# forward-auth tests; Node.js and the Express example's npm packages; promtool (Debian's
+# forward-auth tests; Node.js, the Express example's npm packages and the OpenID provider's
+# (`oidc-provider`, run by the OIDC login tests); promtool (Debian's
 # `prometheus` package) for the /metrics format test; Chromium and its WebDriver (Debian's
 # `chromium`, `chromium-driver`) for the browser-mode test, which Selenium drives. Safe to
 # run again: it installs only what is missing.
@@ -39,4 +40,10 @@ fi
 express=examples/backends/express
 if ! (cd "$express" && node -e 'require.resolve("express")' >/dev/null 2>&1); then
     npm ci --prefix "$express" --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
+# The OpenID provider of the OIDC login tests (tests/oidc/provider.js), pinned by its lock.
+oidc=tests/oidc
+if ! (cd "$oidc" && node -e 'import("oidc-provider").then(() => {}, () => process.exit(1))' >/dev/null 2>&1); then
+    npm ci --prefix "$oidc" --no-audit --no-fund --loglevel=error >/dev/null
 fi

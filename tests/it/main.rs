@@ -38,6 +38,9 @@
 //! - `forward_auth`: the decision endpoints with Traefik- and Envoy-shaped requests, the
 //!   same decisions as proxy mode, trust, cache lifetimes, `[forward_auth]` problems (real
 //!   nginx and Caddy in front: `tests/process`).
+//! - `oidc`: OIDC login against a real `oidc-provider` (Node): the code flow with PKCE to
+//!   the upstream's `X-Identity`, tampered, expired, foreign and replayed callbacks (one
+//!   instance, and two sharing Redis), domain and group rules, two providers, logout.
 //! - `refresh`: refresh tokens, logout and revocation on one instance (memory store).
 //! - `revocation`: revocation and refresh families across three instances sharing a real
 //!   Redis; Redis killed (fail_open / fail_closed) and back; `gateway revoke`.
@@ -56,6 +59,7 @@ mod keys_config;
 mod limits;
 mod login;
 mod login_limits;
+mod oidc;
 mod pools;
 mod protocols;
 mod refresh;

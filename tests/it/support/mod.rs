@@ -21,6 +21,8 @@
 //! - `decider`: the gateway as a forward-auth decider, its tokens, Traefik- and
 //!   Envoy-shaped decision requests.
 //! - `jar`: a browser's cookie jar, and the login form filled in as a browser does.
+//! - `oidc`: a real OpenID Connect provider (`tests/oidc/provider.js` under Node) and a
+//!   cookie-keeping client that logs in through its pages.
 //! - `proxies`: real nginx and Caddy processes from the `deploy/forward-auth/` examples
 //!   (used by path).
 
@@ -37,6 +39,7 @@ mod client;
 mod decider;
 mod jar;
 mod keypairs;
+mod oidc;
 mod poll;
 mod test_gateway;
 mod tokens;
@@ -47,6 +50,7 @@ pub use client::*;
 pub use decider::*;
 pub use jar::*;
 pub use keypairs::*;
+pub use oidc::*;
 pub use poll::*;
 pub use test_gateway::*;
 pub use tokens::*;
