@@ -288,15 +288,22 @@ async fn oidc_round_trip() -> OidcSecrets {
     // Replayed with its flow cookie: refused, and logged with its reason.
     b.plant(&origin, "gateway-oidc-flow", &flow, "/oauth2/callback");
     assert_eq!(b.get(&callback).await.status, 400);
+    // The sign-out button, which continues to the provider's logout.
+    let csrf = b.cookie(&origin, "gateway-csrf").unwrap().value.clone();
+    let own_origin = format!("http://{origin}");
     let r = b
         .send(
             "POST",
-            &gw.url("/oauth2/logout"),
-            &[("sec-fetch-site", "same-origin")],
-            Bytes::new(),
+            &gw.url("/auth/signout"),
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("origin", &own_origin),
+                ("sec-fetch-site", "same-origin"),
+            ],
+            Bytes::from(format!("csrf_token={csrf}")),
         )
         .await;
-    assert_eq!(r.status, 303);
+    assert_eq!(r.status, 303, "{}", r.text());
     let id_token = param(r.header("location").unwrap(), "id_token_hint");
     assert_eq!(gw.stop().await, gateway::server::Drained::Clean);
     OidcSecrets {

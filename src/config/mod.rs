@@ -388,7 +388,7 @@ pub struct IssuerConfig {
 /// `[oauth2]`: what the OIDC login flow of every provider shares.
 #[derive(Debug, Clone)]
 pub struct OAuth2Config {
-    /// The prefix: `{path}/{name}/start`, `{path}/callback`, `{path}/logout`.
+    /// The prefix: `{path}/{name}/start`, `{path}/callback`.
     pub path: String,
     /// `{path}/callback`, the flow cookie's `Path`.
     pub callback_path: String,

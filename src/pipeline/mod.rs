@@ -359,7 +359,19 @@ impl Pipeline {
                 outcome.route = Some(&self.browser_logout_counters);
                 // An expired session can still sign out: its cookies go either way.
                 let claims = self.session_claims(browser, req.headers(), secure).await;
-                return Ok(browser.logout(req, claims.as_ref(), secure).await?);
+                // A session an OIDC provider began ends at the provider too (RP-initiated
+                // logout), once ours has ended.
+                let (head, body) = req.into_parts();
+                let end_session = self
+                    .oidc
+                    .as_ref()
+                    .and_then(|o| o.end_session(&head, secure));
+                let req = Request::from_parts(head, body);
+                let mut res = browser.logout(req, claims.as_ref(), secure).await?;
+                if let Some(oidc) = &self.oidc {
+                    oidc.finish_sign_out(&mut res, end_session, secure);
+                }
+                return Ok(res);
             }
             let login = self.login.as_ref().filter(|l| l.path == path);
             if let Some(login) = login
@@ -699,7 +711,6 @@ impl Pipeline {
                     })?;
                 Ok(oidc.logged_in(&done, cookies, secure))
             }
-            Endpoint::Logout => Ok(oidc.logout(parts, secure, sessions.end(secure))?),
         }
     }
 

@@ -563,31 +563,43 @@ async fn rp_initiated_logout_goes_to_the_providers_end_session_endpoint() {
     assert_eq!(r.status, 302, "{}", r.text());
     assert!(b.cookie(&o, "gateway-session").is_some());
     let hint = b.cookie(&o, "gateway-oidc-logout").unwrap().clone();
-    for attr in ["HttpOnly", "SameSite=Lax", "Path=/oauth2/logout"] {
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/auth/signout"] {
         assert!(hint.raw.contains(attr), "{attr} not in {}", hint.raw);
     }
     // Sealed: the ID token is not readable in the cookie.
     assert!(!hint.value.starts_with("eyJ"), "{}", hint.value);
 
-    // A cross-site form post is refused, and the session stays.
+    // The sign-out button: a same-origin form post with the session's CSRF token.
+    let csrf = b.cookie(&o, "gateway-csrf").unwrap().value.clone();
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf_token", &csrf)
+        .finish();
+    let own_origin = format!("http://{o}");
+    let sign_out = |site: &'static str| {
+        [
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("origin", own_origin.as_str()),
+            ("sec-fetch-site", site),
+        ]
+    };
+    // Posted from another site: refused, the session and the hint stay.
     let r = b
         .send(
             "POST",
-            &gw.url("/oauth2/logout"),
-            &[("sec-fetch-site", "cross-site")],
-            Default::default(),
+            &gw.url("/auth/signout"),
+            &sign_out("cross-site"),
+            body.clone().into(),
         )
         .await;
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(b.cookie(&o, "gateway-oidc-logout").is_some());
-    assert_eq!(get(&gw.url("/oauth2/logout"), &[]).await.status, 405);
 
     let r = b
         .send(
             "POST",
-            &gw.url("/oauth2/logout"),
-            &[("sec-fetch-site", "same-origin")],
-            Default::default(),
+            &gw.url("/auth/signout"),
+            &sign_out("same-origin"),
+            body.into(),
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.text());
@@ -612,12 +624,27 @@ async fn rp_initiated_logout_goes_to_the_providers_end_session_endpoint() {
     assert_eq!(page.status, 200, "{}", page.text());
     assert!(page.text().contains("logout"), "{}", page.text());
 
-    // Without the hint (another browser), logout still ends at the post-logout URL.
-    let r = Browser::new()
-        .send("POST", &gw.url("/oauth2/logout"), &[], Default::default())
-        .await;
-    assert_eq!(r.status, 303);
-    assert_eq!(r.header("location"), Some(gw.url("/").as_str()));
+    // A local user's sign-out still ends on the login page.
+    let mut jar = Jar::default();
+    let r = form_login(&gw, &mut jar, "user1", PASSWORD, "/app").await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf_token", jar.get("gateway-csrf").unwrap())
+        .finish();
+    let r = request(
+        "POST",
+        &gw.url("/auth/signout"),
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("cookie", &jar.header()),
+            ("origin", &own_origin),
+            ("sec-fetch-site", "same-origin"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/auth/login"));
 }
 
 #[tokio::test]

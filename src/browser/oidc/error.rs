@@ -48,8 +48,6 @@ pub enum OidcError {
     EmailNotAllowed,
     #[error("no allowed group")]
     GroupNotAllowed,
-    #[error("a cross-site request to the logout path")]
-    CrossSite,
     #[error("the session could not begin: {0}")]
     SessionUnavailable(String),
     #[error("{0}")]
@@ -78,7 +76,6 @@ impl OidcError {
             OidcError::NonceMismatch => "oidc_nonce_mismatch",
             OidcError::EmailNotAllowed => "oidc_email_not_allowed",
             OidcError::GroupNotAllowed => "oidc_group_not_allowed",
-            OidcError::CrossSite => "oidc_cross_site",
             OidcError::SessionUnavailable(_) => "unavailable",
             OidcError::Internal(_) => "internal",
         }
@@ -131,7 +128,6 @@ impl OidcError {
             OidcError::EmailNotAllowed | OidcError::GroupNotAllowed => {
                 (S::FORBIDDEN, "This account is not allowed to log in here")
             }
-            OidcError::CrossSite => (S::FORBIDDEN, "Cross-site logout requests are refused"),
             OidcError::SessionUnavailable(_) => (
                 S::SERVICE_UNAVAILABLE,
                 "The session could not be started right now; retry later",

@@ -7,9 +7,9 @@
 //!       in the store, code exchanged (client_secret_basic or _post, as discovery says),
 //!       ID token verified (JWKS, iss, aud, exp, iat, azp, nonce), email domain and groups
 //!       checked → a session of ours (`Vouched` → the session cookies) → 302 to /app
-//! POST {path}/logout                → our session cookies cleared → 303 to the provider's
-//!       end_session_endpoint (id_token_hint from the sealed logout cookie) or to
-//!       post_logout_url
+//! POST [browser] logout_path        → browser mode's sign-out, then 303 to the provider's
+//!       end_session_endpoint (id_token_hint from the sealed logout cookie) instead of
+//!       the login page
 //! ```
 //!
 //! Nothing here keeps state in memory between the start and the callback: the flow cookie
@@ -89,7 +89,6 @@ impl Provider {
 pub enum Endpoint<'a> {
     Start(Option<&'a Provider>),
     Callback,
-    Logout,
 }
 
 /// A finished login: who, and where the browser goes.
@@ -107,6 +106,8 @@ pub struct Oidc {
     store: Arc<dyn Store>,
     /// How long the logout hint is kept: as long as a session lasts.
     session_lifetime: std::time::Duration,
+    /// `[browser] logout_path`: the logout hint's cookie path.
+    sign_out_path: String,
 }
 
 /// The claim naming the provider in the tokens of a session it began. Only we sign our
@@ -147,6 +148,10 @@ impl Oidc {
             cfg,
             providers,
             store,
+            sign_out_path: config
+                .browser
+                .as_ref()
+                .map_or_else(|| "/".to_string(), |b| b.logout_path.clone()),
             session_lifetime: config
                 .refresh
                 .as_ref()
@@ -194,7 +199,6 @@ impl Oidc {
         let rest = path.strip_prefix(self.cfg.path.as_str())?;
         match rest {
             "/callback" => Some(Endpoint::Callback),
-            "/logout" => Some(Endpoint::Logout),
             _ => {
                 let name = rest.strip_prefix('/')?.strip_suffix("/start")?;
                 Some(Endpoint::Start(
@@ -340,9 +344,8 @@ impl Oidc {
             };
             match self.sealer.seal(Purpose::Logout, &hint) {
                 Some(sealed) if sealed.len() <= flow_cookie::MAX_COOKIE_VALUE => {
-                    let path = self.logout_path();
                     cookies.extend(
-                        flow_cookie::spec(Purpose::Logout, secure, &path)
+                        flow_cookie::spec(Purpose::Logout, secure, self.logout_path())
                             .set(&sealed, self.session_lifetime),
                     );
                 }
@@ -361,48 +364,50 @@ impl Oidc {
         Some(flow_cookie::spec(Purpose::Flow, secure, &self.cfg.callback_path).clear())
     }
 
-    /// `{path}/logout`.
-    pub fn logout_path(&self) -> String {
-        format!("{}/logout", self.cfg.path)
+    /// The path the logout hint is sent to: browser mode's sign-out path, which continues
+    /// to the provider (see [`Oidc::end_session`]).
+    pub fn logout_path(&self) -> &str {
+        &self.sign_out_path
     }
 
-    /// `POST {path}/logout`: `session_end` (the session's clearing Set-Cookie values) and
-    /// the logout hint cleared, then 303 to the provider's end_session_endpoint with
-    /// `id_token_hint`, `client_id` and `post_logout_redirect_uri`, or straight to the
-    /// post-logout URL.
-    pub fn logout(
+    /// RP-initiated logout, asked during browser mode's sign-out: when the request carries
+    /// the logout hint of a provider that offers `end_session_endpoint`, that endpoint with
+    /// `id_token_hint`, `client_id` and `post_logout_redirect_uri`. `None`: the sign-out
+    /// ends here.
+    pub fn end_session(&self, parts: &Parts, secure: bool) -> Option<String> {
+        let sealed = flow_cookie::read(&parts.headers, Purpose::Logout, secure)?;
+        let hint: LogoutHint = self.sealer.open(Purpose::Logout, sealed)?;
+        let p = self
+            .providers
+            .iter()
+            .find(|p| p.cfg.name == hint.provider)?;
+        let end = p.discovered.get()?.end_session_endpoint.clone()?;
+        let after = start::post_logout_url(&self.cfg, parts, secure).ok()?;
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("id_token_hint", &hint.id_token)
+            .append_pair("client_id", &p.cfg.client_id)
+            .append_pair("post_logout_redirect_uri", &after);
+        let sep = if end.contains('?') { '&' } else { '?' };
+        Some(format!("{end}{sep}{}", q.finish()))
+    }
+
+    /// Finishes browser mode's sign-out answer `res` (a 303 with the session's cookies
+    /// cleared): the logout hint is cleared too, and with `end_session` the browser goes on
+    /// to the provider's logout instead of the login page.
+    pub fn finish_sign_out(
         &self,
-        parts: &Parts,
+        res: &mut Response<Body>,
+        end_session: Option<String>,
         secure: bool,
-        session_end: Vec<HeaderValue>,
-    ) -> Result<Response<Body>, OidcRefusal> {
-        let refuse = |error| refusal(error, parts, None);
-        if parts.method != Method::POST {
-            return Err(refuse(OidcError::MethodNotAllowed("POST")));
+    ) {
+        let h = res.headers_mut();
+        h.append(
+            SET_COOKIE,
+            flow_cookie::spec(Purpose::Logout, secure, self.logout_path()).clear(),
+        );
+        if let Some(location) = end_session.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            h.insert(LOCATION, location);
         }
-        let authority = crate::browser::request::authority(&parts.headers, &parts.uri);
-        if crate::browser::request::same_origin(&parts.headers, secure, authority).is_err() {
-            return Err(refuse(OidcError::CrossSite));
-        }
-        let after = start::post_logout_url(&self.cfg, parts, secure).map_err(refuse)?;
-        let mut cookies = session_end;
-        let path = self.logout_path();
-        cookies.push(flow_cookie::spec(Purpose::Logout, secure, &path).clear());
-        let hint: Option<LogoutHint> = flow_cookie::read(&parts.headers, Purpose::Logout, secure)
-            .and_then(|sealed| self.sealer.open(Purpose::Logout, sealed));
-        let target = hint.as_ref().and_then(|h| {
-            let p = self.providers.iter().find(|p| p.cfg.name == h.provider)?;
-            let end = p.discovered.get()?.end_session_endpoint.clone()?;
-            let mut q = form_urlencoded::Serializer::new(String::new());
-            q.append_pair("id_token_hint", &h.id_token)
-                .append_pair("client_id", &p.cfg.client_id)
-                .append_pair("post_logout_redirect_uri", &after);
-            let sep = if end.contains('?') { '&' } else { '?' };
-            Some(format!("{end}{sep}{}", q.finish()))
-        });
-        let location = HeaderValue::from_str(target.as_deref().unwrap_or(&after))
-            .map_err(|_| refuse(OidcError::Internal("the logout URL is not header-safe")))?;
-        Ok(redirect(StatusCode::SEE_OTHER, location, cookies))
     }
 }
 
