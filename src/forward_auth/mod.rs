@@ -16,7 +16,9 @@
 //!
 //! Caching: an allow carries `Cache-Control: private, max-age=N`, N at most `max_age` and
 //! never past the token's `exp`, plus `X-Accel-Expires: N` for nginx (whose
-//! `proxy_cache` would skip a `private` answer otherwise); a refusal carries `no-store`.
+//! `proxy_cache` would skip a `private` answer otherwise); a refusal carries `no-store`
+//! (and `X-Accel-Expires: 0`). So does every answer on a browser route and every allow
+//! authenticated by the session cookie: a proxy's cache key does not hold the cookie.
 
 pub mod contract;
 
@@ -155,7 +157,11 @@ pub async fn handle<B>(pipeline: &Pipeline, mut req: Request<B>, conn: &Conn) ->
             pipeline.log_refusal(&outcome, &rejection, parts.uri.path());
             let reason = rejection.reason();
             let token = matches!(rejection, Rejection::Token(_) | Rejection::Forbidden(_));
-            (refuse(pipeline, contract, rejection), Some(reason), token)
+            (
+                never_cached(refuse(pipeline, contract, rejection), contract),
+                Some(reason),
+                token,
+            )
         }
     };
     pipeline.record_answer(
@@ -214,6 +220,13 @@ fn allow(
             }
         }
     }
+    if decision.via_cookie || decision.browser_route {
+        // A proxy's decision cache is keyed on what it knows of the request (the shipped
+        // nginx example: `Authorization` and the URL), never on the cookie: an allow
+        // cached for one browser's session would be served to anyone asking for that
+        // URL. Answers on a browser route are never kept.
+        return never_cached(res, contract);
+    }
     let max_age = cache_seconds(settings, decision);
     if contract == Contract::Nginx {
         // nginx reads this before Cache-Control, and it wins over `private`.
@@ -221,6 +234,17 @@ fn allow(
     }
     if let Ok(v) = HeaderValue::from_str(&format!("private, max-age={max_age}")) {
         headers.insert(CACHE_CONTROL, v);
+    }
+    res
+}
+
+/// `no-store`, and for nginx `X-Accel-Expires: 0` (which it reads before
+/// `Cache-Control`).
+fn never_cached(res: Response<Body>, contract: Contract) -> Response<Body> {
+    let mut res = no_store(res);
+    if contract == Contract::Nginx {
+        res.headers_mut()
+            .insert(X_ACCEL_EXPIRES, HeaderValue::from_static("0"));
     }
     res
 }

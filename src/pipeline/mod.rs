@@ -137,6 +137,11 @@ pub(crate) struct Decision<'p> {
     /// A cookie-authenticated form whose `csrf_token` field must be a token of this
     /// session id: checked on the body before anything is forwarded.
     pub(crate) csrf_form: Option<String>,
+    /// The claims came from the session cookie (not a token header): the decision holds
+    /// for this browser only, so no shared cache may keep it.
+    pub(crate) via_cookie: bool,
+    /// The route is a browser route: its answers depend on cookies.
+    pub(crate) browser_route: bool,
 }
 
 /// A request answered by another front-end, for [`Pipeline::record_answer`].
@@ -537,6 +542,7 @@ impl Pipeline {
         // required route never gets past here without verified claims that satisfy its
         // requirements.
         let mut csrf_form = None;
+        let mut via_cookie = false;
         let claims = match route.policy.auth {
             AuthMode::Public => None,
             AuthMode::Required => {
@@ -544,7 +550,7 @@ impl Pipeline {
                 if self.revocation.as_ref().is_some_and(|r| r.refuses()) {
                     return Err(Rejection::RevocationStale);
                 }
-                let (claims, via_cookie) = match self.browser.as_ref().filter(|_| route.browser) {
+                let (claims, cookie) = match self.browser.as_ref().filter(|_| route.browser) {
                     Some(b) => {
                         self.authenticate_browser(b, parts, conn, &route.issuers, redirects)
                             .await?
@@ -554,6 +560,7 @@ impl Pipeline {
                         false,
                     ),
                 };
+                via_cookie = cookie;
                 if self.access_log {
                     outcome.identity = Some(claims.identity.header_text().into_owned());
                 }
@@ -599,6 +606,8 @@ impl Pipeline {
             path,
             noted,
             csrf_form,
+            via_cookie,
+            browser_route: route.browser,
         })
     }
 

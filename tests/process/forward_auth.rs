@@ -240,3 +240,53 @@ fn the_example_proxy_configs_validate() {
         String::from_utf8_lossy(&py.stderr)
     );
 }
+
+/// A browser route behind nginx: an allow won by one browser's session cookie must never
+/// be served from nginx's decision cache (keyed on `Authorization` and the URL, not the
+/// cookie) to a request without credentials.
+#[tokio::test]
+async fn nginx_never_caches_an_allow_won_by_a_session_cookie() {
+    let up = Upstream::start().await;
+    let gw = gateway()
+        .route_with("/app", &up.url(), "required", &["browser = true"])
+        .route("/api", &up.url(), "required")
+        .raw("[identity]\nclaims = { \"X-Roles\" = \"roles\" }")
+        .server("trusted_proxies = [\"127.0.0.1/32\"]")
+        .raw(&format!("[forward_auth]\n{OWN_LISTENER}"))
+        .start()
+        .await;
+    let nginx = proxies::nginx(decisions(&gw), up.addr).await;
+    let cache = |r: &Resp| r.header("x-gateway-decision-cache").map(str::to_string);
+    let session = format!("gateway-session={}", token_with(&["user"], 300));
+    for _ in 0..2 {
+        let r = get(&nginx.url("/app/inbox"), &[("cookie", &session)]).await;
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), nginx.log());
+        assert_ne!(cache(&r).as_deref(), Some("HIT"), "{}", nginx.log());
+        assert_eq!(spellings(&up.last().headers, "x-identity"), ["1"]);
+    }
+    let before = up.requests().len();
+    for _ in 0..2 {
+        let r = get(&nginx.url("/app/inbox"), &[]).await;
+        r.assert_error(
+            401,
+            "Authorization Required",
+            "Request does not contain an access token",
+        );
+        assert_ne!(cache(&r).as_deref(), Some("HIT"));
+    }
+    assert_eq!(
+        up.requests().len(),
+        before,
+        "an anonymous request reached the upstream on another browser's session"
+    );
+    // A header-borne token on a plain route is still cached (per token).
+    let user = token_with(&["user"], 300);
+    for expected in ["MISS", "HIT"] {
+        let r = get(
+            &nginx.url("/api/cached"),
+            &[("authorization", &jwt_header(&user))],
+        )
+        .await;
+        assert_eq!(cache(&r).as_deref(), Some(expected), "{}", nginx.log());
+    }
+}
