@@ -49,12 +49,6 @@ pub fn names(secure: bool) -> &'static Names {
     }
 }
 
-fn is_ours(name: &str) -> bool {
-    [&SECURE, &PLAIN]
-        .iter()
-        .any(|n| [n.access, n.refresh, n.csrf, n.login].contains(&name))
-}
-
 /// How one cookie is set.
 pub struct Spec<'a> {
     pub name: &'a str,
@@ -90,66 +84,78 @@ impl Spec<'_> {
     }
 }
 
-/// The value of the first cookie called `name` in the request's `Cookie` headers
-/// (HTTP/2 may split them in several).
-pub fn find<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+/// The `name=value` pairs of one `Cookie` header value, split at the byte level: a
+/// browser may send bytes over 0x7f in another site's cookie (UTF-8), which makes the
+/// header no text for `HeaderValue::to_str`, and ours must still be found and removed.
+fn pairs(value: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    value.split(|b| *b == b';').filter_map(|piece| {
+        let piece = piece.trim_ascii();
+        let eq = piece.iter().position(|b| *b == b'=')?;
+        Some((piece[..eq].trim_ascii(), piece[eq + 1..].trim_ascii()))
+    })
+}
+
+fn is_ours(name: &[u8]) -> bool {
+    [&SECURE, &PLAIN].iter().any(|n| {
+        [n.access, n.refresh, n.csrf, n.login]
+            .iter()
+            .any(|ours| ours.as_bytes() == name)
+    })
+}
+
+/// The values of every cookie called `name` in the request's `Cookie` headers (HTTP/2
+/// may split them in several), in the order sent. A value that is not text is skipped
+/// (ours are ASCII).
+pub fn find_all<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item = &'h str> {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == name)
-        .and_then(|c| match (c.name_raw(), c.value_raw()) {
-            (Some(_), Some(v)) => Some(v),
-            _ => None,
-        })
+        .flat_map(|v| pairs(v.as_bytes()))
+        .filter(move |(n, _)| *n == name.as_bytes())
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+}
+
+/// The value of the first cookie called `name` in the request's `Cookie` headers.
+pub fn find<'h>(headers: &'h HeaderMap, name: &'h str) -> Option<&'h str> {
+    find_all(headers, name).next()
 }
 
 /// Removes our cookies (either kind of name) from the request's `Cookie` headers; a
-/// header left with no cookie is removed. Backends never see our tokens.
+/// header left with no cookie is removed. Backends never see our tokens. Works on the
+/// header's bytes, so a cookie of another site's that is not ASCII changes nothing.
 pub fn strip(headers: &mut HeaderMap) {
-    let values: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
-    if values.is_empty() {
+    let ours = |piece: &[u8]| {
+        let piece = piece.trim_ascii();
+        let name = piece.split(|b| *b == b'=').next().unwrap_or(piece);
+        is_ours(name.trim_ascii())
+    };
+    let touched = headers
+        .get_all(COOKIE)
+        .iter()
+        .any(|v| v.as_bytes().split(|b| *b == b';').any(ours));
+    if !touched {
         return;
     }
-    let mut kept: Vec<HeaderValue> = Vec::with_capacity(values.len());
-    let mut changed = false;
-    for v in &values {
-        let Ok(text) = v.to_str() else {
-            // Not text: it cannot hold one of our (ASCII) names as a cookie we parse.
-            kept.push(v.clone());
-            continue;
-        };
-        let pieces: Vec<&str> = text
-            .split(';')
-            .filter(|p| {
-                let name = p.split('=').next().unwrap_or("").trim();
-                !is_ours(name)
-            })
-            .collect();
-        if pieces.len() == text.split(';').count() {
-            kept.push(v.clone());
-            continue;
-        }
-        changed = true;
-        let rest = pieces
-            .iter()
-            .map(|p| p.trim())
-            .filter(|p| !p.is_empty())
-            .collect::<Vec<_>>()
-            .join("; ");
-        if let Ok(v) = HeaderValue::from_str(&rest) {
-            if !rest.is_empty() {
-                kept.push(v);
-            }
-        }
-    }
-    if changed {
-        headers.remove(COOKIE);
-        for v in kept {
-            headers.append(COOKIE, v);
-        }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| {
+            let rest: Vec<&[u8]> = v
+                .as_bytes()
+                .split(|b| *b == b';')
+                .filter(|p| !ours(p))
+                .map(<[u8]>::trim_ascii)
+                .filter(|p| !p.is_empty())
+                .collect();
+            // Every byte left came from a valid header value, and "; " joins them.
+            HeaderValue::from_bytes(&rest.join(&b"; "[..]))
+                .ok()
+                .filter(|v| !v.is_empty())
+        })
+        .collect();
+    headers.remove(COOKIE);
+    for v in kept {
+        headers.append(COOKIE, v);
     }
 }
 
@@ -220,6 +226,17 @@ mod tests {
             .map(|v| v.to_str().unwrap())
             .collect();
         assert_eq!(left, ["theme=dark", "lang=en"]);
+        // Another site's cookie with UTF-8 in it: ours are still found and removed.
+        let mut h = HeaderMap::new();
+        h.append(
+            COOKIE,
+            HeaderValue::from_bytes("name=J\u{f6}rg; gateway-session=tok; gateway-csrf=c; x=1".as_bytes())
+                .unwrap(),
+        );
+        assert_eq!(find(&h, PLAIN.access), Some("tok"));
+        assert_eq!(find_all(&h, PLAIN.csrf).collect::<Vec<_>>(), ["c"]);
+        strip(&mut h);
+        assert_eq!(h.get(COOKIE).unwrap().as_bytes(), "name=J\u{f6}rg; x=1".as_bytes());
         let mut untouched = headers(&["a=1; b=2"]);
         strip(&mut untouched);
         assert_eq!(untouched.get(COOKIE).unwrap(), "a=1; b=2");

@@ -996,3 +996,27 @@ async fn csrf_tokens_survive_a_signing_key_rotation() {
     .await;
     assert_eq!(r.status, 401);
 }
+
+#[tokio::test]
+async fn a_utf8_cookie_beside_ours_neither_hides_ours_nor_lets_them_upstream() {
+    let up = Upstream::start().await;
+    let gw = browser_gateway(&up).await;
+    let jar = browser_session(&gw).await;
+    let cookie = format!("name=J\u{f6}rg; {}; lang=en", jar.header());
+    let mut req = http::Request::get(gw.url("/app/inbox"));
+    req = req.header(
+        "cookie",
+        http::HeaderValue::from_bytes(cookie.as_bytes()).unwrap(),
+    );
+    let r = send_request(req.body(String::new()).unwrap()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.headers.get("x-identity").unwrap(), "1");
+    let sent: Vec<&[u8]> = seen
+        .headers
+        .get_all("cookie")
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    assert_eq!(sent, ["name=J\u{f6}rg; lang=en".as_bytes()]);
+}

@@ -52,13 +52,18 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Resp {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut b = Request::builder().method(method).uri(url);
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
+    send_request(b.body(body.into()).unwrap()).await
+}
+
+/// Sends a request built by the caller (for header values that are not text).
+pub async fn send_request(req: Request<impl Into<Bytes>>) -> Resp {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let res = client
-        .request(b.body(Full::new(body.into())).unwrap())
+        .request(req.map(|b| Full::new(b.into())))
         .await
         .expect("request failed");
     let (parts, body) = res.into_parts();
