@@ -414,19 +414,25 @@ impl Refresh {
         user: &UserId,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        self.revoke_family(token, Some(user), now_ms).await
+        self.revoke_family(token, Some(user), &|_| true, now_ms).await
     }
 
-    /// Revokes the family of `token` (a browser logout: whoever holds a refresh token may
-    /// end its family). Returns whether a family was revoked.
-    pub async fn revoke_own_family(&self, token: &str, now_ms: i64) -> Result<bool, StoreError> {
-        self.revoke_family(token, None, now_ms).await
+    /// Revokes the family of `token` when `family` accepts its id (a browser logout: the
+    /// family of the session signing out). Returns whether a family was revoked.
+    pub async fn revoke_own_family(
+        &self,
+        token: &str,
+        family: &(dyn Fn(&str) -> bool + Sync),
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.revoke_family(token, None, family, now_ms).await
     }
 
     async fn revoke_family(
         &self,
         token: &str,
         user: Option<&UserId>,
+        family: &(dyn Fn(&str) -> bool + Sync),
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         if !well_formed(token) {
@@ -439,7 +445,9 @@ impl Refresh {
         let Ok(record) = serde_json::from_str::<Record>(&text) else {
             return Ok(false);
         };
-        if user.is_some_and(|u| user_of(&record.user).as_ref() != Some(u)) {
+        if user.is_some_and(|u| user_of(&record.user).as_ref() != Some(u))
+            || !family(&record.family)
+        {
             return Ok(false);
         }
         self.revoke(&record.family, record.expires, now_ms, "logout")

@@ -327,8 +327,14 @@ impl Browser {
                 "the logout form's token is another session's",
             ));
         }
-        let refresh = cookies::find(&parts.headers, names.refresh);
-        if let Err(e) = self.sessions.revoke(claims, refresh, unix_millis()).await {
+        // Every refresh cookie is looked at: a sibling domain may have planted one of its
+        // own first; only the family of the session signing out is revoked.
+        let refresh: Vec<&str> = cookies::find_all(&parts.headers, names.refresh).collect();
+        let revoked = self
+            .sessions
+            .revoke(claims, &refresh, nonce, unix_millis())
+            .await;
+        if let Err(e) = revoked {
             // In force on this instance; the store shares it once it answers.
             tracing::warn!(error = %e, "browser logout: the store did not take every revocation");
         }
@@ -342,34 +348,40 @@ impl Browser {
     /// `GET` on the refresh path: renews the session from its refresh cookie and goes
     /// back to `return_to`; without a live refresh token, to the login page (the stale
     /// cookies cleared, so the next navigation cannot loop here).
-    pub async fn renew(&self, parts: &Parts, secure: bool) -> Result<Response<Body>, BrowserError> {
+    ///
+    /// `bound`: the session ids the request's CSRF and access cookies name (signatures
+    /// verified, expiry ignored). Only a refresh cookie of one of those sessions renews;
+    /// every cookie of the refresh name is tried, since a sibling domain can plant one
+    /// (with `Domain=`) that the browser sends first.
+    pub async fn renew(
+        &self,
+        parts: &Parts,
+        secure: bool,
+        bound: &[String],
+    ) -> Result<Response<Body>, BrowserError> {
         let return_to = request::return_to(parts.uri.query());
         let to_login = request::with_return(&self.config.login_page, &return_to);
         let names = cookies::names(secure);
-        let Some(token) = cookies::find(&parts.headers, names.refresh) else {
-            return Ok(redirect(
-                StatusCode::FOUND,
-                &to_login,
-                self.sessions.end(secure),
-            ));
-        };
-        match self.sessions.renew(token, secure, unix_millis()).await {
-            Ok(set) => Ok(redirect(StatusCode::FOUND, &return_to, set)),
-            Err(SessionError::Refresh(LifecycleError::Unavailable(e)))
-            | Err(SessionError::Store(e)) => Err(BrowserError::Session(SessionError::Store(e))),
-            Err(SessionError::Refresh(e)) => {
-                tracing::debug!(
-                    reason = e.reason(),
-                    "browser: renewal refused; sign in again"
-                );
-                Ok(redirect(
-                    StatusCode::FOUND,
-                    &to_login,
-                    self.sessions.end(secure),
-                ))
+        let mut refused = None;
+        for token in cookies::find_all(&parts.headers, names.refresh) {
+            match self.sessions.renew(token, bound, secure, unix_millis()).await {
+                Ok(set) => return Ok(redirect(StatusCode::FOUND, &return_to, set)),
+                Err(SessionError::Refresh(LifecycleError::Unavailable(e)))
+                | Err(SessionError::Store(e)) => {
+                    return Err(BrowserError::Session(SessionError::Store(e)))
+                }
+                Err(SessionError::Refresh(e)) => refused = Some(e.reason()),
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => Err(e.into()),
         }
+        if let Some(reason) = refused {
+            tracing::debug!(reason, "browser: renewal refused; sign in again");
+        }
+        Ok(redirect(
+            StatusCode::FOUND,
+            &to_login,
+            self.sessions.end(secure),
+        ))
     }
 }
 

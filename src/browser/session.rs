@@ -159,13 +159,19 @@ impl Sessions {
     }
 
     /// Renews a session from its refresh cookie: a rotated refresh token and a new access
-    /// token, as Set-Cookie values (access, refresh, CSRF). Fails without `[refresh]`.
+    /// token, as Set-Cookie values (access, refresh, CSRF). Fails without `[refresh]`,
+    /// and, leaving the token unrotated, when its family's session id is not among
+    /// `bound`: the ids named by cookies no other site can set (the CSRF cookie, the
+    /// access cookie), so a refresh cookie planted from a sibling domain never signs the
+    /// browser in as its planter.
     pub async fn renew(
         &self,
         refresh_token: &str,
+        bound: &[String],
         secure: bool,
         now_ms: i64,
     ) -> Result<Vec<HeaderValue>, SessionError> {
+        let foreign = || LifecycleError::InvalidRefreshToken("the refresh cookie is another session's");
         let Some(refresh) = &self.refresh else {
             return Err(LifecycleError::Internal("refresh tokens are off".into()).into());
         };
@@ -173,6 +179,10 @@ impl Sessions {
         let mint = |h: &Holder| {
             let sid = family_sid(&h.family);
             let now = now_ms / 1000;
+            // Refused before the store changes: the foreign token stays as it was.
+            if !bound.contains(&sid) {
+                return Err(foreign());
+            }
             match &h.remote {
                 Some(claims) => self.mint(&h.user, claims, true, &sid, now),
                 // A local user deleted since the login gets no new token.
@@ -192,6 +202,10 @@ impl Sessions {
         let sid = self
             .sid_of_token(&pair.access_token)
             .ok_or_else(|| SessionError::Sign("the renewed token has no session id".into()))?;
+        // A grace answer repeats an earlier pair without minting: checked here too.
+        if !bound.contains(&sid) {
+            return Err(foreign().into());
+        }
         Ok(self.cookies(&pair.access_token, Some(&pair.refresh_token), &sid, secure))
     }
 
@@ -206,13 +220,16 @@ impl Sessions {
         out
     }
 
-    /// Ends a session everywhere: its access token (when verified and `[revocation]` is
-    /// on) is revoked by `jti`, the family of `refresh_token` is revoked. Each step that
-    /// the store took is in force; the first failure is returned.
+    /// Ends the session `sid` everywhere: its access token (when verified and
+    /// `[revocation]` is on) is revoked by `jti`, and so is the family of each of
+    /// `refresh_tokens` whose session id is `sid` (others, planted by another site, are
+    /// left alone). Each step that the store took is in force; the first failure is
+    /// returned.
     pub async fn revoke(
         &self,
         claims: Option<&Claims>,
-        refresh_token: Option<&str>,
+        refresh_tokens: &[&str],
+        sid: &str,
         now_ms: i64,
     ) -> Result<(), SessionError> {
         let mut failure = None;
@@ -223,9 +240,12 @@ impl Sessions {
                 }
             }
         }
-        if let (Some(r), Some(t)) = (&self.refresh, refresh_token) {
-            if let Err(e) = r.revoke_own_family(t, now_ms).await {
-                failure.get_or_insert(e);
+        if let Some(r) = &self.refresh {
+            let ours = |family: &str| family_sid(family) == sid;
+            for t in refresh_tokens {
+                if let Err(e) = r.revoke_own_family(t, &ours, now_ms).await {
+                    failure.get_or_insert(e);
+                }
             }
         }
         match failure {
@@ -428,8 +448,14 @@ mod tests {
         );
 
         // A renewal rotates the refresh token and keeps the session id.
+        let bound = [sid.to_string()];
+        // A refresh token is renewed only for the session the other cookies name.
+        assert!(s
+            .renew(value(refresh), &["another".into()], true, 1_800_000_000_500)
+            .await
+            .is_err());
         let renewed = s
-            .renew(value(refresh), true, 1_800_000_001_000)
+            .renew(value(refresh), &bound, true, 1_800_000_001_000)
             .await
             .unwrap();
         let access2 = payload(value(cookie(&renewed, cookies::SECURE.access)));
@@ -439,10 +465,13 @@ mod tests {
         assert_ne!(refresh2, value(refresh));
         // The used token again (no grace) revokes the family: the newest fails too.
         assert!(s
-            .renew(value(refresh), true, 1_800_000_002_000)
+            .renew(value(refresh), &bound, true, 1_800_000_002_000)
             .await
             .is_err());
-        assert!(s.renew(refresh2, true, 1_800_000_003_000).await.is_err());
+        assert!(s
+            .renew(refresh2, &bound, true, 1_800_000_003_000)
+            .await
+            .is_err());
     }
 
     #[tokio::test]
@@ -458,7 +487,11 @@ mod tests {
         assert_eq!(access["email"], "alice@idp.example");
         assert!(!cookie(&set, cookies::PLAIN.access).contains("Secure"));
         let refresh = value(cookie(&set, cookies::PLAIN.refresh));
-        let renewed = s.renew(refresh, false, 1_800_000_001_000).await.unwrap();
+        let bound = [access["sid"].as_str().unwrap().to_string()];
+        let renewed = s
+            .renew(refresh, &bound, false, 1_800_000_001_000)
+            .await
+            .unwrap();
         let again = payload(value(cookie(&renewed, cookies::PLAIN.access)));
         assert_eq!(again["email"], "alice@idp.example");
         assert_eq!(again["identity"], "alice@idp.example");
@@ -480,7 +513,7 @@ mod tests {
             .unwrap()
             .to_string();
         assert_eq!(s.csrf_token(&sid), csrf_cookie);
-        assert!(s.renew("x", true, 0).await.is_err());
+        assert!(s.renew("x", &[sid.clone()], true, 0).await.is_err());
         let cleared = s.end(true);
         assert_eq!(cleared.len(), 2);
         assert!(cleared
@@ -498,9 +531,27 @@ mod tests {
         };
         let set = s.begin(&grant, true, 1_800_000_000_000).await.unwrap();
         let refresh = value(cookie(&set, cookies::SECURE.refresh)).to_string();
-        s.revoke(None, Some(&refresh), 1_800_000_000_500)
+        let sid = payload(value(cookie(&set, cookies::SECURE.access)))["sid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let other = s.begin(&grant, true, 1_800_000_000_000).await.unwrap();
+        let other_refresh = value(cookie(&other, cookies::SECURE.refresh)).to_string();
+        let other_sid = payload(value(cookie(&other, cookies::SECURE.access)))["sid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // Only the family of the session named is revoked.
+        s.revoke(None, &[&other_refresh, &refresh], &sid, 1_800_000_000_500)
             .await
             .unwrap();
-        assert!(s.renew(&refresh, true, 1_800_000_001_000).await.is_err());
+        assert!(s
+            .renew(&refresh, &[sid], true, 1_800_000_001_000)
+            .await
+            .is_err());
+        assert!(s
+            .renew(&other_refresh, &[other_sid], true, 1_800_000_001_000)
+            .await
+            .is_ok());
     }
 }

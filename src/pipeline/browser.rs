@@ -5,7 +5,8 @@ use http::request::Parts;
 
 use super::{unix_now, Conn, Pipeline};
 use crate::auth::{bearer, Claims, TokenError};
-use crate::browser::{request as browser_request, Browser};
+use crate::browser::csrf::Purpose;
+use crate::browser::{cookies, request as browser_request, Browser};
 use crate::rejection::Rejection;
 
 impl Pipeline {
@@ -55,5 +56,30 @@ impl Pipeline {
     ) -> Option<Claims> {
         let token = browser.cookie_token(headers, secure)?;
         self.verify_token(token, &[]).await.ok()
+    }
+
+    /// The session ids the request's own cookies name: each CSRF cookie's (a token we
+    /// signed) and each access cookie's (our signature; an expired token counts, since a
+    /// session renews after its access token expired). On a secure origin both cookies
+    /// are `__Host-`: no other host can set them, so a refresh cookie is renewed only for
+    /// the session they name.
+    pub(super) async fn bound_sessions(
+        &self,
+        browser: &Browser,
+        headers: &http::HeaderMap,
+        secure: bool,
+    ) -> Vec<String> {
+        let names = cookies::names(secure);
+        let mut sids: Vec<String> = cookies::find_all(headers, names.csrf)
+            .filter_map(|t| browser.sessions.csrf().verify(Purpose::Session, t))
+            .map(str::to_string)
+            .collect();
+        for token in cookies::find_all(headers, names.access) {
+            let verified = self.authority.verify_ours_ignoring_exp(token, unix_now());
+            if let Ok(claims) = verified.await {
+                sids.extend(browser.sessions.sid(&claims).map(str::to_string));
+            }
+        }
+        sids
     }
 }

@@ -394,7 +394,8 @@ impl Pipeline {
             {
                 outcome.route = Some(&self.refresh_counters);
                 let (parts, _) = req.into_parts();
-                return Ok(browser.renew(&parts, secure).await?);
+                let bound = self.bound_sessions(browser, &parts.headers, secure).await;
+                return Ok(browser.renew(&parts, secure, &bound).await?);
             }
         }
 

@@ -997,6 +997,117 @@ async fn csrf_tokens_survive_a_signing_key_rotation() {
     assert_eq!(r.status, 401);
 }
 
+/// The access token a renewal's answer set, and whom it names upstream.
+async fn renewed_as(gw: &Gateway, up: &Upstream, r: &Resp) -> Option<String> {
+    let mut jar = Jar::default();
+    jar.take(r);
+    let access = jar.get(ACCESS)?.to_string();
+    let ok = get(
+        &gw.url("/app"),
+        &[("cookie", &format!("{ACCESS}={access}"))],
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    Some(
+        up.last()
+            .headers
+            .get("x-identity")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_planted_refresh_cookie_never_signs_the_browser_in_as_its_planter() {
+    let up = Upstream::start().await;
+    let gw = browser_gateway(&up).await;
+    let victim = browser_session(&gw).await;
+    let mut attacker = Jar::default();
+    let r = form_login(&gw, &mut attacker, "user2", PASSWORD, "/app").await;
+    assert_eq!(r.status, 303);
+    let planted = format!("{REFRESH}={}", attacker.get(REFRESH).unwrap());
+    let url = gw.url("/auth/refresh?return_to=%2Fapp");
+    let html = ("accept", "text/html");
+
+    // Only the planted cookie beside the victim's CSRF cookie: no renewal at all.
+    let csrf = format!("{CSRF}={}", victim.get(CSRF).unwrap());
+    let r = get(&url, &[html, ("cookie", &format!("{planted}; {csrf}"))]).await;
+    assert_eq!(r.status, 302);
+    assert!(r.header("location").unwrap().starts_with("/auth/login?"));
+    assert_eq!(renewed_as(&gw, &up, &r).await, None);
+
+    // Sent first, before the victim's own: the victim's session is the one renewed.
+    let cookie = format!("{planted}; {}", victim.without(ACCESS).header());
+    let r = get(&url, &[html, ("cookie", &cookie)]).await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/app"));
+    assert_eq!(renewed_as(&gw, &up, &r).await.as_deref(), Some("1"));
+
+    // Bound by an expired access cookie of the session alone (no CSRF cookie): renewed.
+    let fresh = browser_session(&gw).await;
+    let payload = fresh.get(ACCESS).unwrap().split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let t = now();
+    let expired = mint(json!({"exp": t - 600, "iat": t - 900, "nbf": t - 900,
+                              "identity": 1, "sid": claims["sid"]}));
+    let cookie = format!(
+        "{planted}; {REFRESH}={}; {ACCESS}={expired}",
+        fresh.get(REFRESH).unwrap()
+    );
+    let r = get(&url, &[html, ("cookie", &cookie)]).await;
+    assert_eq!(renewed_as(&gw, &up, &r).await.as_deref(), Some("1"));
+    // A forged access cookie names nobody.
+    let forged = format!("{planted}; {ACCESS}={}", forged());
+    let r = get(&url, &[html, ("cookie", &forged)]).await;
+    assert_eq!(renewed_as(&gw, &up, &r).await, None);
+
+    // The attacker's token was never rotated by any of this: it still renews their own.
+    let mut own = attacker.without(ACCESS);
+    own.cookies.remove(REFRESH);
+    let cookie = format!("{planted}; {}", own.header());
+    let r = get(&url, &[html, ("cookie", &cookie)]).await;
+    assert_eq!(renewed_as(&gw, &up, &r).await.as_deref(), Some("alice"));
+}
+
+#[tokio::test]
+async fn logout_revokes_the_family_of_the_session_not_a_planted_one() {
+    let up = Upstream::start().await;
+    let gw = browser_gateway(&up).await;
+    let victim = browser_session(&gw).await;
+    let mut attacker = Jar::default();
+    form_login(&gw, &mut attacker, "user2", PASSWORD, "/app").await;
+    let planted = format!("{REFRESH}={}", attacker.get(REFRESH).unwrap());
+    let token = victim.get(CSRF).unwrap().to_string();
+    let cookie = format!("{planted}; {}", victim.header());
+    let mut headers = same_site(&gw);
+    headers.push(("cookie".into(), cookie));
+    headers.push((
+        "content-type".into(),
+        "application/x-www-form-urlencoded".into(),
+    ));
+    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = request(
+        "POST",
+        &gw.url("/auth/refresh/logout"),
+        &h,
+        form(&[("csrf_token", &token)]),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    // The victim's family is over; the planter's is untouched.
+    let url = gw.url("/auth/refresh?return_to=%2Fapp");
+    let r = get(&url, &[("cookie", &victim.without(ACCESS).header())]).await;
+    assert!(r.header("location").unwrap().starts_with("/auth/login?"));
+    let r = get(&url, &[("cookie", &attacker.without(ACCESS).header())]).await;
+    assert_eq!(r.header("location"), Some("/app"));
+}
+
 #[tokio::test]
 async fn a_utf8_cookie_beside_ours_neither_hides_ours_nor_lets_them_upstream() {
     let up = Upstream::start().await;
