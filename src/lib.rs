@@ -24,11 +24,11 @@
 //!                     without the CSRF token or cross-site                   → 403
 //!                     authorize claims against the route's requirements   unmet        → 403
 //!                   ④ identity  strip inbound identity and steering headers (and our
-//!                               session cookies, X-CSRF-Token), set ours
+//!                               session cookies, X-Gateway-CSRF), set ours
 //!                   ⑤ forward   built-in responder, or:
 //!                     forward::prepare  declared body > max_body            too large    → 413
 //!                                       X-Forwarded-*, Host, TE, upgrade, body limit
-//!                     a cookie-authenticated form's csrf_token, read (≤ 1 MiB)  → 403
+//!                     a cookie-authenticated form's gateway_csrf, read (≤ 1 MiB)  → 403
 //!                     cluster → server, bodies stream             down → 502/503, slow → 504
 //!                     forward::finish   the upstream's hop-by-hop headers removed
 //!                   telemetry::record   metrics + access log

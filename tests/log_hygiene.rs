@@ -162,7 +162,7 @@ async fn no_token_password_or_secret_reaches_the_logs_at_trace() {
             ("cookie", &jar.header()),
             ("content-type", "application/x-www-form-urlencoded"),
         ],
-        form(&[("csrf_token", jar.get("gateway-csrf").unwrap())]),
+        form(&[("gateway_csrf", jar.get("gateway-csrf").unwrap())]),
     )
     .await;
     assert_eq!(r.status, 303);

@@ -70,7 +70,7 @@ fn parse_form(bytes: &[u8]) -> Result<Form, BrowserError> {
         let slot = match &*k {
             "username" => &mut f.username,
             "password" => &mut f.password,
-            "csrf_token" => &mut f.csrf_token,
+            request::CSRF_FIELD => &mut f.csrf_token,
             RETURN_TO => &mut f.return_to,
             _ => continue,
         };
@@ -392,7 +392,7 @@ mod tests {
     #[test]
     fn form_fields_appear_once() {
         let f =
-            parse_form(b"username=a&password=b%26c&csrf_token=t&return_to=%2Fx&other=1").unwrap();
+            parse_form(b"username=a&password=b%26c&gateway_csrf=t&return_to=%2Fx&csrf_token=x").unwrap();
         assert_eq!(f.password.as_deref(), Some("b&c"));
         assert_eq!(f.return_to.as_deref(), Some("/x"));
         assert!(matches!(

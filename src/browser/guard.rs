@@ -1,7 +1,7 @@
 //! What a browser route adds to the decision (③ and ④): the session cookie as a
 //! second place for our token, the redirect of a navigation that has no usable session,
 //! the CSRF check of cookie-authenticated unsafe requests, and the removal of our
-//! cookies and `X-CSRF-Token` before anything goes upstream.
+//! cookies and CSRF header before anything goes upstream.
 
 use bytes::{Bytes, BytesMut};
 use http::header::SEC_WEBSOCKET_KEY;
@@ -12,21 +12,21 @@ use subtle::ConstantTimeEq;
 
 use super::cookies;
 use super::csrf::Purpose;
-use super::request::{self, X_CSRF_TOKEN};
+use super::request::{self, CSRF_FIELD};
 use super::{Browser, BrowserError};
 use crate::auth::Claims;
 use crate::body::Body;
 
-/// Form bodies read for their `csrf_token` field are at most this large; bigger forms
-/// (uploads) send the token in `X-CSRF-Token` instead.
+/// Form bodies read for their `gateway_csrf` field are at most this large; bigger forms
+/// (uploads) send the token in the CSRF header (`X-Gateway-CSRF`) instead.
 pub const MAX_FORM: usize = 1 << 20;
 
 /// What the CSRF check of a cookie-authenticated request concluded.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Csrf {
-    /// Nothing (more) to check: a safe method, or `X-CSRF-Token` matched.
+    /// Nothing (more) to check: a safe method, or the CSRF header matched.
     Passed,
-    /// A form without the header: its `csrf_token` field must be a token of this session
+    /// A form without the header: its `gateway_csrf` field must be a token of this session
     /// id. The body is read (at most [`MAX_FORM`]) before anything is forwarded.
     InForm(String),
 }
@@ -68,7 +68,7 @@ impl Browser {
 
     /// The CSRF check of a request authenticated by the session cookie: unsafe methods
     /// must come from our origin (`Origin` / `Sec-Fetch-Site`, when sent) and echo the
-    /// session's token in `X-CSRF-Token` or, for a form, a `csrf_token` field. A WebSocket
+    /// session's token in the CSRF header or, for a form, a `gateway_csrf` field. A WebSocket
     /// handshake must come from our origin too.
     pub fn check_csrf(
         &self,
@@ -91,9 +91,9 @@ impl Browser {
         let sid = self.sessions.sid(claims).ok_or(BrowserError::Csrf(
             "the cookie's token is not a browser session's",
         ))?;
-        match parts.headers.get(X_CSRF_TOKEN) {
+        match parts.headers.get(&self.config.csrf_header) {
             Some(v) if self.is_session_token(v.as_bytes(), sid) => Ok(Csrf::Passed),
-            Some(_) => Err(BrowserError::Csrf("X-CSRF-Token is not the session's")),
+            Some(_) => Err(BrowserError::Csrf("the CSRF header is not the session's")),
             None if request::is_form(&parts.headers) => Ok(Csrf::InForm(sid.to_string())),
             None => Err(BrowserError::Csrf("no CSRF token")),
         }
@@ -108,7 +108,7 @@ impl Browser {
             .is_some_and(|nonce| bool::from(nonce.as_bytes().ct_eq(sid.as_bytes())))
     }
 
-    /// Reads a form body (at most [`MAX_FORM`]) and checks its `csrf_token` field: a
+    /// Reads a form body (at most [`MAX_FORM`]) and checks its `gateway_csrf` field: a
     /// token of the session `sid`. Returns the body, to be forwarded as read.
     pub async fn check_form(&self, mut body: Body, sid: &str) -> Result<Bytes, BrowserError> {
         let mut buf = BytesMut::new();
@@ -130,20 +130,23 @@ impl Browser {
             }
         }
         let bytes = buf.freeze();
-        let mut found = form_urlencoded::parse(&bytes).filter(|(k, _)| k == "csrf_token");
+        let mut found = form_urlencoded::parse(&bytes).filter(|(k, _)| k == CSRF_FIELD);
         match (found.next(), found.next()) {
             (Some((_, v)), None) if self.is_session_token(v.as_bytes(), sid) => Ok(bytes),
-            (Some(_), Some(_)) => Err(BrowserError::BadForm("csrf_token appears twice")),
+            (Some(_), Some(_)) => Err(BrowserError::BadForm("gateway_csrf appears twice")),
             _ => Err(BrowserError::Csrf(
-                "the form's csrf_token is missing or not the session's",
+                "the form's gateway_csrf is missing or not the session's",
             )),
         }
     }
 
-    /// Removes our cookies and `X-CSRF-Token` from a request about to go upstream
-    /// (every route: backends never see our tokens).
-    pub fn strip(headers: &mut HeaderMap) {
+    /// Removes our cookies from a request about to go upstream (every route: backends
+    /// never see our tokens), and on a browser route our CSRF header (elsewhere a header
+    /// of that name is the app's own).
+    pub fn strip(&self, headers: &mut HeaderMap, browser_route: bool) {
         cookies::strip(headers);
-        headers.remove(X_CSRF_TOKEN);
+        if browser_route {
+            headers.remove(&self.config.csrf_header);
+        }
     }
 }

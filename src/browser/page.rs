@@ -161,7 +161,7 @@ mod tests {
         assert!(!html.contains("<script>"));
         assert!(html.contains("&quot;&gt;&lt;script&gt;"));
         assert!(html.contains("Corp &lt;SSO&gt;"));
-        assert!(html.contains(r#"name="csrf_token" value="n.s""#));
+        assert!(html.contains(r#"name="gateway_csrf" value="n.s""#));
         assert!(!html.contains("Sign out"));
 
         let signed_in = page

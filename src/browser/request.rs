@@ -4,8 +4,10 @@
 use http::header::{ACCEPT, CONTENT_TYPE, HOST, ORIGIN};
 use http::{HeaderMap, HeaderName, Method, Uri};
 
-/// The header a page's scripts echo the CSRF token in.
-pub const X_CSRF_TOKEN: HeaderName = HeaderName::from_static("x-csrf-token");
+/// The form field carrying the CSRF token (the login and logout forms, an app's forms).
+/// Ours alone: `csrf_token` is Flask-WTF's field, and an app's own token there must not
+/// be read as ours.
+pub const CSRF_FIELD: &str = "gateway_csrf";
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
 

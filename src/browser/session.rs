@@ -335,7 +335,7 @@ impl Sessions {
         Spec {
             name: names.csrf,
             path: "/",
-            // The page's scripts read it to echo it in `X-CSRF-Token`.
+            // The page's scripts read it to echo it in the CSRF header.
             http_only: false,
             secure,
         }

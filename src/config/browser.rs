@@ -31,7 +31,14 @@ pub struct BrowserConfig {
     pub renew_before: Duration,
     /// The key of the CSRF tokens (`None`: derived from the keyring).
     pub csrf_secret: Option<Secret>,
+    /// The header a page's scripts echo the CSRF token in (removed on browser routes).
+    pub csrf_header: http::HeaderName,
 }
+
+/// The header a page's scripts echo the CSRF token in, unless `[browser] csrf_header`
+/// names another. Not `X-CSRF-Token`: Rails, Laravel and others read that one for their
+/// own tokens, and removing it would break their checks.
+pub const DEFAULT_CSRF_HEADER: &str = "x-gateway-csrf";
 
 /// A CSRF secret shorter than this is refused (as a signing secret would be).
 const MIN_CSRF_SECRET: usize = 32;
@@ -197,7 +204,29 @@ pub(super) fn browser(
         f.renew_before.as_ref(),
         Duration::from_secs(60),
     );
+    let default_header = http::HeaderName::from_static(DEFAULT_CSRF_HEADER);
+    let csrf_header = match f.csrf_header.as_deref().map(http::HeaderName::try_from) {
+        None => default_header,
+        Some(Ok(h)) if !reserved_header(&h) => h,
+        Some(Ok(h)) => {
+            r.problem(
+                "browser.csrf_header",
+                format!("`{h}` is a header the gateway or HTTP itself owns"),
+                "leave it out for X-Gateway-CSRF, or pick a name of your own",
+            );
+            default_header
+        }
+        Some(Err(_)) => {
+            r.problem(
+                "browser.csrf_header",
+                "not a header name",
+                "leave it out for X-Gateway-CSRF, or use letters, digits and '-'",
+            );
+            default_header
+        }
+    };
     Some(BrowserConfig {
+        csrf_header,
         login_page,
         logout_path,
         template,
@@ -205,6 +234,13 @@ pub(super) fn browser(
         renew_before,
         csrf_secret: csrf_secret(r, f, base, env),
     })
+}
+
+/// Headers the CSRF header may not be: removing it upstream would break the request.
+fn reserved_header(h: &http::HeaderName) -> bool {
+    use http::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST};
+    [AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST].contains(h)
+        || h.as_str().starts_with("x-forwarded-")
 }
 
 /// `csrf_secret_env` or `csrf_secret_file`: never echoed, at least 32 bytes.

@@ -68,6 +68,7 @@ pub struct BrowserFile {
     pub renew_before: Option<String>,
     pub csrf_secret_env: Option<String>,
     pub csrf_secret_file: Option<String>,
+    pub csrf_header: Option<String>,
 }
 
 /// One `[[oidc]]` entry: an OpenID Connect provider (the gateway is its relying party).

@@ -132,11 +132,11 @@ pub async fn handle<B>(pipeline: &Pipeline, mut req: Request<B>, conn: &Conn) ->
     let decided = match routing::check_method(&parts.method) {
         Err(why) => Err(Rejection::BadMethod(why)),
         // A proxy cannot pass a redirect to the login page on (nginx makes it a 500), and
-        // does not send the body: a cookie-authenticated form needs `X-CSRF-Token` here.
+        // does not send the body: a cookie-authenticated form needs the CSRF header here.
         Ok(()) => match pipeline.decide(&mut parts, conn, &mut outcome, false).await {
             Ok(d) if d.csrf_form.is_some() => {
                 Err(Rejection::Browser(crate::browser::BrowserError::Csrf(
-                    "behind forward-auth a form must send X-CSRF-Token",
+                    "behind forward-auth a form must send the CSRF header",
                 )))
             }
             decided => decided,

@@ -134,7 +134,7 @@ pub(crate) struct Decision<'p> {
     pub(crate) path: String,
     /// What the hop-by-hop strip removed that the upstream leg restores.
     noted: forward::Noted,
-    /// A cookie-authenticated form whose `csrf_token` field must be a token of this
+    /// A cookie-authenticated form whose `gateway_csrf` field must be a token of this
     /// session id: checked on the body before anything is forwarded.
     pub(crate) csrf_form: Option<String>,
     /// The claims came from the session cookie (not a token header): the decision holds
@@ -586,10 +586,10 @@ impl Pipeline {
         let headers = &mut parts.headers;
         self.identity.strip(headers);
         steering::strip(headers, &route.pass_headers);
-        // Our session cookies and the CSRF header, on every route once browser mode is
-        // on, after ③ read them: a backend never sees our tokens.
-        if self.browser.is_some() {
-            Browser::strip(headers);
+        // Our session cookies, on every route once browser mode is on, after ③ read
+        // them (a backend never sees our tokens); our CSRF header on browser routes.
+        if let Some(b) = &self.browser {
+            b.strip(headers, route.browser);
         }
         if let Some(c) = &claims {
             self.identity.set(headers, c, &route.claim_headers)?;

@@ -89,7 +89,21 @@ def main():
               and "identity=1" in driver.page_source, "still signed in after reload",
               driver)
 
-        # 5. Sign out with the page's button: the next navigation needs a sign-in.
+        # 5. A script's POST on the session cookie: it echoes the readable CSRF cookie in
+        # X-Gateway-CSRF and passes; the same token in X-CSRF-Token (an app framework's
+        # header, not ours) proves nothing to the gateway.
+        statuses = driver.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            const token = document.cookie.split('; ')
+                .find(c => c.startsWith('gateway-csrf=')).slice('gateway-csrf='.length);
+            const post = h => fetch('/app/items', {method: 'POST', headers: h})
+                .then(r => r.status);
+            Promise.all([post({'X-Gateway-CSRF': token}), post({'X-CSRF-Token': token})])
+                .then(done, e => done(String(e)));
+        """)
+        check(statuses == [200, 403], f"script POSTs answered {statuses}", driver)
+
+        # 6. Sign out with the page's button: the next navigation needs a sign-in.
         driver.get(base + "/auth/login")
         check("Signed in" in driver.page_source, "signed-in page", driver)
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
@@ -98,7 +112,7 @@ def main():
         driver.get(base + "/app/inbox")
         wait_path(driver, "/auth/login", "signed out: the login page again")
 
-        # 6. A return URL off the site is refused: the login lands on our own root.
+        # 7. A return URL off the site is refused: the login lands on our own root.
         for evil in ("//evil.example/", "/%5Cevil.example", "https://evil.example/"):
             driver.delete_all_cookies()
             driver.get(base + "/auth/login?return_to=" + evil.replace("/", "%2F"))

@@ -73,7 +73,7 @@ async fn a_form_login_opens_a_cookie_session_the_upstream_never_sees() {
         &gw.url("/app/inbox"),
         &with_other,
         &[],
-        &[("accept", "text/html"), ("x-csrf-token", "anything")],
+        &[("accept", "text/html"), ("x-gateway-csrf", "anything")],
         "",
     )
     .await;
@@ -91,7 +91,7 @@ async fn a_form_login_opens_a_cookie_session_the_upstream_never_sees() {
         ["theme=dark"],
         "only the app's own cookies go upstream"
     );
-    assert!(seen.headers.get("x-csrf-token").is_none());
+    assert!(seen.headers.get("x-gateway-csrf").is_none());
     let everything = format!("{:?}", seen.headers);
     for name in [ACCESS, REFRESH, CSRF] {
         assert!(
@@ -193,7 +193,7 @@ async fn cookie_authenticated_unsafe_requests_need_the_csrf_token() {
             &url,
             &jar,
             &same_site(&gw),
-            &[("x-csrf-token", wrong)],
+            &[("x-gateway-csrf", wrong)],
             "",
         )
         .await;
@@ -205,7 +205,7 @@ async fn cookie_authenticated_unsafe_requests_need_the_csrf_token() {
         vec![("sec-fetch-site".to_string(), "cross-site".to_string())],
         vec![("origin".to_string(), "null".to_string())],
     ] {
-        let body = form(&[("csrf_token", &token), ("title", "x")]);
+        let body = form(&[("gateway_csrf", &token), ("title", "x")]);
         let r = send(
             "POST",
             &url,
@@ -239,13 +239,13 @@ async fn cookie_authenticated_unsafe_requests_need_the_csrf_token() {
         &url,
         &jar,
         &same_site(&gw),
-        &[json_type, ("x-csrf-token", &token)],
+        &[json_type, ("x-gateway-csrf", &token)],
         "{\"a\":1}",
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(up.last().headers.get("x-csrf-token").is_none());
-    let body = form(&[("title", "x y"), ("csrf_token", &token)]);
+    assert!(up.last().headers.get("x-gateway-csrf").is_none());
+    let body = form(&[("title", "x y"), ("gateway_csrf", &token)]);
     let r = send(
         "POST",
         &url,
@@ -312,7 +312,7 @@ async fn cookies_carry_their_attributes_and_secure_names_on_secure_origins() {
     let mut jar = Jar::default();
     jar.take(&page);
     let body = form(&[
-        ("csrf_token", &hidden(&page.text(), "csrf_token")),
+        ("gateway_csrf", &hidden(&page.text(), "gateway_csrf")),
         ("username", "user1"),
         ("password", PASSWORD),
     ]);
@@ -406,12 +406,12 @@ async fn the_login_form_itself_is_csrf_protected() {
     );
     let mut jar = Jar::default();
     jar.take(&page);
-    let token = hidden(&page.text(), "csrf_token");
+    let token = hidden(&page.text(), "gateway_csrf");
     let post = |cookie: String, token: String, origin: &'static str| {
         let url = gw.url("/auth");
         async move {
             let body = form(&[
-                ("csrf_token", &token),
+                ("gateway_csrf", &token),
                 ("username", "user1"),
                 ("password", PASSWORD),
             ]);
@@ -521,7 +521,7 @@ async fn an_expiring_session_renews_through_the_refresh_path() {
         &gw.url("/app/x"),
         &renewed,
         &same_site(&gw),
-        &[("x-csrf-token", renewed.get(CSRF).unwrap())],
+        &[("x-gateway-csrf", renewed.get(CSRF).unwrap())],
         "",
     )
     .await;
@@ -566,7 +566,7 @@ async fn logout_ends_the_session_everywhere() {
     .await;
     let html = page.text();
     assert!(html.contains("signed in as <strong>1</strong>"), "{html}");
-    let token = hidden(&html, "csrf_token");
+    let token = hidden(&html, "gateway_csrf");
     assert_eq!(Some(token.as_str()), jar.get(CSRF));
     // Without the token, or from another site: refused, still signed in.
     let r = send(
@@ -585,7 +585,7 @@ async fn logout_ends_the_session_everywhere() {
         &jar,
         &[("origin".into(), "http://evil.example".into())],
         &[("content-type", "application/x-www-form-urlencoded")],
-        &form(&[("csrf_token", &token)]),
+        &form(&[("gateway_csrf", &token)]),
     )
     .await;
     assert_eq!(r.status, 403);
@@ -598,7 +598,7 @@ async fn logout_ends_the_session_everywhere() {
         &jar,
         &same_site(&gw),
         &[("content-type", "application/x-www-form-urlencoded")],
-        &form(&[("csrf_token", &token)]),
+        &form(&[("gateway_csrf", &token)]),
     )
     .await;
     assert_eq!(r.status, 303, "{}", r.text());
@@ -784,7 +784,7 @@ async fn on_a_tls_listener_cookies_are_secure_and_host_prefixed() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let body = form(&[
-        ("csrf_token", &hidden(&page, "csrf_token")),
+        ("gateway_csrf", &hidden(&page, "gateway_csrf")),
         ("username", "user1"),
         ("password", PASSWORD),
     ]);
@@ -916,7 +916,7 @@ async fn behind_forward_auth_a_browser_route_takes_the_cookie_but_never_redirect
     );
     let r = ask("POST", vec![form_type.clone()]).await;
     assert_eq!(r.status, 403);
-    let r = ask("POST", vec![form_type, ("x-csrf-token", csrf)]).await;
+    let r = ask("POST", vec![form_type, ("x-gateway-csrf", csrf)]).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(up.requests().is_empty());
 }
@@ -978,7 +978,7 @@ async fn csrf_tokens_survive_a_signing_key_rotation() {
         &after.url("/app/x"),
         &jar,
         &[("origin".into(), format!("http://{}", after.addr))],
-        &[("x-csrf-token", &token)],
+        &[("x-gateway-csrf", &token)],
         "",
     )
     .await;
@@ -990,7 +990,7 @@ async fn csrf_tokens_survive_a_signing_key_rotation() {
         &before.url("/app/x"),
         &fresh,
         &[],
-        &[("x-csrf-token", fresh.get(CSRF).unwrap())],
+        &[("x-gateway-csrf", fresh.get(CSRF).unwrap())],
         "",
     )
     .await;
@@ -1096,7 +1096,7 @@ async fn logout_revokes_the_family_of_the_session_not_a_planted_one() {
         "POST",
         &gw.url("/auth/refresh/logout"),
         &h,
-        form(&[("csrf_token", &token)]),
+        form(&[("gateway_csrf", &token)]),
     )
     .await;
     assert_eq!(r.status, 303, "{}", r.text());
@@ -1130,4 +1130,87 @@ async fn a_utf8_cookie_beside_ours_neither_hides_ours_nor_lets_them_upstream() {
         .map(|v| v.as_bytes())
         .collect();
     assert_eq!(sent, ["name=J\u{f6}rg; lang=en".as_bytes()]);
+}
+
+#[tokio::test]
+async fn an_apps_own_csrf_header_and_field_are_left_to_the_app() {
+    let up = Upstream::start().await;
+    let gw = browser_gateway(&up).await;
+    let jar = browser_session(&gw).await;
+    let ours = jar.get(CSRF).unwrap().to_string();
+    // Rails / Laravel send X-CSRF-Token for their own checks: it reaches the app on a
+    // browser route (beside ours, which does not) and on any other route.
+    let r = send(
+        "POST",
+        &gw.url("/app/items"),
+        &jar,
+        &same_site(&gw),
+        &[("x-gateway-csrf", &ours), ("x-csrf-token", "the-apps-own")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.headers.get("x-csrf-token").unwrap(), "the-apps-own");
+    assert!(seen.headers.get("x-gateway-csrf").is_none());
+    let access = gw.login("user1", PASSWORD).await;
+    let r = request(
+        "POST",
+        &gw.url("/api/items"),
+        &[
+            ("authorization", &jwt_header(&access)),
+            ("x-csrf-token", "the-apps-own"),
+            ("x-gateway-csrf", "not-ours-here"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let seen = up.last();
+    assert_eq!(seen.headers.get("x-csrf-token").unwrap(), "the-apps-own");
+    assert_eq!(seen.headers.get("x-gateway-csrf").unwrap(), "not-ours-here");
+    // The old name is no proof for us.
+    let r = send(
+        "POST",
+        &gw.url("/app/items"),
+        &jar,
+        &same_site(&gw),
+        &[("x-csrf-token", &ours)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    // A Flask-WTF form carries its own csrf_token field beside ours: both arrive.
+    let body = form(&[("csrf_token", "flask-wtf"), ("gateway_csrf", &ours)]);
+    let r = send(
+        "POST",
+        &gw.url("/app/items"),
+        &jar,
+        &same_site(&gw),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.last().body_len, body.len());
+
+    // A name of the operator's choosing.
+    let gw = gateway()
+        .route_with("/app", &up.url(), "required", &["browser = true"])
+        .table("[browser]\ncsrf_header = \"X-My-Csrf\"\n")
+        .start()
+        .await;
+    let jar = browser_session(&gw).await;
+    let ours = jar.get(CSRF).unwrap().to_string();
+    let r = send(
+        "POST",
+        &gw.url("/app/items"),
+        &jar,
+        &same_site(&gw),
+        &[("x-my-csrf", &ours)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(up.last().headers.get("x-my-csrf").is_none());
 }

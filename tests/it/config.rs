@@ -458,6 +458,16 @@ fn browser_mode_problems_name_their_key() {
             "browser.tmeplate",
             "did you mean `template`",
         ),
+        (
+            "csrf_header = \"X CSRF\"",
+            "browser.csrf_header",
+            "not a header name",
+        ),
+        (
+            "csrf_header = \"Cookie\"",
+            "browser.csrf_header",
+            "the gateway or HTTP itself owns",
+        ),
     ] {
         let toml = format!("{BASE}{users}{}[refresh]\n[browser]\n{table}\n", route(""));
         assert_problem(&toml, key, words);

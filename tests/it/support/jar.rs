@@ -100,7 +100,7 @@ pub async fn form_login(
     jar.take(&page);
     let html = page.text();
     let body = form(&[
-        ("csrf_token", &hidden(&html, "csrf_token")),
+        ("gateway_csrf", &hidden(&html, "gateway_csrf")),
         ("return_to", return_to),
         ("username", username),
         ("password", password),
