@@ -300,7 +300,7 @@ async fn oidc_round_trip() -> OidcSecrets {
                 ("origin", &own_origin),
                 ("sec-fetch-site", "same-origin"),
             ],
-            Bytes::from(format!("csrf_token={csrf}")),
+            Bytes::from(format!("gateway_csrf={csrf}")),
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.text());

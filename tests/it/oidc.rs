@@ -574,7 +574,7 @@ async fn rp_initiated_logout_goes_to_the_providers_end_session_endpoint() {
     // The sign-out button: a same-origin form post with the session's CSRF token.
     let csrf = b.cookie(&o, "gateway-csrf").unwrap().value.clone();
     let body = form_urlencoded::Serializer::new(String::new())
-        .append_pair("csrf_token", &csrf)
+        .append_pair("gateway_csrf", &csrf)
         .finish();
     let own_origin = format!("http://{o}");
     let sign_out = |site: &'static str| {
@@ -631,7 +631,7 @@ async fn rp_initiated_logout_goes_to_the_providers_end_session_endpoint() {
     let r = form_login(&gw, &mut jar, "user1", PASSWORD, "/app").await;
     assert_eq!(r.status, 303, "{}", r.text());
     let body = form_urlencoded::Serializer::new(String::new())
-        .append_pair("csrf_token", jar.get("gateway-csrf").unwrap())
+        .append_pair("gateway_csrf", jar.get("gateway-csrf").unwrap())
         .finish();
     let r = request(
         "POST",
