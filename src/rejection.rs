@@ -224,7 +224,8 @@ impl Rejection {
                 | BrowserError::Csrf(_)
                 | BrowserError::MethodNotAllowed(_)
                 | BrowserError::BodyTooLarge
-                | BrowserError::BadForm(_),
+                | BrowserError::BadForm(_)
+                | BrowserError::Session(SessionError::RenewalLoop),
             ) => Fault::Client,
             Rejection::Browser(BrowserError::Session(SessionError::Refresh(l))) => match l {
                 LifecycleError::Unavailable(_) => Fault::Upstream,
@@ -238,7 +239,9 @@ impl Rejection {
                 | LifecycleError::NoJti => Fault::Client,
             },
             Rejection::Browser(BrowserError::Session(SessionError::Store(_))) => Fault::Upstream,
-            Rejection::Browser(BrowserError::Session(SessionError::Sign(_))) => Fault::Gateway,
+            Rejection::Browser(BrowserError::Session(
+                SessionError::Sign(_) | SessionError::Cookie(_),
+            )) => Fault::Gateway,
             Rejection::Oidc(r) => match &r.error {
                 crate::browser::oidc::OidcError::Internal(_) => Fault::Gateway,
                 e if e.upstream_fault() => Fault::Upstream,
@@ -436,6 +439,17 @@ fn browser_response(b: BrowserError) -> Response<Body> {
             "The form is larger than the gateway reads",
         ),
         BrowserError::BadForm(why) => json(StatusCode::BAD_REQUEST, "Bad Request", why),
+        BrowserError::Session(SessionError::RenewalLoop) => json(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "The browser did not keep the session cookies set a moment ago (are cookies for \
+             this site blocked or full?); sign in again in a little while",
+        ),
+        BrowserError::Session(SessionError::Cookie(_)) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            "The session does not fit in a browser cookie; the gateway's log says why",
+        ),
         BrowserError::Session(SessionError::Refresh(l)) => lifecycle_response(l),
         BrowserError::Session(SessionError::Store(_)) => json(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -24,6 +24,23 @@ pub struct Names {
     pub csrf: &'static str,
     /// The login form's CSRF nonce (HttpOnly, `Path=/`).
     pub login: &'static str,
+    /// Marks a renewal just made (HttpOnly, `Path` = the refresh path, seconds long): a
+    /// second renewal within its life means the browser is not keeping our cookies.
+    pub renewed: &'static str,
+}
+
+/// Browsers are only sure to keep a cookie of up to 4096 bytes (RFC 6265 §6.1: name,
+/// value and attributes); ours stay under this, with room to spare. A larger one would be
+/// dropped without a word, and every page load would go round the renewal again.
+pub const MAX_COOKIE: usize = 4000;
+
+/// A cookie we cannot set.
+#[derive(Debug, thiserror::Error)]
+pub enum CookieError {
+    #[error("the {name} cookie would be {bytes} bytes, over the {MAX_COOKIE} browsers are sure to keep (fewer or shorter claims in [tokens] user_claims)")]
+    TooLarge { name: &'static str, bytes: usize },
+    #[error("the {0} cookie is not a header value")]
+    NotHeaderSafe(&'static str),
 }
 
 pub const SECURE: Names = Names {
@@ -31,6 +48,7 @@ pub const SECURE: Names = Names {
     refresh: "__Secure-gateway-refresh",
     csrf: "__Host-gateway-csrf",
     login: "__Host-gateway-login",
+    renewed: "__Secure-gateway-renewed",
 };
 
 pub const PLAIN: Names = Names {
@@ -38,6 +56,7 @@ pub const PLAIN: Names = Names {
     refresh: "gateway-refresh",
     csrf: "gateway-csrf",
     login: "gateway-login",
+    renewed: "gateway-renewed",
 };
 
 /// The names used on a secure (`https://`) or plain origin.
@@ -51,7 +70,7 @@ pub fn names(secure: bool) -> &'static Names {
 
 /// How one cookie is set.
 pub struct Spec<'a> {
-    pub name: &'a str,
+    pub name: &'static str,
     pub path: &'a str,
     /// Hidden from the page's scripts.
     pub http_only: bool,
@@ -67,14 +86,27 @@ impl Spec<'_> {
             .same_site(SameSite::Lax)
     }
 
-    /// `Set-Cookie` for `value`, kept by the browser for `max_age`.
-    pub fn set(&self, value: &str, max_age: Duration) -> Option<HeaderValue> {
+    /// `Set-Cookie` for `value`, kept by the browser for `max_age`; refused when over
+    /// [`MAX_COOKIE`] bytes.
+    pub fn checked(&self, value: &str, max_age: Duration) -> Result<HeaderValue, CookieError> {
         let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
         let c = self
             .build(value)
             .max_age(cookie::time::Duration::seconds(secs))
-            .build();
-        HeaderValue::from_str(&c.to_string()).ok()
+            .build()
+            .to_string();
+        if c.len() > MAX_COOKIE {
+            return Err(CookieError::TooLarge {
+                name: self.name,
+                bytes: c.len(),
+            });
+        }
+        HeaderValue::from_str(&c).map_err(|_| CookieError::NotHeaderSafe(self.name))
+    }
+
+    /// [`Spec::checked`], for callers with an answer of their own to a refusal.
+    pub fn set(&self, value: &str, max_age: Duration) -> Option<HeaderValue> {
+        self.checked(value, max_age).ok()
     }
 
     /// `Set-Cookie` that removes the cookie (same name, path and attributes).
@@ -97,7 +129,7 @@ fn pairs(value: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 
 fn is_ours(name: &[u8]) -> bool {
     [&SECURE, &PLAIN].iter().any(|n| {
-        [n.access, n.refresh, n.csrf, n.login]
+        [n.access, n.refresh, n.csrf, n.login, n.renewed]
             .iter()
             .any(|ours| ours.as_bytes() == name)
     })
@@ -192,6 +224,11 @@ mod tests {
             assert!(text.contains(attr), "{attr} in {text}");
         }
         assert!(!text.contains("Domain"));
+        let big = spec.checked(&"a".repeat(MAX_COOKIE), Duration::from_secs(1));
+        assert!(
+            matches!(big, Err(CookieError::TooLarge { bytes, .. }) if bytes > MAX_COOKIE),
+            "{big:?}"
+        );
         let cleared = spec.clear();
         assert!(cleared.to_str().unwrap().contains("Max-Age=0"));
         let plain = Spec {

@@ -17,6 +17,8 @@ pub enum Purpose {
     Session,
     /// The login form (login CSRF: being logged in as someone else).
     Login,
+    /// The marker of a renewal just made (the renewal's loop breaker).
+    Renewed,
 }
 
 impl Purpose {
@@ -24,6 +26,7 @@ impl Purpose {
         match self {
             Purpose::Session => b"session",
             Purpose::Login => b"login",
+            Purpose::Renewed => b"renewed",
         }
     }
 }

@@ -362,10 +362,25 @@ impl Browser {
         let return_to = request::return_to(parts.uri.query());
         let to_login = request::with_return(&self.config.login_page, &return_to);
         let names = cookies::names(secure);
+        let looping = self
+            .sessions
+            .just_renewed(&parts.headers, secure, bound, unix_millis());
         let mut refused = None;
         for token in cookies::find_all(&parts.headers, names.refresh) {
-            match self.sessions.renew(token, bound, secure, unix_millis()).await {
+            let renewed = self
+                .sessions
+                .renew(token, bound, looping, secure, unix_millis())
+                .await;
+            match renewed {
                 Ok(set) => return Ok(redirect(StatusCode::FOUND, &return_to, set)),
+                Err(SessionError::RenewalLoop) => {
+                    tracing::warn!(
+                        "browser: a session renewed moments ago is back at the renewal: the \
+                         browser did not keep its cookies (blocked, full, or too large); \
+                         not renewing again"
+                    );
+                    return Err(SessionError::RenewalLoop.into());
+                }
                 Err(SessionError::Refresh(LifecycleError::Unavailable(e)))
                 | Err(SessionError::Store(e)) => {
                     return Err(BrowserError::Session(SessionError::Store(e)))

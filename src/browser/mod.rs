@@ -70,6 +70,8 @@ impl BrowserError {
             BrowserError::MethodNotAllowed(_) => "method_not_allowed",
             BrowserError::BodyTooLarge => "body_too_large",
             BrowserError::BadForm(_) => "malformed_form",
+            BrowserError::Session(SessionError::RenewalLoop) => "renewal_loop",
+            BrowserError::Session(SessionError::Cookie(_)) => "cookie_too_large",
             BrowserError::Session(SessionError::Store(_)) => "store_unavailable",
             BrowserError::Session(SessionError::Refresh(l)) => l.reason(),
             BrowserError::Session(SessionError::Sign(_)) => "internal",

@@ -58,7 +58,19 @@ pub enum SessionError {
     Refresh(#[from] LifecycleError),
     #[error("cannot sign the session's token: {0}")]
     Sign(String),
+    /// The session was renewed moments ago and is back at the renewal: the browser did
+    /// not keep the cookies then set. Renewing again would loop.
+    #[error("renewal loop: the browser did not keep the session cookies set moments ago (blocked, full or too large?)")]
+    RenewalLoop,
+    /// A session cookie would be too large for browsers to keep.
+    #[error("{0}")]
+    Cookie(#[from] cookies::CookieError),
 }
+
+/// How long the marker of a renewal lives: a second renewal of the session within this
+/// is a loop (the browser did not keep the cookies just set), answered with an error.
+/// A fresh access token is never due again this soon (renewal waits for its last half).
+pub const RENEWAL_LOOP_WINDOW: Duration = Duration::from_secs(20);
 
 /// Sessions for browsers. Built once per config in `pipeline/build.rs`.
 pub struct Sessions {
@@ -155,7 +167,7 @@ impl Sessions {
             None => (None, csrf::nonce()),
         };
         let access = self.mint(&grant.user, &claims, grant.remote, &sid, now_ms / 1000)?;
-        Ok(self.cookies(&access, refresh_token.as_deref(), &sid, secure))
+        self.cookies(&access, refresh_token.as_deref(), &sid, secure)
     }
 
     /// Renews a session from its refresh cookie: a rotated refresh token and a new access
@@ -164,13 +176,19 @@ impl Sessions {
     /// `bound`: the ids named by cookies no other site can set (the CSRF cookie, the
     /// access cookie), so a refresh cookie planted from a sibling domain never signs the
     /// browser in as its planter.
+    ///
+    /// `looping`: the session was renewed moments ago ([`Sessions::just_renewed`]); a
+    /// token that would rotate is then left as it is and the answer is
+    /// [`SessionError::RenewalLoop`] (a dead one still fails as such).
     pub async fn renew(
         &self,
         refresh_token: &str,
         bound: &[String],
+        looping: bool,
         secure: bool,
         now_ms: i64,
     ) -> Result<Vec<HeaderValue>, SessionError> {
+        let looped = std::sync::atomic::AtomicBool::new(false);
         let foreign = || LifecycleError::InvalidRefreshToken("the refresh cookie is another session's");
         let Some(refresh) = &self.refresh else {
             return Err(LifecycleError::Internal("refresh tokens are off".into()).into());
@@ -182,6 +200,10 @@ impl Sessions {
             // Refused before the store changes: the foreign token stays as it was.
             if !bound.contains(&sid) {
                 return Err(foreign());
+            }
+            if looping {
+                looped.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Err(LifecycleError::InvalidRefreshToken("renewed moments ago"));
             }
             match &h.remote {
                 Some(claims) => self.mint(&h.user, claims, true, &sid, now),
@@ -196,9 +218,12 @@ impl Sessions {
                 other => LifecycleError::Internal(other.to_string()),
             })
         };
-        let pair = refresh
-            .rotate(refresh_token, now_ms, &cutoff, &mint)
-            .await?;
+        let rotated = refresh.rotate(refresh_token, now_ms, &cutoff, &mint).await;
+        // A grace answer (a repeat, nothing rotated) in a loop is a loop too.
+        if looped.into_inner() || (looping && rotated.is_ok()) {
+            return Err(SessionError::RenewalLoop);
+        }
+        let pair = rotated?;
         let sid = self
             .sid_of_token(&pair.access_token)
             .ok_or_else(|| SessionError::Sign("the renewed token has no session id".into()))?;
@@ -206,7 +231,35 @@ impl Sessions {
         if !bound.contains(&sid) {
             return Err(foreign().into());
         }
-        Ok(self.cookies(&pair.access_token, Some(&pair.refresh_token), &sid, secure))
+        let mut set = self.cookies(&pair.access_token, Some(&pair.refresh_token), &sid, secure)?;
+        let names = cookies::names(secure);
+        let marker = format!("{sid}~{}", now_ms / 1000);
+        set.push(
+            self.renewed_spec(names, secure)
+                .checked(&self.csrf.token(Purpose::Renewed, &marker), RENEWAL_LOOP_WINDOW)?,
+        );
+        Ok(set)
+    }
+
+    /// Whether the request carries the marker of a renewal of one of the sessions `bound`
+    /// made less than [`RENEWAL_LOOP_WINDOW`] before `now_ms`: renewing again would loop.
+    pub fn just_renewed(
+        &self,
+        headers: &http::HeaderMap,
+        secure: bool,
+        bound: &[String],
+        now_ms: i64,
+    ) -> bool {
+        let window = RENEWAL_LOOP_WINDOW.as_secs() as i64;
+        cookies::find_all(headers, cookies::names(secure).renewed)
+            .filter_map(|t| self.csrf.verify(Purpose::Renewed, t))
+            .filter_map(|m| m.split_once('~'))
+            .any(|(sid, at)| {
+                bound.iter().any(|b| b == sid)
+                    && at
+                        .parse::<i64>()
+                        .is_ok_and(|at| (0..window).contains(&(now_ms / 1000 - at)))
+            })
     }
 
     /// Set-Cookie values that clear every session cookie.
@@ -215,6 +268,7 @@ impl Sessions {
         let mut out = vec![self.access_spec(names, secure).clear()];
         if self.refresh.is_some() {
             out.push(self.refresh_spec(names, secure).clear());
+            out.push(self.renewed_spec(names, secure).clear());
         }
         out.push(self.csrf_spec(names, secure).clear());
         out
@@ -299,18 +353,33 @@ impl Sessions {
         refresh: Option<&str>,
         sid: &str,
         secure: bool,
-    ) -> Vec<HeaderValue> {
+    ) -> Result<Vec<HeaderValue>, SessionError> {
         let names = cookies::names(secure);
-        let mut out = Vec::with_capacity(3);
-        out.extend(
+        let mut out = Vec::with_capacity(4);
+        out.push(
             self.access_spec(names, secure)
-                .set(access, self.token_lifetime),
+                .checked(access, self.token_lifetime)?,
         );
         if let (Some(t), Some(r)) = (refresh, &self.refresh) {
-            out.extend(self.refresh_spec(names, secure).set(t, r.config.lifetime));
+            out.push(
+                self.refresh_spec(names, secure)
+                    .checked(t, r.config.lifetime)?,
+            );
         }
-        out.extend(self.csrf_cookie(sid, secure));
-        out
+        out.push(
+            self.csrf_spec(names, secure)
+                .checked(&self.csrf_token(sid), self.session_lifetime())?,
+        );
+        Ok(out)
+    }
+
+    fn renewed_spec<'a>(&'a self, names: &'a cookies::Names, secure: bool) -> Spec<'a> {
+        Spec {
+            name: names.renewed,
+            path: &self.refresh_path,
+            http_only: true,
+            secure,
+        }
     }
 
     fn access_spec<'a>(&self, names: &'a cookies::Names, secure: bool) -> Spec<'a> {
@@ -451,11 +520,17 @@ mod tests {
         let bound = [sid.to_string()];
         // A refresh token is renewed only for the session the other cookies name.
         assert!(s
-            .renew(value(refresh), &["another".into()], true, 1_800_000_000_500)
+            .renew(value(refresh), &["another".into()], false, true, 1_800_000_000_500)
             .await
             .is_err());
+        // A renewal moments after the last one is a loop: refused, nothing rotated.
+        assert!(matches!(
+            s.renew(value(refresh), &bound, true, true, 1_800_000_000_700)
+                .await,
+            Err(SessionError::RenewalLoop)
+        ));
         let renewed = s
-            .renew(value(refresh), &bound, true, 1_800_000_001_000)
+            .renew(value(refresh), &bound, false, true, 1_800_000_001_000)
             .await
             .unwrap();
         let access2 = payload(value(cookie(&renewed, cookies::SECURE.access)));
@@ -465,11 +540,11 @@ mod tests {
         assert_ne!(refresh2, value(refresh));
         // The used token again (no grace) revokes the family: the newest fails too.
         assert!(s
-            .renew(value(refresh), &bound, true, 1_800_000_002_000)
+            .renew(value(refresh), &bound, false, true, 1_800_000_002_000)
             .await
             .is_err());
         assert!(s
-            .renew(refresh2, &bound, true, 1_800_000_003_000)
+            .renew(refresh2, &bound, false, true, 1_800_000_003_000)
             .await
             .is_err());
     }
@@ -489,7 +564,7 @@ mod tests {
         let refresh = value(cookie(&set, cookies::PLAIN.refresh));
         let bound = [access["sid"].as_str().unwrap().to_string()];
         let renewed = s
-            .renew(refresh, &bound, false, 1_800_000_001_000)
+            .renew(refresh, &bound, false, false, 1_800_000_001_000)
             .await
             .unwrap();
         let again = payload(value(cookie(&renewed, cookies::PLAIN.access)));
@@ -513,7 +588,7 @@ mod tests {
             .unwrap()
             .to_string();
         assert_eq!(s.csrf_token(&sid), csrf_cookie);
-        assert!(s.renew("x", &[sid.clone()], true, 0).await.is_err());
+        assert!(s.renew("x", &[sid.clone()], false, true, 0).await.is_err());
         let cleared = s.end(true);
         assert_eq!(cleared.len(), 2);
         assert!(cleared
@@ -546,11 +621,11 @@ mod tests {
             .await
             .unwrap();
         assert!(s
-            .renew(&refresh, &[sid], true, 1_800_000_001_000)
+            .renew(&refresh, &[sid], false, true, 1_800_000_001_000)
             .await
             .is_err());
         assert!(s
-            .renew(&other_refresh, &[other_sid], true, 1_800_000_001_000)
+            .renew(&other_refresh, &[other_sid], false, true, 1_800_000_001_000)
             .await
             .is_ok());
     }

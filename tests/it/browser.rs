@@ -1214,3 +1214,71 @@ async fn an_apps_own_csrf_header_and_field_are_left_to_the_app() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(up.last().headers.get("x-my-csrf").is_none());
 }
+
+#[tokio::test]
+async fn a_browser_that_drops_the_renewed_cookie_lands_on_an_error_not_a_loop() {
+    let up = Upstream::start().await;
+    let gw = browser_gateway(&up).await;
+    let jar = browser_session(&gw).await;
+    let url = gw.url("/auth/refresh?return_to=%2Fapp");
+    let html = ("accept", "text/html");
+    // The first renewal goes through and marks itself.
+    let r = get(&url, &[html, ("cookie", &jar.without(ACCESS).header())]).await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/app"));
+    let mut renewed = jar.clone();
+    renewed.take(&r);
+    let marker = renewed.attributes("gateway-renewed");
+    assert!(
+        marker.contains("HttpOnly") && marker.contains("Path=/auth/refresh"),
+        "{marker}"
+    );
+    // The browser kept everything but the access cookie: back at the renewal at once.
+    let r = get(&url, &[html, ("cookie", &renewed.without(ACCESS).header())]).await;
+    r.assert_error(
+        400,
+        "Bad Request",
+        "The browser did not keep the session cookies set a moment ago (are cookies for \
+         this site blocked or full?); sign in again in a little while",
+    );
+    assert!(r.headers.get("set-cookie").is_none(), "{:?}", r.headers);
+    // Another session's marker is no reason to stop this one.
+    let other = browser_session(&gw).await;
+    let r = get(&gw.url("/auth/refresh?return_to=%2Fapp"), &[("cookie", &other.without(ACCESS).header())]).await;
+    let mut other_renewed = other.clone();
+    other_renewed.take(&r);
+    let cookie = format!(
+        "gateway-renewed={}; {}",
+        other_renewed.get("gateway-renewed").unwrap(),
+        jar.without(ACCESS).without(REFRESH).header()
+    );
+    let cookie = format!("{cookie}; {REFRESH}={}", renewed.get(REFRESH).unwrap());
+    let r = get(&url, &[html, ("cookie", &cookie)]).await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/app"));
+}
+
+#[tokio::test]
+async fn a_session_too_large_for_a_cookie_is_refused_with_a_reason() {
+    let up = Upstream::start().await;
+    let big = "x".repeat(4000);
+    let gw = gateway()
+        .without_users()
+        .tokens("user_claims = [\"roles\"]")
+        .raw(&format!(
+            "[[users]]\nid = 1\nusername = \"user1\"\npassword_hash = \"{HASH1}\"\n\
+             claims = {{ roles = [\"{big}\"] }}\n"
+        ))
+        .route_with("/app", &up.url(), "required", &["browser = true"])
+        .table("[login]\n[refresh]\n")
+        .start()
+        .await;
+    let mut jar = Jar::default();
+    let r = form_login(&gw, &mut jar, "user1", PASSWORD, "/app").await;
+    r.assert_error(
+        500,
+        "Internal Server Error",
+        "The session does not fit in a browser cookie; the gateway's log says why",
+    );
+    assert!(jar.get(ACCESS).is_none() && jar.get(REFRESH).is_none());
+}
