@@ -133,6 +133,22 @@ impl Browser {
             .collect()
     }
 
+    /// Whether a request to the login path is a browser's form login: a form, from a
+    /// browser or carrying the login form's nonce cookie.
+    pub fn is_form_login(&self, headers: &http::HeaderMap, secure: bool) -> bool {
+        request::is_form(headers)
+            && (request::from_a_browser(headers)
+                || cookies::find(headers, cookies::names(secure).login).is_some())
+    }
+
+    /// Whether a `GET`/`HEAD` on the refresh path is a browser's renewal: a navigation, or
+    /// a request carrying a refresh cookie (API clients keep the JSON `405`).
+    pub fn is_renewal(&self, method: &http::Method, headers: &http::HeaderMap, secure: bool) -> bool {
+        matches!(*method, http::Method::GET | http::Method::HEAD)
+            && (request::is_navigation(method, headers)
+                || cookies::find(headers, cookies::names(secure).refresh).is_some())
+    }
+
     /// Whether a connection's requests use the secure (`__Host-`) cookies.
     pub fn secure(&self, tls: bool) -> bool {
         tls || self.config.secure_cookies == SecureCookies::Always

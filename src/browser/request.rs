@@ -41,6 +41,20 @@ pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
             return false;
         }
     }
+    accepts_html(headers)
+}
+
+/// Whether a request looks sent by a browser: it carries `Origin` or a `Sec-Fetch-*`
+/// header (browsers set them; API clients rarely do), or asks for HTML. An API client's
+/// form-encoded post to the login path keeps the API's JSON answers.
+pub fn from_a_browser(headers: &HeaderMap) -> bool {
+    headers.contains_key(ORIGIN)
+        || headers.contains_key(SEC_FETCH_MODE)
+        || headers.contains_key(SEC_FETCH_SITE)
+        || accepts_html(headers)
+}
+
+fn accepts_html(headers: &HeaderMap) -> bool {
     headers
         .get_all(ACCEPT)
         .iter()
@@ -69,15 +83,22 @@ pub fn same_origin(
     secure: bool,
     authority: Option<&str>,
 ) -> Result<(), CrossSite> {
-    if let Some(site) = headers.get(SEC_FETCH_SITE) {
+    let site = headers.get(SEC_FETCH_SITE).map(|v| v.as_bytes());
+    if let Some(site) = site {
         // `none` is the user's own action (a bookmark, the address bar).
-        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
+        if !matches!(site, b"same-origin" | b"none") {
             return Err(CrossSite::FetchSite);
         }
     }
     let Some(origin) = headers.get(ORIGIN) else {
         return Ok(());
     };
+    // Browsers send `Origin: null` for some of a page's own requests (after a redirect,
+    // from a privacy-sensitive context); `Sec-Fetch-Site`, which the page cannot set, is
+    // the better witness there.
+    if origin.as_bytes() == b"null" && site == Some(b"same-origin") {
+        return Ok(());
+    }
     let origin = origin.to_str().map_err(|_| CrossSite::Origin)?;
     // An origin is exactly `scheme://host[:port]`: compared whole with ours.
     let is = |scheme: &str| {
@@ -241,6 +262,19 @@ mod tests {
             Err(CrossSite::FetchSite)
         );
         assert!(same_origin(&h(&[("sec-fetch-site", "same-origin")]), true, host).is_ok());
+        assert!(same_origin(
+            &h(&[("sec-fetch-site", "same-origin"), ("origin", "null")]),
+            true,
+            host
+        )
+        .is_ok());
+        for site in ["none", "cross-site", "same-site"] {
+            assert!(
+                same_origin(&h(&[("sec-fetch-site", site), ("origin", "null")]), true, host)
+                    .is_err(),
+                "{site}"
+            );
+        }
         assert_eq!(
             same_origin(&h(&[("origin", "https://app.example:8443")]), true, None),
             Err(CrossSite::Origin)

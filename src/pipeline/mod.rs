@@ -39,7 +39,7 @@ use crate::auth::{bearer, Claims, TokenError};
 use crate::body::{full, Body};
 use crate::browser::oidc::{Endpoint, Oidc};
 use crate::browser::session::Sessions;
-use crate::browser::{guard, request as browser_request, Browser};
+use crate::browser::{guard, Browser};
 use crate::config::{AuthMode, ForwardAuthConfig, PathMatch, RequestIdMode, Responder};
 use crate::identity::{ClaimHeaders, IdentityHeaders};
 use crate::metrics::{Metrics, RouteCounters};
@@ -380,7 +380,7 @@ impl Pipeline {
             }
             let login = self.login.as_ref().filter(|l| l.path == path);
             if let Some(login) = login
-                .filter(|_| req.method() == Method::POST && browser_request::is_form(req.headers()))
+                .filter(|_| req.method() == Method::POST && browser.is_form_login(req.headers(), secure))
             {
                 outcome.route = Some(&self.login_counters);
                 let (result, label) = browser.form_login(req, login, client, secure).await;
@@ -388,9 +388,9 @@ impl Pipeline {
                 return Ok(result?);
             }
             // A navigation to the refresh path renews the session from its cookie (the
-            // API's refresh is a `POST` of JSON, below).
+            // API's refresh is a `POST` of JSON, below, which answers API clients' `GET`).
             if browser.sessions.refresh_path() == Some(path)
-                && matches!(*req.method(), Method::GET | Method::HEAD)
+                && browser.is_renewal(req.method(), req.headers(), secure)
             {
                 outcome.route = Some(&self.refresh_counters);
                 let (parts, _) = req.into_parts();

@@ -273,6 +273,22 @@ async fn cookie_authenticated_unsafe_requests_need_the_csrf_token() {
     .await;
     assert_eq!(r.status, 200);
     assert_eq!(up.requests().len(), 3);
+
+    // `Origin: null` from our own page (Sec-Fetch-Site says so) with the token passes.
+    let r = send(
+        "POST",
+        &url,
+        &jar,
+        &[
+            ("origin".to_string(), "null".to_string()),
+            ("sec-fetch-site".to_string(), "same-origin".to_string()),
+        ],
+        &[("x-gateway-csrf", &token)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.requests().len(), 4);
 }
 
 #[tokio::test]
@@ -691,6 +707,12 @@ async fn auth_stays_the_api_contract_with_browser_mode_on() {
         ),
         ("GET", vec![], String::new()),
         ("OPTIONS", vec![], String::new()),
+        // An API client's form post: the API's answer, not the sign-in page.
+        (
+            "POST",
+            vec![("content-type", "application/x-www-form-urlencoded")],
+            "username=user1&password=nope".into(),
+        ),
     ];
     for (method, headers, body) in cases {
         let a = request(method, &on.url("/auth"), &headers, body.clone()).await;
@@ -700,6 +722,15 @@ async fn auth_stays_the_api_contract_with_browser_mode_on() {
         assert_eq!(a.header("content-type"), b.header("content-type"));
         assert_eq!(a.header("allow"), b.header("allow"));
         assert_eq!(a.header("www-authenticate"), b.header("www-authenticate"));
+    }
+    // The refresh path's GET, for an API client: the API's 405, no cookies.
+    for method in ["GET", "HEAD"] {
+        let a = request(method, &on.url("/auth/refresh"), &[], "").await;
+        let b = request(method, &off.url("/auth/refresh"), &[], "").await;
+        assert_eq!(a.status, 405, "{method}");
+        assert_eq!((a.status, &a.body), (b.status, &b.body), "{method}");
+        assert_eq!(a.header("allow"), b.header("allow"));
+        assert!(a.headers.get("set-cookie").is_none(), "{method}");
     }
     let good = json!({"username": "user1", "password": PASSWORD}).to_string();
     let a = post_json(&on.url("/auth"), &good).await;
