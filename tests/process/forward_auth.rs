@@ -259,10 +259,16 @@ async fn nginx_never_caches_an_allow_won_by_a_session_cookie() {
     let cache = |r: &Resp| r.header("x-gateway-decision-cache").map(str::to_string);
     let session = format!("gateway-session={}", token_with(&["user"], 300));
     for _ in 0..2 {
-        let r = get(&nginx.url("/app/inbox"), &[("cookie", &session)]).await;
+        let r = get(
+            &nginx.url("/app/inbox"),
+            &[("cookie", &session), ("x-gateway-csrf", "a.b")],
+        )
+        .await;
         assert_eq!(r.status, 200, "{}\n{}", r.text(), nginx.log());
         assert_ne!(cache(&r).as_deref(), Some("HIT"), "{}", nginx.log());
         assert_eq!(spellings(&up.last().headers, "x-identity"), ["1"]);
+        // The gateway's CSRF header stops at nginx.
+        assert!(up.last().headers.get("x-gateway-csrf").is_none());
     }
     let before = up.requests().len();
     for _ in 0..2 {
@@ -289,4 +295,31 @@ async fn nginx_never_caches_an_allow_won_by_a_session_cookie() {
         .await;
         assert_eq!(cache(&r).as_deref(), Some(expected), "{}", nginx.log());
     }
+}
+
+/// Caddy in front of a browser route: the session cookie's allow sets the identity, and
+/// the gateway's CSRF header (read by the gateway) stops at Caddy.
+#[tokio::test]
+async fn caddy_in_front_of_a_browser_route() {
+    let up = Upstream::start().await;
+    let gw = gateway()
+        .route_with("/app", &up.url(), "required", &["browser = true"])
+        .raw("[identity]\nclaims = { \"X-Roles\" = \"roles\" }")
+        .server("trusted_proxies = [\"127.0.0.1/32\"]")
+        .raw(&format!("[forward_auth]\n{OWN_LISTENER}"))
+        .start()
+        .await;
+    let caddy = proxies::caddy(decisions(&gw), up.addr).await;
+    let session = format!("gateway-session={}", token_with(&["user"], 300));
+    let r = get(
+        &caddy.url("/app/inbox"),
+        &[("cookie", &session), ("x-gateway-csrf", "a.b")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), caddy.log());
+    let seen = up.last();
+    assert_eq!(spellings(&seen.headers, "x-identity"), ["1"]);
+    assert!(seen.headers.get("x-gateway-csrf").is_none(), "{:?}", seen.headers);
+    let r = get(&caddy.url("/app/inbox"), &[]).await;
+    assert_eq!(r.status, 401);
 }
