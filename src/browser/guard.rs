@@ -4,9 +4,9 @@
 //! cookies and CSRF header before anything goes upstream.
 
 use bytes::{Bytes, BytesMut};
-use http::header::SEC_WEBSOCKET_KEY;
+use http::header::{CACHE_CONTROL, SEC_WEBSOCKET_KEY, VARY};
 use http::request::Parts;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
 use subtle::ConstantTimeEq;
 
@@ -138,6 +138,16 @@ impl Browser {
                 "the form's gateway_csrf is missing or not the session's",
             )),
         }
+    }
+
+    /// Marks the upstream's response to a cookie-authenticated request as one browser's:
+    /// `Vary: Cookie`, and `Cache-Control: private` when the upstream said nothing about
+    /// caching (a shared cache must not hand one user's page to another).
+    pub fn mark_private(headers: &mut HeaderMap) {
+        if !headers.contains_key(CACHE_CONTROL) {
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
+        }
+        headers.append(VARY, HeaderValue::from_static("Cookie"));
     }
 
     /// Removes our cookies from a request about to go upstream (every route: backends

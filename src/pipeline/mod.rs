@@ -502,6 +502,9 @@ impl Pipeline {
             outcome.server = Some(server.to_string());
         }
         forward::finish(&mut res, client_version);
+        if decision.via_cookie {
+            Browser::mark_private(res.headers_mut());
+        }
         Ok(res)
     }
 

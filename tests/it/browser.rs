@@ -42,7 +42,14 @@ async fn send(
     more: &[(&str, &str)],
     body: &str,
 ) -> Resp {
-    let cookie = jar.header();
+    // Only the cookies a browser sends to that path (the refresh cookie only below the
+    // refresh path).
+    let path = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+        .unwrap_or("/");
+    let path = path.split('?').next().unwrap_or(path);
+    let cookie = jar.header_for(path);
     let mut headers: Vec<(&str, &str)> = vec![("cookie", cookie.as_str())];
     headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     headers.extend_from_slice(more);
@@ -68,13 +75,15 @@ async fn a_form_login_opens_a_cookie_session_the_upstream_never_sees() {
     with_other
         .cookies
         .insert("theme".into(), ("dark".into(), String::new()));
-    let r = send(
-        "GET",
+    // Every cookie, the refresh cookie too (a browser would not send it here): none of
+    // ours may pass.
+    let r = get(
         &gw.url("/app/inbox"),
-        &with_other,
-        &[],
-        &[("accept", "text/html"), ("x-gateway-csrf", "anything")],
-        "",
+        &[
+            ("cookie", &with_other.header()),
+            ("accept", "text/html"),
+            ("x-gateway-csrf", "anything"),
+        ],
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -1312,4 +1321,36 @@ async fn a_session_too_large_for_a_cookie_is_refused_with_a_reason() {
         "The session does not fit in a browser cookie; the gateway's log says why",
     );
     assert!(jar.get(ACCESS).is_none() && jar.get(REFRESH).is_none());
+}
+
+#[tokio::test]
+async fn a_page_served_on_the_session_cookie_is_private_and_varies_by_cookie() {
+    let up = Upstream::start().await;
+    let gw = browser_gateway(&up).await;
+    let jar = browser_session(&gw).await;
+    let r = send("GET", &gw.url("/app/inbox"), &jar, &[], &[], "").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("cache-control"), Some("private"));
+    assert!(
+        r.headers
+            .get_all("vary")
+            .iter()
+            .any(|v| v.to_str().unwrap().contains("Cookie")),
+        "{:?}",
+        r.headers
+    );
+    // A header-authenticated request is left as the upstream answered.
+    let access = gw.login("user1", PASSWORD).await;
+    let r = get(
+        &gw.url("/app/inbox"),
+        &[("authorization", &jwt_header(&access))],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(r.headers.get("cache-control").is_none());
+    // The refresh cookie goes only below the refresh path.
+    assert!(!jar.header_for("/app").contains(REFRESH));
+    assert!(jar.header_for("/auth/refresh").contains(REFRESH));
+    assert!(jar.header_for("/auth/refresh/logout").contains(REFRESH));
+    assert!(!jar.header_for("/auth/refreshx").contains(REFRESH));
 }

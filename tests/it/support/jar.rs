@@ -41,7 +41,27 @@ impl Jar {
             .1
     }
 
-    /// The `Cookie` header a browser would send (every path; the tests pick the cookies).
+    /// The `Cookie` header a browser would send to `path`: the cookies whose `Path`
+    /// attribute covers it (RFC 6265 §5.1.4 path-match).
+    pub fn header_for(&self, path: &str) -> String {
+        self.cookies
+            .iter()
+            .filter(|(_, (_, line))| {
+                let scope = line
+                    .split(';')
+                    .filter_map(|a| a.trim().strip_prefix("Path="))
+                    .next()
+                    .unwrap_or("/");
+                path == scope
+                    || (path.starts_with(scope)
+                        && (scope.ends_with('/') || path[scope.len()..].starts_with('/')))
+            })
+            .map(|(k, (v, _))| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// The `Cookie` header with every cookie, whatever its path (the tests pick them).
     pub fn header(&self) -> String {
         self.cookies
             .iter()
