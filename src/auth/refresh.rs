@@ -414,7 +414,8 @@ impl Refresh {
         user: &UserId,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        self.revoke_family(token, Some(user), &|_| true, now_ms).await
+        self.revoke_family(token, Some(user), &|_| true, now_ms)
+            .await
     }
 
     /// Revokes the family of `token` when `family` accepts its id (a browser logout: the

@@ -267,13 +267,18 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(
             COOKIE,
-            HeaderValue::from_bytes("name=J\u{f6}rg; gateway-session=tok; gateway-csrf=c; x=1".as_bytes())
-                .unwrap(),
+            HeaderValue::from_bytes(
+                "name=J\u{f6}rg; gateway-session=tok; gateway-csrf=c; x=1".as_bytes(),
+            )
+            .unwrap(),
         );
         assert_eq!(find(&h, PLAIN.access), Some("tok"));
         assert_eq!(find_all(&h, PLAIN.csrf).collect::<Vec<_>>(), ["c"]);
         strip(&mut h);
-        assert_eq!(h.get(COOKIE).unwrap().as_bytes(), "name=J\u{f6}rg; x=1".as_bytes());
+        assert_eq!(
+            h.get(COOKIE).unwrap().as_bytes(),
+            "name=J\u{f6}rg; x=1".as_bytes()
+        );
         let mut untouched = headers(&["a=1; b=2"]);
         strip(&mut untouched);
         assert_eq!(untouched.get(COOKIE).unwrap(), "a=1; b=2");

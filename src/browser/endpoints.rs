@@ -406,8 +406,8 @@ mod tests {
 
     #[test]
     fn form_fields_appear_once() {
-        let f =
-            parse_form(b"username=a&password=b%26c&gateway_csrf=t&return_to=%2Fx&csrf_token=x").unwrap();
+        let f = parse_form(b"username=a&password=b%26c&gateway_csrf=t&return_to=%2Fx&csrf_token=x")
+            .unwrap();
         assert_eq!(f.password.as_deref(), Some("b&c"));
         assert_eq!(f.return_to.as_deref(), Some("/x"));
         assert!(matches!(

@@ -143,7 +143,12 @@ impl Browser {
 
     /// Whether a `GET`/`HEAD` on the refresh path is a browser's renewal: a navigation, or
     /// a request carrying a refresh cookie (API clients keep the JSON `405`).
-    pub fn is_renewal(&self, method: &http::Method, headers: &http::HeaderMap, secure: bool) -> bool {
+    pub fn is_renewal(
+        &self,
+        method: &http::Method,
+        headers: &http::HeaderMap,
+        secure: bool,
+    ) -> bool {
         matches!(*method, http::Method::GET | http::Method::HEAD)
             && (request::is_navigation(method, headers)
                 || cookies::find(headers, cookies::names(secure).refresh).is_some())

@@ -270,8 +270,12 @@ mod tests {
         .is_ok());
         for site in ["none", "cross-site", "same-site"] {
             assert!(
-                same_origin(&h(&[("sec-fetch-site", site), ("origin", "null")]), true, host)
-                    .is_err(),
+                same_origin(
+                    &h(&[("sec-fetch-site", site), ("origin", "null")]),
+                    true,
+                    host
+                )
+                .is_err(),
                 "{site}"
             );
         }

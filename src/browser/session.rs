@@ -189,7 +189,8 @@ impl Sessions {
         now_ms: i64,
     ) -> Result<Vec<HeaderValue>, SessionError> {
         let looped = std::sync::atomic::AtomicBool::new(false);
-        let foreign = || LifecycleError::InvalidRefreshToken("the refresh cookie is another session's");
+        let foreign =
+            || LifecycleError::InvalidRefreshToken("the refresh cookie is another session's");
         let Some(refresh) = &self.refresh else {
             return Err(LifecycleError::Internal("refresh tokens are off".into()).into());
         };
@@ -234,10 +235,10 @@ impl Sessions {
         let mut set = self.cookies(&pair.access_token, Some(&pair.refresh_token), &sid, secure)?;
         let names = cookies::names(secure);
         let marker = format!("{sid}~{}", now_ms / 1000);
-        set.push(
-            self.renewed_spec(names, secure)
-                .checked(&self.csrf.token(Purpose::Renewed, &marker), RENEWAL_LOOP_WINDOW)?,
-        );
+        set.push(self.renewed_spec(names, secure).checked(
+            &self.csrf.token(Purpose::Renewed, &marker),
+            RENEWAL_LOOP_WINDOW,
+        )?);
         Ok(set)
     }
 
@@ -520,7 +521,13 @@ mod tests {
         let bound = [sid.to_string()];
         // A refresh token is renewed only for the session the other cookies name.
         assert!(s
-            .renew(value(refresh), &["another".into()], false, true, 1_800_000_000_500)
+            .renew(
+                value(refresh),
+                &["another".into()],
+                false,
+                true,
+                1_800_000_000_500
+            )
             .await
             .is_err());
         // A renewal moments after the last one is a loop: refused, nothing rotated.

@@ -239,7 +239,15 @@ pub(super) fn browser(
 /// Headers the CSRF header may not be: removing it upstream would break the request.
 fn reserved_header(h: &http::HeaderName) -> bool {
     use http::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST};
-    [AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST].contains(h)
+    [
+        AUTHORIZATION,
+        CONNECTION,
+        CONTENT_LENGTH,
+        CONTENT_TYPE,
+        COOKIE,
+        HOST,
+    ]
+    .contains(h)
         || h.as_str().starts_with("x-forwarded-")
 }
 

@@ -379,9 +379,9 @@ impl Pipeline {
                 return Ok(res);
             }
             let login = self.login.as_ref().filter(|l| l.path == path);
-            if let Some(login) = login
-                .filter(|_| req.method() == Method::POST && browser.is_form_login(req.headers(), secure))
-            {
+            if let Some(login) = login.filter(|_| {
+                req.method() == Method::POST && browser.is_form_login(req.headers(), secure)
+            }) {
                 outcome.route = Some(&self.login_counters);
                 let (result, label) = browser.form_login(req, login, client, secure).await;
                 outcome.login = Some(label);

@@ -1131,7 +1131,10 @@ async fn logout_revokes_the_family_of_the_session_not_a_planted_one() {
         "content-type".into(),
         "application/x-www-form-urlencoded".into(),
     ));
-    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let h: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let r = request(
         "POST",
         &gw.url("/auth/refresh/logout"),
@@ -1284,7 +1287,11 @@ async fn a_browser_that_drops_the_renewed_cookie_lands_on_an_error_not_a_loop() 
     assert!(r.headers.get("set-cookie").is_none(), "{:?}", r.headers);
     // Another session's marker is no reason to stop this one.
     let other = browser_session(&gw).await;
-    let r = get(&gw.url("/auth/refresh?return_to=%2Fapp"), &[("cookie", &other.without(ACCESS).header())]).await;
+    let r = get(
+        &gw.url("/auth/refresh?return_to=%2Fapp"),
+        &[("cookie", &other.without(ACCESS).header())],
+    )
+    .await;
     let mut other_renewed = other.clone();
     other_renewed.take(&r);
     let cookie = format!(

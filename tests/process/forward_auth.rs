@@ -319,7 +319,11 @@ async fn caddy_in_front_of_a_browser_route() {
     assert_eq!(r.status, 200, "{}\n{}", r.text(), caddy.log());
     let seen = up.last();
     assert_eq!(spellings(&seen.headers, "x-identity"), ["1"]);
-    assert!(seen.headers.get("x-gateway-csrf").is_none(), "{:?}", seen.headers);
+    assert!(
+        seen.headers.get("x-gateway-csrf").is_none(),
+        "{:?}",
+        seen.headers
+    );
     let r = get(&caddy.url("/app/inbox"), &[]).await;
     assert_eq!(r.status, 401);
 }
