@@ -595,7 +595,10 @@ mod tests {
             .unwrap()
             .to_string();
         assert_eq!(s.csrf_token(&sid), csrf_cookie);
-        assert!(s.renew("x", &[sid.clone()], false, true, 0).await.is_err());
+        assert!(s
+            .renew("x", std::slice::from_ref(&sid), false, true, 0)
+            .await
+            .is_err());
         let cleared = s.end(true);
         assert_eq!(cleared.len(), 2);
         assert!(cleared
