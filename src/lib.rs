@@ -8,7 +8,7 @@
 //!                   head size   header names + values ≤ max_header_bytes     too large    → 431
 //!                   browser     login page, form login at the login path, sign-out,
 //!                               GET on the refresh path → session cookies (+ redirect)
-//!                   oidc        GET /oauth2/NAME/start → the provider; GET /oauth2/callback
+//!                   oidc        GET /oauth2/NAME/start → the provider; GET /oauth2/NAME/callback
 //!                               → code + PKCE → ID token checked → our session cookies
 //!                   login       POST /auth → argon2id check → signed token (+ refresh)
 //!                   refresh     POST /auth/refresh → a rotated pair

@@ -330,9 +330,8 @@ fn mint(path: &Path, identity: &str, claims: &[String]) -> anyhow::Result<()> {
         let (name, value) = c
             .split_once('=')
             .with_context(|| format!("--claim `{c}` is not NAME=VALUE"))?;
-        let reserved = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"];
         anyhow::ensure!(
-            !reserved.contains(&name) && name != t.identity_claim && !name.is_empty(),
+            !config::is_gateway_claim(name, &t.identity_claim),
             "--claim `{name}` is set by the gateway itself"
         );
         let value = serde_json::from_str(value).unwrap_or_else(|_| Value::from(value));

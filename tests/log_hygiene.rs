@@ -250,7 +250,8 @@ async fn oidc_round_trip() -> OidcSecrets {
     let mut idp = IdP::start().await;
     let table = format!(
         "[oauth2]\ncookie_key_file = \"oauth2-key\"\n[[oidc]]\nname = \"corp\"\n\
-         issuer = \"{}\"\nclient_id = \"gateway\"\nclient_secret_file = \"idp-secret\"\n",
+         issuer = \"{}\"\nclient_id = \"gateway\"\nclient_secret_file = \"idp-secret\"\n\
+         identity_prefix = \"corp:\"\n",
         idp.issuer()
     );
     let gw = gateway()
@@ -262,7 +263,7 @@ async fn oidc_round_trip() -> OidcSecrets {
         .await;
     idp.register(
         &[("gateway", "client_secret_basic")],
-        &gw.url("/oauth2/callback"),
+        &gw.url("/oauth2/corp/callback"),
         &gw.url("/"),
     )
     .await;
@@ -286,7 +287,7 @@ async fn oidc_round_trip() -> OidcSecrets {
         .value
         .clone();
     // Replayed with its flow cookie: refused, and logged with its reason.
-    b.plant(&origin, "gateway-oidc-flow", &flow, "/oauth2/callback");
+    b.plant(&origin, "gateway-oidc-flow", &flow, "/oauth2/corp/callback");
     assert_eq!(b.get(&callback).await.status, 400);
     // The sign-out button, which continues to the provider's logout.
     let csrf = b.cookie(&origin, "gateway-csrf").unwrap().value.clone();

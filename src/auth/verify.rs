@@ -287,11 +287,17 @@ impl Verifier {
             Some(Value::String(s)) if !s.is_empty() => UserId::Str(s),
             Some(_) => return Err(TokenError::BadIdentity),
         };
+        let mut extra = raw.extra;
+        // `aud` has its own slot; a caller that reads it (an OIDC login's `azp` rule)
+        // asks for it by name.
+        if let (Some(aud), Some(name)) = (raw.aud, self.wanted.iter().find(|w| &***w == "aud")) {
+            extra.push((name.clone(), aud));
+        }
         Ok(Claims {
             identity,
             exp,
             iat,
-            extra: raw.extra.into(),
+            extra: extra.into(),
         })
     }
 }

@@ -68,6 +68,15 @@ pub fn names(secure: bool) -> &'static Names {
     }
 }
 
+/// The OIDC login's cookies (the flow and the logout hint, both kinds of origin): ours
+/// too, so never forwarded.
+pub const OIDC: [&str; 4] = [
+    "__Secure-gateway-oidc-flow",
+    "gateway-oidc-flow",
+    "__Secure-gateway-oidc-logout",
+    "gateway-oidc-logout",
+];
+
 /// How one cookie is set.
 pub struct Spec<'a> {
     pub name: &'static str,
@@ -132,7 +141,7 @@ fn is_ours(name: &[u8]) -> bool {
         [n.access, n.refresh, n.csrf, n.login, n.renewed]
             .iter()
             .any(|ours| ours.as_bytes() == name)
-    })
+    }) || OIDC.iter().any(|ours| ours.as_bytes() == name)
 }
 
 /// The values of every cookie called `name` in the request's `Cookie` headers (HTTP/2

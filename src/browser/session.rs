@@ -152,6 +152,17 @@ impl Sessions {
         secure: bool,
         now_ms: i64,
     ) -> Result<Vec<HeaderValue>, SessionError> {
+        Ok(self.begin_with_sid(grant, secure, now_ms).await?.0)
+    }
+
+    /// [`Sessions::begin`], with the new session's id (what a cookie bound to this
+    /// session, such as the OIDC logout hint, records).
+    pub async fn begin_with_sid(
+        &self,
+        grant: &Grant,
+        secure: bool,
+        now_ms: i64,
+    ) -> Result<(Vec<HeaderValue>, String), SessionError> {
         let claims: Vec<(String, Value)> = grant
             .claims
             .iter()
@@ -167,7 +178,8 @@ impl Sessions {
             None => (None, csrf::nonce()),
         };
         let access = self.mint(&grant.user, &claims, grant.remote, &sid, now_ms / 1000)?;
-        self.cookies(&access, refresh_token.as_deref(), &sid, secure)
+        let cookies = self.cookies(&access, refresh_token.as_deref(), &sid, secure)?;
+        Ok((cookies, sid))
     }
 
     /// Renews a session from its refresh cookie: a rotated refresh token and a new access

@@ -91,6 +91,9 @@ pub struct OidcFile {
     pub allowed_groups: Option<Vec<String>>,
     pub fetch_timeout: Option<String>,
     pub ca_file: Option<String>,
+    pub identity_prefix: Option<String>,
+    pub allow_local_identity: Option<bool>,
+    pub insecure_http: Option<bool>,
 }
 
 /// `[oauth2]`: the paths and the flow cookie shared by every `[[oidc]]` provider.
@@ -98,7 +101,7 @@ pub struct OidcFile {
 #[serde(deny_unknown_fields)]
 pub struct OAuth2File {
     pub path: Option<String>,
-    pub redirect_url: Option<String>,
+    pub public_origin: Option<String>,
     pub post_logout_url: Option<String>,
     pub flow_lifetime: Option<String>,
     pub cookie_key_env: Option<String>,

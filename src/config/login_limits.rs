@@ -211,9 +211,7 @@ pub(super) fn remote(
     }
     let claims = f.claims.clone().unwrap_or_default();
     for (i, c) in claims.iter().enumerate() {
-        if ["exp", "iat", "nbf", "aud", "iss", "sub", "jti", ""].contains(&c.as_str())
-            || c == identity_claim
-        {
+        if super::report::is_gateway_claim(c, identity_claim) {
             r.problem(
                 format!("login.remote.claims[{i}]"),
                 format!("`{c}` is set by the gateway itself"),

@@ -29,7 +29,7 @@ pub mod validate;
 pub mod weak_secret;
 
 pub use keyring::{alg_name, is_hmac, parse_algorithm};
-pub use report::MIN_SECRET_BYTES;
+pub use report::{is_gateway_claim, GATEWAY_CLAIMS, MIN_SECRET_BYTES};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -388,13 +388,11 @@ pub struct IssuerConfig {
 /// `[oauth2]`: what the OIDC login flow of every provider shares.
 #[derive(Debug, Clone)]
 pub struct OAuth2Config {
-    /// The prefix: `{path}/{name}/start`, `{path}/callback`.
+    /// The prefix: `{path}/{name}/start`, `{path}/{name}/callback`.
     pub path: String,
-    /// `{path}/callback`, the flow cookie's `Path`.
-    pub callback_path: String,
-    /// The absolute callback URL registered at the providers; `None`: built from each
-    /// request's scheme and host.
-    pub redirect_url: Option<String>,
+    /// The origin (`https://app.example`) each provider's redirect URI
+    /// `{origin}{path}/{name}/callback` is built on; `None`: each request's scheme and host.
+    pub public_origin: Option<String>,
     /// Where a provider sends the browser after its logout; `None`: the request's origin + `/`.
     pub post_logout_url: Option<String>,
     /// How long a started login may take before its callback is refused.
@@ -426,8 +424,17 @@ pub struct OidcConfig {
     pub email_claim: String,
     /// Lowercase; empty: any email (or none).
     pub allowed_email_domains: Vec<String>,
-    /// Accept an email whose `email_verified` is not `true`.
+    /// Accept an email whose `email_verified` is not `true` (otherwise required whenever
+    /// the email is the identity or `allowed_email_domains` are listed).
     pub allow_unverified_email: bool,
+    /// Put before every identity this provider asserts (`corp:` → `corp:alice`); empty:
+    /// none.
+    pub identity_prefix: String,
+    /// Let this provider's identity (after the prefix) equal a local `[[users]]` id: the
+    /// provider's user then *is* that local user.
+    pub allow_local_identity: bool,
+    /// A plain-HTTP issuer on a host that is not loopback was accepted (warned).
+    pub insecure_http: bool,
     pub groups_claim: String,
     /// Empty: any groups (or none).
     pub allowed_groups: Vec<String>,

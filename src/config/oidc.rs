@@ -15,8 +15,13 @@ use super::{BrowserConfig, Env, OAuth2Config, OidcConfig, Secret, SecretOrigin, 
 /// Claims the flow checks itself: none of them can be the identity.
 const RESERVED: [&str; 7] = ["exp", "iat", "nbf", "aud", "iss", "nonce", ""];
 
+/// The longest `identity_prefix`: it is part of every identity header.
+const MAX_PREFIX: usize = 64;
+
 /// Validates `[oauth2]` and `[[oidc]]`. `taken` are the paths other endpoints answer
-/// (login, refresh, logout, JWKS): the OAuth2 paths may not shadow them.
+/// (login, refresh, logout, JWKS): the OAuth2 paths may not shadow them. `identity_claim`
+/// is `[tokens] identity_claim`: no provider claim may be carried under its name.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn oidc(
     r: &mut Report,
     shared: Option<&OAuth2File>,
@@ -25,8 +30,9 @@ pub(super) fn oidc(
     env: Env<'_>,
     taken: &[&str],
     browser: Option<&BrowserConfig>,
+    identity_claim: &str,
 ) -> (Option<OAuth2Config>, Vec<OidcConfig>) {
-    let providers = providers(r, list, base, env);
+    let providers = providers(r, list, base, env, identity_claim);
     if !list.is_empty() && browser.is_none() {
         r.problem(
             "oidc",
@@ -80,20 +86,21 @@ fn oauth2(
             );
         }
     }
-    let callback_path = format!("{path}/callback");
-    let redirect_url = f.redirect_url.as_ref().and_then(|text| {
-        let ok = absolute(text).filter(|u| u.path() == callback_path && u.query().is_none());
+    let public_origin = f.public_origin.as_ref().and_then(|text| {
+        let ok = absolute(text)
+            .filter(|u| matches!(u.path(), "" | "/") && u.query().is_none() && !text.contains('@'));
         if ok.is_none() {
             r.problem(
-                "oauth2.redirect_url",
-                format!("`{text}` is not an absolute http(s) URL whose path is `{callback_path}`"),
+                "oauth2.public_origin",
+                format!("`{text}` is not an origin (http(s)://host[:port], no path)"),
                 format!(
-                    "write e.g. \"https://app.example{callback_path}\", or leave it out to \
-                        build it from each request's host"
+                    "write e.g. \"https://app.example\" (each provider's redirect URI is then \
+                        https://app.example{path}/NAME/callback), or leave it out to build it \
+                        from each request's host"
                 ),
             );
         }
-        ok.map(|_| text.clone())
+        ok.map(|_| text.trim_end_matches('/').to_string())
     });
     let post_logout_url = f.post_logout_url.as_ref().and_then(|text| {
         if absolute(text).is_none() {
@@ -138,15 +145,20 @@ fn oauth2(
     }
     Some(OAuth2Config {
         path,
-        callback_path,
-        redirect_url,
+        public_origin,
         post_logout_url,
         flow_lifetime,
         cookie_key,
     })
 }
 
-fn providers(r: &mut Report, list: &[OidcFile], base: &Path, env: Env<'_>) -> Vec<OidcConfig> {
+fn providers(
+    r: &mut Report,
+    list: &[OidcFile],
+    base: &Path,
+    env: Env<'_>,
+    tokens_identity: &str,
+) -> Vec<OidcConfig> {
     let mut out = Vec::new();
     let mut names = HashSet::new();
     for (i, f) in list.iter().enumerate() {
@@ -170,8 +182,36 @@ fn providers(r: &mut Report, list: &[OidcFile], base: &Path, env: Env<'_>) -> Ve
                 "give each provider its own name",
             );
         }
+        let insecure_http = f.insecure_http.unwrap_or(false);
         let issuer = match f.issuer.as_deref().map(|t| (t, absolute(t))) {
-            Some((text, Some(_))) => text.trim_end_matches('/').to_string(),
+            Some((text, Some(uri))) => {
+                if uri.scheme_str() == Some("http") {
+                    let host = uri.host().unwrap_or("");
+                    if insecure_http {
+                        r.warning(
+                            format!("{at}.insecure_http"),
+                            format!(
+                                "the issuer `{}` is plain HTTP: anyone on the path can read \
+                                    the client secret and forge logins",
+                                bounded(text)
+                            ),
+                            "use the provider's https:// issuer and remove insecure_http",
+                        );
+                    } else if !is_loopback(host) {
+                        r.problem(
+                            format!("{at}.issuer"),
+                            format!(
+                                "`{}` is plain HTTP to a host that is not loopback",
+                                bounded(text)
+                            ),
+                            "use the provider's https:// issuer (http:// is accepted only for \
+                                127.0.0.1, ::1 and localhost; insecure_http = true overrides, \
+                                for tests only)",
+                        );
+                    }
+                }
+                text.trim_end_matches('/').to_string()
+            }
             Some((text, None)) => {
                 r.problem(
                     format!("{at}.issuer"),
@@ -266,14 +306,34 @@ fn providers(r: &mut Report, list: &[OidcFile], base: &Path, env: Env<'_>) -> Ve
             );
         }
         let claims = f.claims.clone().unwrap_or_default();
-        if let Some(bad) = claims
-            .iter()
-            .find(|c| RESERVED.contains(&c.as_str()) || *c == "idp" || *c == "sid")
-        {
+        if let Some(bad) = claims.iter().find(|c| {
+            RESERVED.contains(&c.as_str()) || super::report::is_gateway_claim(c, tokens_identity)
+        }) {
             r.problem(
                 format!("{at}.claims"),
                 format!("`{bad}` is checked by the login or set by the session; it is not carried"),
                 "list claims such as \"email\" or \"groups\"",
+            );
+        }
+        let allow_unverified_email = f.allow_unverified_email.unwrap_or(false);
+        if allow_unverified_email
+            && (identity_claim == email_claim || !allowed_email_domains.is_empty())
+        {
+            r.warning(
+                format!("{at}.allow_unverified_email"),
+                "an email the provider has not verified is accepted as the identity or for \
+                    the allowed domains: anyone who can type an address there may log in as it",
+                "remove allow_unverified_email unless the provider verifies every email itself",
+            );
+        }
+        let identity_prefix = f.identity_prefix.clone().unwrap_or_default();
+        if identity_prefix.len() > MAX_PREFIX
+            || !identity_prefix.bytes().all(|b| b.is_ascii_graphic())
+        {
+            r.problem(
+                format!("{at}.identity_prefix"),
+                format!("not up to {MAX_PREFIX} visible ASCII characters"),
+                "write e.g. \"corp:\", or leave it out (default: no prefix)",
             );
         }
         let fetch_timeout = r.duration(
@@ -316,7 +376,10 @@ fn providers(r: &mut Report, list: &[OidcFile], base: &Path, env: Env<'_>) -> Ve
             claims,
             email_claim,
             allowed_email_domains,
-            allow_unverified_email: f.allow_unverified_email.unwrap_or(false),
+            allow_unverified_email,
+            identity_prefix,
+            allow_local_identity: f.allow_local_identity.unwrap_or(false),
+            insecure_http,
             groups_claim,
             allowed_groups,
             fetch_timeout,
@@ -327,6 +390,20 @@ fn providers(r: &mut Report, list: &[OidcFile], base: &Path, env: Env<'_>) -> Ve
         });
     }
     out
+}
+
+/// Whether `host` (as a URI writes it: IPv6 in brackets) is this machine.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// At most 200 characters of a configured URL, for messages.
+fn bounded(text: &str) -> String {
+    text.chars().take(200).collect()
 }
 
 /// An absolute `http://` or `https://` URL with a host.
@@ -419,6 +496,15 @@ mod tests {
     );
 
     fn problems(toml: &str) -> Vec<String> {
+        checked(toml).map_or_else(|p| p, |_| Vec::new())
+    }
+
+    /// The warnings' keys of a config that passes, or its problems' keys.
+    fn checked(toml: &str) -> Result<Vec<String>, Vec<String>> {
+        checked_with("", toml)
+    }
+
+    fn checked_with(tokens: &str, toml: &str) -> Result<Vec<String>, Vec<String>> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("secret"),
@@ -426,10 +512,124 @@ mod tests {
         )
         .unwrap();
         let env = |name: &str| (name == "IDP_SECRET").then(|| "s3cret".to_string());
-        let text = format!("[tokens]\nsecret_file = \"secret\"\n{BROWSER}{toml}");
+        let text = format!("[tokens]\nsecret_file = \"secret\"\n{tokens}{BROWSER}{toml}");
         match check_str_with_env(&text, dir.path(), &env) {
-            Ok(_) => Vec::new(),
-            Err(e) => e.problems.iter().map(|p| p.key.clone()).collect(),
+            // Only this section's warnings (the test secret file has its own).
+            Ok(l) => Ok(l
+                .warnings
+                .iter()
+                .map(|p| p.key.clone())
+                .filter(|k| k.starts_with("oidc"))
+                .collect()),
+            Err(e) => Err(e.problems.iter().map(|p| p.key.clone()).collect()),
+        }
+    }
+
+    fn provider(issuer: &str, more: &str) -> String {
+        format!(
+            "[oauth2]\ncookie_key_file = \"secret\"\n[[oidc]]\nname = \"corp\"\n\
+             issuer = \"{issuer}\"\nclient_id = \"gateway\"\nclient_secret_env = \"IDP_SECRET\"\n{more}"
+        )
+    }
+
+    #[test]
+    fn plain_http_issuers_are_refused_unless_loopback_or_insecure_http() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://127.9.9.9",
+            "http://[::1]:9000/realm",
+            "http://localhost:8080",
+            "https://idp.example",
+        ] {
+            assert_eq!(checked(&provider(ok, "")), Ok(Vec::new()), "{ok}");
+        }
+        for bad in [
+            "http://idp.example",
+            "http://10.0.0.5:8080",
+            "http://localhost.evil.example",
+            "http://[::2]",
+        ] {
+            assert_eq!(
+                checked(&provider(bad, "")),
+                Err(vec!["oidc[0].issuer".to_string()]),
+                "{bad}"
+            );
+        }
+        // The explicit opt-out passes, warned.
+        assert_eq!(
+            checked(&provider("http://idp.example", "insecure_http = true\n")),
+            Ok(vec!["oidc[0].insecure_http".to_string()])
+        );
+    }
+
+    #[test]
+    fn claims_the_gateway_sets_cannot_be_carried_from_anywhere() {
+        for c in ["sub", "jti", "idp", "sid", "identity", "nonce", "exp"] {
+            let more = format!("claims = [\"{c}\"]\n");
+            assert_eq!(
+                checked(&provider("https://idp.example", &more)),
+                Err(vec!["oidc[0].claims".to_string()]),
+                "{c}"
+            );
+        }
+        // The configured identity claim, whatever its name.
+        assert_eq!(
+            checked_with(
+                "identity_claim = \"uid\"\n",
+                &provider("https://idp.example", "claims = [\"uid\"]\n")
+            ),
+            Err(vec!["oidc[0].claims".to_string()])
+        );
+        for c in ["idp", "sid"] {
+            let tokens = format!("user_claims = [\"{c}\"]\n");
+            assert_eq!(
+                checked_with(&tokens, ""),
+                Err(vec!["tokens.user_claims[0]".to_string()]),
+                "{c}"
+            );
+            let remote =
+                format!("[login.remote]\nurl = \"http://127.0.0.1:1/check\"\nclaims = [\"{c}\"]\n");
+            let p = problems(&remote);
+            assert!(
+                p.iter().any(|k| k == "login.remote.claims[0]"),
+                "{c}: {p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn accepting_unverified_emails_for_the_identity_or_domains_is_warned() {
+        let https = "https://idp.example";
+        for more in [
+            "identity_claim = \"email\"\nallow_unverified_email = true\n",
+            "allowed_email_domains = [\"example.com\"]\nallow_unverified_email = true\n",
+        ] {
+            assert_eq!(
+                checked(&provider(https, more)),
+                Ok(vec!["oidc[0].allow_unverified_email".to_string()]),
+                "{more}"
+            );
+        }
+        assert_eq!(
+            checked(&provider(https, "allow_unverified_email = true\n")),
+            Ok(Vec::new())
+        );
+    }
+
+    #[test]
+    fn identity_prefixes_are_short_visible_text() {
+        let https = "https://idp.example";
+        assert_eq!(
+            checked(&provider(https, "identity_prefix = \"corp:\"\n")),
+            Ok(Vec::new())
+        );
+        for bad in ["a b", "tab\\t", &"x".repeat(65)] {
+            let more = format!("identity_prefix = \"{bad}\"\n");
+            assert_eq!(
+                checked(&provider(https, &more)),
+                Err(vec!["oidc[0].identity_prefix".to_string()]),
+                "{bad}"
+            );
         }
     }
 
@@ -454,7 +654,7 @@ allowed_email_domains = ["Example.com"]
 [oauth2]
 path = "/.well-known"
 cookie_key_env = "UNSET"
-redirect_url = "https://gw.example/elsewhere"
+public_origin = "https://gw.example/elsewhere"
 [[oidc]]
 name = "c o"
 issuer = "idp.example"
@@ -469,7 +669,7 @@ client_secret = "inline"
         for key in [
             "oauth2.path",
             "oauth2.cookie_key_env",
-            "oauth2.redirect_url",
+            "oauth2.public_origin",
             "oidc[0].name",
             "oidc[0].issuer",
             "oidc[1].client_secret",

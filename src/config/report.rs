@@ -11,6 +11,21 @@ use super::{size, Problem};
 /// the hash size); 32 bytes covers HS256.
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// Claims the gateway writes into its own tokens, so no configured source (a user record,
+/// the user service, an OIDC provider, `gateway mint --claim`) may carry them: `idp` marks
+/// a session an OIDC provider began and `sid` binds a browser session's CSRF token, and a
+/// copied one would make a token pass for what it is not. The `[tokens] identity_claim` is
+/// reserved as well (see [`is_gateway_claim`]).
+pub const GATEWAY_CLAIMS: [&str; 10] = [
+    "exp", "iat", "nbf", "aud", "iss", "sub", "jti", "idp", "sid", "",
+];
+
+/// Whether `name` is a claim the gateway sets itself: [`GATEWAY_CLAIMS`] or the
+/// configured identity claim.
+pub fn is_gateway_claim(name: &str, identity_claim: &str) -> bool {
+    GATEWAY_CLAIMS.contains(&name) || name == identity_claim
+}
+
 /// Collects problems and warnings while the config is checked.
 #[derive(Default)]
 pub(crate) struct Report {

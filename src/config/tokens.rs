@@ -322,9 +322,7 @@ pub(super) fn issued_claims(
 ) -> (Vec<String>, Option<Duration>) {
     let user_claims = t.user_claims.clone().unwrap_or_default();
     for (i, c) in user_claims.iter().enumerate() {
-        if ["exp", "iat", "nbf", "aud", "iss", "sub", "jti", ""].contains(&c.as_str())
-            || c == identity_claim
-        {
+        if super::report::is_gateway_claim(c, identity_claim) {
             r.problem(
                 format!("tokens.user_claims[{i}]"),
                 format!("`{c}` is set by the gateway itself"),

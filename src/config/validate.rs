@@ -138,6 +138,7 @@ pub fn from_file(file: GatewayFile, base: &Path, env: Env<'_>) -> Result<Loaded,
         env,
         &endpoints,
         browser.as_ref(),
+        identity_claim,
     );
     if routes.is_empty() && login.is_none() {
         r.warning(

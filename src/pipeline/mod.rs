@@ -367,10 +367,11 @@ impl Pipeline {
                 // A session an OIDC provider began ends at the provider too (RP-initiated
                 // logout), once ours has ended.
                 let (head, body) = req.into_parts();
+                let sid = claims.as_ref().and_then(|c| browser.sessions.sid(c));
                 let end_session = self
                     .oidc
                     .as_ref()
-                    .and_then(|o| o.end_session(&head, secure));
+                    .and_then(|o| o.end_session(&head, sid, secure));
                 let req = Request::from_parts(head, body);
                 let mut res = browser.logout(req, claims.as_ref(), secure).await?;
                 if let Some(oidc) = &self.oidc {
@@ -670,11 +671,13 @@ impl Pipeline {
         let ours = verified.issuer.is_none();
         // A session an OIDC provider began names it in a claim only we can sign: its
         // identity is the provider's user, not one of ours.
-        let vouched_elsewhere = self.oidc.is_some()
-            && verified
+        let vouched_elsewhere = self.oidc.as_ref().is_some_and(|o| {
+            verified
                 .claims
                 .get(crate::browser::oidc::IDP_CLAIM)
-                .is_some();
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|name| o.is_provider(name))
+        });
         if ours
             && !vouched_elsewhere
             && !self.users.is_empty()
@@ -707,11 +710,11 @@ impl Pipeline {
         let secure = browser.secure(tls);
         match endpoint {
             Endpoint::Start(provider) => Ok(oidc.start(provider, parts, secure).await?),
-            Endpoint::Callback => {
-                let done = oidc.callback(parts, secure).await?;
+            Endpoint::Callback(provider) => {
+                let done = oidc.callback(provider, parts, secure).await?;
                 let now_ms = crate::auth::lifecycle::unix_millis();
-                let cookies = sessions
-                    .begin(&Oidc::grant(&done), secure, now_ms)
+                let (cookies, sid) = sessions
+                    .begin_with_sid(&Oidc::grant(&done), secure, now_ms)
                     .await
                     .map_err(|e| {
                         let error = match e {
@@ -720,9 +723,9 @@ impl Pipeline {
                             }
                             _ => OidcError::Internal("cannot sign the session's token"),
                         };
-                        refusal(error, parts, oidc.clear_flow(secure))
+                        refusal(error, parts, oidc.clear_flow(&done.provider, secure))
                     })?;
-                Ok(oidc.logged_in(&done, cookies, secure))
+                Ok(oidc.logged_in(&done, cookies, &sid, secure))
             }
         }
     }

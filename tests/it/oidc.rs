@@ -56,9 +56,14 @@ fn oidc_gateway(up: &Upstream, tables: &str) -> GatewayBuilder {
         ))
 }
 
-async fn register(idp: &mut IdP, gw: &Gateway, clients: &[(&str, &str)]) {
-    idp.register(clients, &gw.url("/oauth2/callback"), &gw.url("/"))
-        .await;
+/// Registers `clients` at `idp` with the redirect URI of the provider entry `name`.
+async fn register(idp: &mut IdP, gw: &Gateway, name: &str, clients: &[(&str, &str)]) {
+    idp.register(
+        clients,
+        &gw.url(&format!("/oauth2/{name}/callback")),
+        &gw.url("/"),
+    )
+    .await;
 }
 
 fn origin(gw: &Gateway) -> String {
@@ -139,7 +144,7 @@ async fn the_start_redirect_carries_pkce_state_and_nonce_and_a_sealed_flow_cooki
     let gw = oidc_gateway(&up, &provider_table("corp", &idp, "gateway", &CORP))
         .start()
         .await;
-    register(&mut idp, &gw, &[("gateway", "client_secret_basic")]).await;
+    register(&mut idp, &gw, "corp", &[("gateway", "client_secret_basic")]).await;
 
     let mut b = Browser::new();
     let r = b.get(&gw.url("/oauth2/corp/start?return_to=%2Fapp")).await;
@@ -158,7 +163,7 @@ async fn the_start_redirect_carries_pkce_state_and_nonce_and_a_sealed_flow_cooki
     );
     assert_eq!(
         param(location, "redirect_uri"),
-        Some(gw.url("/oauth2/callback"))
+        Some(gw.url("/oauth2/corp/callback"))
     );
     assert_eq!(
         param(location, "scope").as_deref(),
@@ -189,7 +194,7 @@ async fn the_start_redirect_carries_pkce_state_and_nonce_and_a_sealed_flow_cooki
     for attr in [
         "HttpOnly",
         "SameSite=Lax",
-        "Path=/oauth2/callback",
+        "Path=/oauth2/corp/callback",
         "Max-Age=600",
     ] {
         assert!(raw.contains(attr), "{attr} not in {raw}");
@@ -261,7 +266,7 @@ async fn bad_start_requests_are_refused_with_json_or_a_page() {
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET"));
     // A callback without a login in progress.
-    get(&gw.url("/oauth2/callback?code=x&state=y"), &[])
+    get(&gw.url("/oauth2/corp/callback?code=x&state=y"), &[])
         .await
         .assert_error(
             400,
@@ -272,13 +277,13 @@ async fn bad_start_requests_are_refused_with_json_or_a_page() {
 }
 
 #[tokio::test]
-async fn a_tampered_state_or_flow_cookie_is_refused_and_the_cookie_cleared() {
+async fn a_tampered_state_leaves_the_login_alone_and_a_tampered_flow_cookie_is_cleared() {
     let up = Upstream::start().await;
     let mut idp = IdP::start().await;
     let gw = oidc_gateway(&up, &provider_table("corp", &idp, "gateway", &CORP))
         .start()
         .await;
-    register(&mut idp, &gw, &[("gateway", "client_secret_basic")]).await;
+    register(&mut idp, &gw, "corp", &[("gateway", "client_secret_basic")]).await;
     let o = origin(&gw);
 
     // The state in the callback changed.
@@ -294,10 +299,36 @@ async fn a_tampered_state_or_flow_cookie_is_refused_and_the_cookie_cleared() {
         "Bad Request",
         "The login callback does not belong to a login started in this browser",
     );
-    let cleared = r.header("set-cookie").unwrap();
-    assert!(cleared.starts_with("gateway-oidc-flow=;"), "{cleared}");
-    assert!(cleared.contains("Max-Age=0") && cleared.contains("Path=/oauth2/callback"));
-    // Single use: the real callback after it finds no flow cookie.
+    // Another site can cause that navigation (the Lax cookie goes along): without the
+    // state it leaves the login in progress alone.
+    assert!(r.header("set-cookie").is_none(), "{:?}", r.headers);
+    // So does a forged provider refusal: the state is checked before `error` is believed.
+    let r = b
+        .send(
+            "GET",
+            &gw.url("/oauth2/corp/callback?error=access_denied&state=forged"),
+            &[],
+            Default::default(),
+        )
+        .await;
+    r.assert_error(
+        400,
+        "Bad Request",
+        "The login callback does not belong to a login started in this browser",
+    );
+    assert!(r.header("set-cookie").is_none(), "{:?}", r.headers);
+    // The real callback still completes, and clears the cookie: a flow is used once.
+    let r = b.send("GET", &callback, &[], Default::default()).await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    let cleared = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with("gateway-oidc-flow=;"))
+        .unwrap()
+        .to_string();
+    assert!(cleared.contains("Max-Age=0") && cleared.contains("Path=/oauth2/corp/callback"));
     let r = b.send("GET", &callback, &[], Default::default()).await;
     assert_eq!(r.status, 400);
     assert!(r.text().contains("No login is in progress"), "{}", r.text());
@@ -313,7 +344,7 @@ async fn a_tampered_state_or_flow_cookie_is_refused_and_the_cookie_cleared() {
         raw[20] ^= 0x01;
         e.encode(raw)
     };
-    b.plant(&o, "gateway-oidc-flow", &flipped, "/oauth2/callback");
+    b.plant(&o, "gateway-oidc-flow", &flipped, "/oauth2/corp/callback");
     let r = b.send("GET", &callback, &[], Default::default()).await;
     assert_eq!(r.status, 400);
     assert!(r.text().contains("does not belong to a login started"));
@@ -327,7 +358,7 @@ async fn a_flow_cookie_from_another_attempt_fails_the_nonce_check() {
     let gw = oidc_gateway(&up, &provider_table("corp", &idp, "gateway", &CORP))
         .start()
         .await;
-    register(&mut idp, &gw, &[("gateway", "client_secret_basic")]).await;
+    register(&mut idp, &gw, "corp", &[("gateway", "client_secret_basic")]).await;
     let o = origin(&gw);
 
     // A cookie sealed with the right key and the callback's state, but another attempt's
@@ -343,7 +374,7 @@ async fn a_flow_cookie_from_another_attempt_fails_the_nonce_check() {
         .unwrap();
     flow.nonce = "another-attempts-nonce-aaaaaaaaaaaaaaaaaaaaaa".into();
     let resealed = sealer.seal(Purpose::Flow, &flow).unwrap();
-    b.plant(&o, "gateway-oidc-flow", &resealed, "/oauth2/callback");
+    b.plant(&o, "gateway-oidc-flow", &resealed, "/oauth2/corp/callback");
     let r = b.send("GET", &callback, &[], Default::default()).await;
     r.assert_error(
         400,
@@ -361,7 +392,7 @@ async fn a_replayed_callback_is_refused_even_with_its_flow_cookie_back() {
     let gw = oidc_gateway(&up, &provider_table("corp", &idp, "gateway", &CORP))
         .start()
         .await;
-    register(&mut idp, &gw, &[("gateway", "client_secret_basic")]).await;
+    register(&mut idp, &gw, "corp", &[("gateway", "client_secret_basic")]).await;
     let o = origin(&gw);
 
     let mut b = Browser::new();
@@ -373,7 +404,7 @@ async fn a_replayed_callback_is_refused_even_with_its_flow_cookie_back() {
     // The flow cookie is gone after use...
     assert!(b.cookie(&o, "gateway-oidc-flow").is_none());
     // ...and putting it back does not make the callback usable again.
-    b.plant(&o, "gateway-oidc-flow", &kept, "/oauth2/callback");
+    b.plant(&o, "gateway-oidc-flow", &kept, "/oauth2/corp/callback");
     let r = b.send("GET", &callback, &[], Default::default()).await;
     r.assert_error(
         400,
@@ -390,7 +421,7 @@ async fn accounts_outside_the_allowed_domains_or_groups_are_refused() {
     let gw = oidc_gateway(&up, &provider_table("corp", &idp, "gateway", &CORP))
         .start()
         .await;
-    register(&mut idp, &gw, &[("gateway", "client_secret_basic")]).await;
+    register(&mut idp, &gw, "corp", &[("gateway", "client_secret_basic")]).await;
 
     // mallory: evil.example; guest: not in staff; unverified: email_verified = false.
     for account in ["mallory", "guest", "unverified"] {
@@ -467,9 +498,8 @@ fn the_documented_oidc_tables_load_with_their_documented_defaults() {
         .config;
     let shared = c.oauth2.unwrap();
     assert_eq!(shared.path, "/oauth2");
-    assert_eq!(shared.callback_path, "/oauth2/callback");
     assert_eq!(shared.flow_lifetime, std::time::Duration::from_secs(600));
-    assert_eq!(shared.redirect_url, None);
+    assert_eq!(shared.public_origin, None);
     let p = &c.oidc[0];
     assert_eq!(p.name, "corp");
     assert_eq!(p.client_secret.bytes, CLIENT_SECRET.as_bytes());
@@ -517,7 +547,7 @@ async fn a_callback_replayed_on_another_instance_sharing_redis_is_refused() {
     let table = provider_table("corp", &idp, "gateway", &CORP);
     let a = oidc_gateway(&up, &table).table(&store).start().await;
     let b_gw = oidc_gateway(&up, &table).table(&store).start().await;
-    register(&mut idp, &a, &[("gateway", "client_secret_basic")]).await;
+    register(&mut idp, &a, "corp", &[("gateway", "client_secret_basic")]).await;
 
     let mut b = Browser::new();
     let callback = start_and_log_in(&mut b, &a, &idp, "corp", "alice").await;
@@ -534,7 +564,7 @@ async fn a_callback_replayed_on_another_instance_sharing_redis_is_refused() {
         &origin(&b_gw),
         "gateway-oidc-flow",
         &kept,
-        "/oauth2/callback",
+        "/oauth2/corp/callback",
     );
     let r = b.send("GET", &elsewhere, &[], Default::default()).await;
     r.assert_error(
@@ -556,7 +586,7 @@ async fn rp_initiated_logout_goes_to_the_providers_end_session_endpoint() {
     let gw = oidc_gateway(&up, &provider_table("corp", &idp, "gateway", &CORP))
         .start()
         .await;
-    register(&mut idp, &gw, &[("gateway", "client_secret_basic")]).await;
+    register(&mut idp, &gw, "corp", &[("gateway", "client_secret_basic")]).await;
     let o = origin(&gw);
 
     let mut b = Browser::new();
@@ -665,12 +695,18 @@ async fn two_providers_side_by_side_each_with_its_own_client_and_rules() {
         provider_table("partner", &partner, "gateway-partner", &partner_rules)
     );
     let gw = oidc_gateway(&up, &tables).start().await;
-    register(&mut corp, &gw, &[("gateway", "client_secret_basic")]).await;
+    register(
+        &mut corp,
+        &gw,
+        "corp",
+        &[("gateway", "client_secret_basic")],
+    )
+    .await;
     // The partner's token endpoint takes client_secret_post only, as its discovery says.
     partner
         .register_with(
             &[("gateway-partner", "client_secret_post")],
-            &gw.url("/oauth2/callback"),
+            &gw.url("/oauth2/partner/callback"),
             &gw.url("/"),
             Some(&["client_secret_post"]),
         )
@@ -679,7 +715,7 @@ async fn two_providers_side_by_side_each_with_its_own_client_and_rules() {
     let mut b = Browser::new();
     let callback = start_and_log_in(&mut b, &gw, &partner, "partner", "guest").await;
     assert!(
-        callback.starts_with(&gw.url("/oauth2/callback?")),
+        callback.starts_with(&gw.url("/oauth2/partner/callback?")),
         "{callback}"
     );
     assert_eq!(param(&callback, "iss"), Some(partner.issuer()));
@@ -734,7 +770,7 @@ async fn a_full_login_gives_a_session_whose_requests_carry_the_configured_identi
         .raw("[identity.claims]\nX-Groups = \"groups\"\nX-Idp = \"idp\"\n")
         .start()
         .await;
-    register(&mut idp, &gw, &[("gateway", "client_secret_basic")]).await;
+    register(&mut idp, &gw, "corp", &[("gateway", "client_secret_basic")]).await;
     let o = origin(&gw);
 
     let mut b = Browser::new();
@@ -842,14 +878,14 @@ async fn on_a_secure_origin_the_flow_cookie_is_secure_prefixed_and_the_redirect_
         .table("[browser]\nsecure_cookies = \"always\"\n")
         .start()
         .await;
-    register(&mut idp, &gw, &[("gateway", "client_secret_basic")]).await;
+    register(&mut idp, &gw, "corp", &[("gateway", "client_secret_basic")]).await;
     let mut b = Browser::new();
     let r = b.get(&gw.url("/oauth2/corp/start")).await;
     assert_eq!(r.status, 302, "{}", r.text());
     let location = r.header("location").unwrap();
     assert_eq!(
         param(location, "redirect_uri"),
-        Some(format!("https://{}/oauth2/callback", gw.addr))
+        Some(format!("https://{}/oauth2/corp/callback", gw.addr))
     );
     let raw = &b
         .cookie(&origin(&gw), "__Secure-gateway-oidc-flow")
@@ -859,13 +895,13 @@ async fn on_a_secure_origin_the_flow_cookie_is_secure_prefixed_and_the_redirect_
         "Secure",
         "HttpOnly",
         "SameSite=Lax",
-        "Path=/oauth2/callback",
+        "Path=/oauth2/corp/callback",
     ] {
         assert!(raw.contains(attr), "{attr} not in {raw}");
     }
     // The plain-origin name is not accepted there: a page on http:// cannot plant it.
     let r = get(
-        &gw.url("/oauth2/callback?code=c&state=s"),
+        &gw.url("/oauth2/corp/callback?code=c&state=s"),
         &[("cookie", "gateway-oidc-flow=x")],
     )
     .await;
@@ -879,7 +915,7 @@ async fn a_flow_older_than_its_lifetime_is_refused() {
     let gw = oidc_gateway(&up, &provider_table("corp", &idp, "gateway", &CORP))
         .start()
         .await;
-    register(&mut idp, &gw, &[("gateway", "client_secret_basic")]).await;
+    register(&mut idp, &gw, "corp", &[("gateway", "client_secret_basic")]).await;
     let o = origin(&gw);
     let mut b = Browser::new();
     let callback = start_and_log_in(&mut b, &gw, &idp, "corp", "alice").await;
@@ -896,7 +932,7 @@ async fn a_flow_older_than_its_lifetime_is_refused() {
         &o,
         "gateway-oidc-flow",
         &sealer.seal(Purpose::Flow, &flow).unwrap(),
-        "/oauth2/callback",
+        "/oauth2/corp/callback",
     );
     get_refused(
         &mut b,
@@ -915,4 +951,349 @@ async fn get_refused(b: &mut Browser, url: &str, status: u16, description: &str)
         .canonical_reason()
         .unwrap();
     r.assert_error(status, error, description);
+}
+
+/// `url` without the query parameter `name`, or with it set to `value`.
+fn set_param(url: &str, name: &str, value: Option<&str>) -> String {
+    let (base, _) = url.split_once('?').unwrap();
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in query(url) {
+        if k != name {
+            q.append_pair(&k, &v);
+        }
+    }
+    if let Some(v) = value {
+        q.append_pair(name, v);
+    }
+    format!("{base}?{}", q.finish())
+}
+
+const BY_SUB: Rules = Rules {
+    identity_claim: "sub",
+    domains: "[]",
+    groups: "[]",
+};
+
+#[tokio::test]
+async fn a_provider_identity_named_like_a_local_user_is_refused_unless_prefixed_or_allowed() {
+    let up = Upstream::start().await;
+    let mut plain = IdP::start().await;
+    let mut prefixed = IdP::start().await;
+    let mut trusted = IdP::start().await;
+    let tables = format!(
+        "{}{}identity_prefix = \"p:\"\n{}allow_local_identity = true\n",
+        provider_table("plain", &plain, "gateway", &BY_SUB),
+        provider_table("prefixed", &prefixed, "gateway", &BY_SUB),
+        provider_table("trusted", &trusted, "gateway", &BY_SUB),
+    );
+    let gw = oidc_gateway(&up, &tables).start().await;
+    register(
+        &mut plain,
+        &gw,
+        "plain",
+        &[("gateway", "client_secret_basic")],
+    )
+    .await;
+    register(
+        &mut prefixed,
+        &gw,
+        "prefixed",
+        &[("gateway", "client_secret_basic")],
+    )
+    .await;
+    register(
+        &mut trusted,
+        &gw,
+        "trusted",
+        &[("gateway", "client_secret_basic")],
+    )
+    .await;
+
+    // The local users are 1 and "alice": the provider's accounts "alice" and "1" (a
+    // string, the same in X-Identity) are refused, as JSON and as a page.
+    for account in ["alice", "1"] {
+        let mut b = Browser::new();
+        let callback = start_and_log_in(&mut b, &gw, &plain, "plain", account).await;
+        let r = b.send("GET", &callback, &[], Default::default()).await;
+        r.assert_error(
+            403,
+            "Forbidden",
+            "This account has the identity of a local user; it cannot log in with this provider",
+        );
+        assert!(
+            b.cookie(&origin(&gw), "gateway-session").is_none(),
+            "{account}"
+        );
+        let mut b = Browser::new();
+        let callback = start_and_log_in(&mut b, &gw, &plain, "plain", account).await;
+        let page = b.get(&callback).await;
+        assert_eq!(page.status, 403, "{account}");
+        assert!(
+            page.text().contains("identity of a local user"),
+            "{}",
+            page.text()
+        );
+    }
+    // Another account of the same provider logs in.
+    let mut b = Browser::new();
+    let callback = start_and_log_in(&mut b, &gw, &plain, "plain", "guest").await;
+    assert_eq!(b.get(&callback).await.status, 302);
+
+    // With a prefix, the provider's alice is another identity.
+    let mut b = Browser::new();
+    let callback = start_and_log_in(&mut b, &gw, &prefixed, "prefixed", "alice").await;
+    assert_eq!(b.get(&callback).await.status, 302);
+    let session = b
+        .cookie(&origin(&gw), "gateway-session")
+        .unwrap()
+        .value
+        .clone();
+    let r = get(&gw.url("/app"), &[("authorization", &jwt_header(&session))]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.last().headers["x-identity"], "p:alice");
+
+    // Only with the explicit opt-in is the provider's alice the local alice.
+    let mut b = Browser::new();
+    let callback = start_and_log_in(&mut b, &gw, &trusted, "trusted", "alice").await;
+    assert_eq!(b.get(&callback).await.status, 302);
+    let session = b
+        .cookie(&origin(&gw), "gateway-session")
+        .unwrap()
+        .value
+        .clone();
+    assert_eq!(claims_of(&session)["identity"], "alice");
+
+    // The `idp` exemption from the local-user check holds only for configured providers.
+    let mut token = claims(serde_json::json!("nobody-local"));
+    token["idp"] = "plain".into();
+    let r = get(
+        &gw.url("/app"),
+        &[("authorization", &jwt_header(&mint(token.clone())))],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    token["idp"] = "unconfigured".into();
+    let r = get(
+        &gw.url("/app"),
+        &[("authorization", &jwt_header(&mint(token)))],
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.text());
+}
+
+#[tokio::test]
+async fn a_callback_on_another_providers_redirect_uri_is_refused() {
+    let up = Upstream::start().await;
+    let mut corp = IdP::start().await;
+    let mut partner = IdP::start().await;
+    let tables = format!(
+        "{}{}",
+        provider_table("corp", &corp, "gateway", &CORP),
+        provider_table("partner", &partner, "gateway", &BY_SUB)
+    );
+    let gw = oidc_gateway(&up, &tables).start().await;
+    register(
+        &mut corp,
+        &gw,
+        "corp",
+        &[("gateway", "client_secret_basic")],
+    )
+    .await;
+    register(
+        &mut partner,
+        &gw,
+        "partner",
+        &[("gateway", "client_secret_basic")],
+    )
+    .await;
+    let o = origin(&gw);
+
+    // A login started with partner; its answer (state and all) arrives on corp's
+    // redirect URI, the flow cookie with it.
+    let mut b = Browser::new();
+    let callback = start_and_log_in(&mut b, &gw, &partner, "partner", "guest").await;
+    assert!(
+        callback.starts_with(&gw.url("/oauth2/partner/callback?")),
+        "{callback}"
+    );
+    let flow = b.cookie(&o, "gateway-oidc-flow").unwrap().clone();
+    assert_eq!(flow.path, "/oauth2/partner/callback");
+    b.plant(
+        &o,
+        "gateway-oidc-flow",
+        &flow.value,
+        "/oauth2/corp/callback",
+    );
+    let mixed = callback.replace("/oauth2/partner/callback", "/oauth2/corp/callback");
+    let r = b.send("GET", &mixed, &[], Default::default()).await;
+    r.assert_error(
+        400,
+        "Bad Request",
+        "The login callback names another identity provider",
+    );
+    assert!(b.cookie(&o, "gateway-session").is_none());
+    // An unknown provider's callback path is not a login.
+    get(&gw.url("/oauth2/nobody/callback?code=x&state=y"), &[])
+        .await
+        .assert_error(404, "Not Found", "No such login provider");
+    assert_eq!(up.requests().len(), 0);
+}
+
+#[tokio::test]
+async fn a_callback_without_iss_or_with_another_iss_is_refused() {
+    let up = Upstream::start().await;
+    let mut idp = IdP::start().await;
+    let gw = oidc_gateway(&up, &provider_table("corp", &idp, "gateway", &CORP))
+        .start()
+        .await;
+    register(&mut idp, &gw, "corp", &[("gateway", "client_secret_basic")]).await;
+    let o = origin(&gw);
+    let forged_iss = format!("http://127.0.0.1:{}", idp.port.wrapping_add(1));
+    // The provider announces RFC 9207, so `iss` must be there, and be its issuer.
+    for iss in [None, Some(forged_iss.as_str())] {
+        let mut b = Browser::new();
+        let callback = start_and_log_in(&mut b, &gw, &idp, "corp", "alice").await;
+        assert_eq!(param(&callback, "iss"), Some(idp.issuer()));
+        let r = b
+            .send(
+                "GET",
+                &set_param(&callback, "iss", iss),
+                &[],
+                Default::default(),
+            )
+            .await;
+        r.assert_error(
+            400,
+            "Bad Request",
+            "The login callback names another identity provider",
+        );
+        assert!(b.cookie(&o, "gateway-session").is_none(), "{iss:?}");
+    }
+    let mut b = Browser::new();
+    let callback = start_and_log_in(&mut b, &gw, &idp, "corp", "alice").await;
+    assert_eq!(b.get(&callback).await.status, 302);
+}
+
+#[tokio::test]
+async fn an_unverified_email_as_the_identity_is_refused_without_domain_rules() {
+    let up = Upstream::start().await;
+    let mut idp = IdP::start().await;
+    let rules = Rules {
+        identity_claim: "email",
+        domains: "[]",
+        groups: "[]",
+    };
+    let gw = oidc_gateway(&up, &provider_table("corp", &idp, "gateway", &rules))
+        .start()
+        .await;
+    register(&mut idp, &gw, "corp", &[("gateway", "client_secret_basic")]).await;
+    let mut b = Browser::new();
+    let callback = start_and_log_in(&mut b, &gw, &idp, "corp", "unverified").await;
+    let r = b.send("GET", &callback, &[], Default::default()).await;
+    r.assert_error(
+        403,
+        "Forbidden",
+        "This account is not allowed to log in here",
+    );
+    let mut b = Browser::new();
+    let callback = start_and_log_in(&mut b, &gw, &idp, "corp", "alice").await;
+    assert_eq!(b.get(&callback).await.status, 302);
+    let session = b
+        .cookie(&origin(&gw), "gateway-session")
+        .unwrap()
+        .value
+        .clone();
+    assert_eq!(claims_of(&session)["identity"], "alice@example.com");
+}
+
+#[tokio::test]
+async fn the_oidc_cookies_never_reach_the_upstream() {
+    let up = Upstream::start().await;
+    let mut idp = IdP::start().await;
+    let gw = oidc_gateway(&up, &provider_table("corp", &idp, "gateway", &CORP))
+        .start()
+        .await;
+    register(&mut idp, &gw, "corp", &[("gateway", "client_secret_basic")]).await;
+    let mut b = Browser::new();
+    let callback = start_and_log_in(&mut b, &gw, &idp, "corp", "alice").await;
+    assert_eq!(b.get(&callback).await.status, 302);
+    let session = b
+        .cookie(&origin(&gw), "gateway-session")
+        .unwrap()
+        .value
+        .clone();
+    let sent = format!(
+        "gateway-session={session}; gateway-oidc-flow=f; __Secure-gateway-oidc-flow=g; \
+         gateway-oidc-logout=h; __Secure-gateway-oidc-logout=i; theirs=1"
+    );
+    let r = get(&gw.url("/app"), &[("cookie", &sent)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.last().headers["cookie"], "theirs=1");
+}
+
+/// The sign-out button's post with the cookies `cookie` (session, CSRF, hint).
+async fn sign_out(gw: &Gateway, cookie: &str, csrf: &str) -> Resp {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("gateway_csrf", csrf)
+        .finish();
+    request(
+        "POST",
+        &gw.url("/auth/signout"),
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("cookie", cookie),
+            ("origin", &format!("http://{}", gw.addr)),
+            ("sec-fetch-site", "same-origin"),
+        ],
+        body,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn rp_initiated_logout_works_on_a_fresh_instance_and_only_for_the_hints_own_session() {
+    let up = Upstream::start().await;
+    let mut idp = IdP::start().await;
+    let table = provider_table("corp", &idp, "gateway", &CORP);
+    let a = oidc_gateway(&up, &table).start().await;
+    // Another instance, same config: it has never talked to the provider.
+    let fresh = oidc_gateway(&up, &table).start().await;
+    register(&mut idp, &a, "corp", &[("gateway", "client_secret_basic")]).await;
+    let o = origin(&a);
+
+    let mut b = Browser::new();
+    let callback = start_and_log_in(&mut b, &a, &idp, "corp", "alice").await;
+    assert_eq!(b.get(&callback).await.status, 302);
+    let value = |name: &str| b.cookie(&o, name).unwrap().value.clone();
+    let (session, csrf, hint) = (
+        value("gateway-session"),
+        value("gateway-csrf"),
+        value("gateway-oidc-logout"),
+    );
+    let cookie =
+        format!("gateway-session={session}; gateway-csrf={csrf}; gateway-oidc-logout={hint}");
+
+    // A local user's session with alice's hint planted: its sign-out ignores the hint.
+    let mut jar = Jar::default();
+    let r = form_login(&a, &mut jar, "user1", PASSWORD, "/app").await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let theirs = format!("{}; gateway-oidc-logout={hint}", jar.header());
+    let r = sign_out(&a, &theirs, jar.get("gateway-csrf").unwrap()).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/auth/login"));
+
+    // Alice's own sign-out, on the instance that never ran discovery, continues at the
+    // provider.
+    let r = sign_out(&fresh, &cookie, &csrf).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let location = r.header("location").unwrap();
+    assert!(
+        location.starts_with(&format!("{}/session/end?", idp.issuer())),
+        "{location}"
+    );
+    assert_eq!(param(location, "client_id").as_deref(), Some("gateway"));
+    assert_eq!(
+        param(location, "id_token_hint").map(|t| t.split('.').count()),
+        Some(3)
+    );
 }

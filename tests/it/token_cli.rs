@@ -153,4 +153,19 @@ fn keygen_mint_verify_and_inspect() {
     ]);
     assert_eq!(code, 2);
     assert!(err.contains("set by the gateway itself"), "{err}");
+    // Nor the session claims: `idp` would exempt the identity from the local-user check.
+    for claim in ["idp=corp", "sid=x"] {
+        let (code, out, err) = cli(&[
+            "token",
+            "mint",
+            "--config",
+            cfg,
+            "--identity",
+            "7",
+            "--claim",
+            claim,
+        ]);
+        assert_eq!(code, 2, "{claim}: {out}");
+        assert!(err.contains("set by the gateway itself"), "{claim}: {err}");
+    }
 }

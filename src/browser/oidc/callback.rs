@@ -56,7 +56,12 @@ struct TokenRefusal {
 
 /// The claims beyond the identity the checks read: the verifier keeps only these.
 pub fn wanted(cfg: &OidcConfig) -> Vec<Arc<str>> {
-    let mut names: Vec<Arc<str>> = vec!["nonce".into(), "azp".into(), "email_verified".into()];
+    let mut names: Vec<Arc<str>> = vec![
+        "nonce".into(),
+        "azp".into(),
+        "aud".into(),
+        "email_verified".into(),
+    ];
     for n in [&cfg.email_claim, &cfg.groups_claim]
         .into_iter()
         .chain(cfg.claims.iter())
@@ -83,13 +88,7 @@ pub async fn complete(
         .verify(&id_token, now)
         .await
         .map_err(OidcError::IdTokenRefused)?;
-    if let Some(azp) = claims.get("azp") {
-        if azp.as_str() != Some(cfg.client_id.as_str()) {
-            return Err(OidcError::IdTokenRefused(
-                crate::auth::TokenError::InvalidAudience,
-            ));
-        }
-    }
+    check_azp(cfg, &claims)?;
     let nonce = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
     if !bool::from(nonce.as_bytes().ct_eq(flow.nonce.as_bytes())) {
         return Err(OidcError::NonceMismatch);
@@ -116,8 +115,33 @@ fn claim(cfg: &OidcConfig, claims: &Claims, name: &str) -> Option<Value> {
     claims.get(name).filter(|v| !v.is_null()).cloned()
 }
 
+/// `azp` (OpenID Connect Core §3.1.3.7 steps 4 and 5): when present it must be our
+/// client id, and when the token names several audiences it must be present.
+fn check_azp(cfg: &OidcConfig, claims: &Claims) -> Result<(), OidcError> {
+    let several = claims
+        .get("aud")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.len() > 1);
+    let ok = match claims.get("azp") {
+        Some(azp) => azp.as_str() == Some(cfg.client_id.as_str()),
+        None => !several,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(OidcError::IdTokenRefused(
+            crate::auth::TokenError::InvalidAudience,
+        ))
+    }
+}
+
+/// The email rules: whenever the email is the identity or domains are listed, the email
+/// must be present, verified (`email_verified` exactly `true`, unless
+/// `allow_unverified_email`) and one address (one `@`, a local part); with domains, its
+/// domain (case aside) must be one of them exactly (a subdomain is another domain).
 fn check_email(cfg: &OidcConfig, claims: &Claims) -> Result<(), OidcError> {
-    if cfg.allowed_email_domains.is_empty() {
+    let email_is_identity = cfg.identity_claim == cfg.email_claim;
+    if cfg.allowed_email_domains.is_empty() && !email_is_identity {
         return Ok(());
     }
     let email = claim(cfg, claims, &cfg.email_claim);
@@ -128,11 +152,17 @@ fn check_email(cfg: &OidcConfig, claims: &Claims) -> Result<(), OidcError> {
     if !verified && !cfg.allow_unverified_email {
         return Err(OidcError::EmailNotAllowed);
     }
-    let domain = email
-        .rsplit_once('@')
-        .map(|(_, d)| d.to_ascii_lowercase())
-        .unwrap_or_default();
-    if cfg.allowed_email_domains.contains(&domain) {
+    let Some((local, domain)) = email.split_once('@') else {
+        return Err(OidcError::EmailNotAllowed);
+    };
+    if local.is_empty() || domain.contains('@') {
+        return Err(OidcError::EmailNotAllowed);
+    }
+    if cfg.allowed_email_domains.is_empty()
+        || cfg
+            .allowed_email_domains
+            .contains(&domain.to_ascii_lowercase())
+    {
         Ok(())
     } else {
         Err(OidcError::EmailNotAllowed)
@@ -222,4 +252,111 @@ async fn exchange(
         .ok_or(OidcError::ProviderUnavailable(DiscoveryError::Malformed(
             "the token answer has no id_token".into(),
         )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::browser::oidc::discovery::tests::provider;
+    use serde_json::json;
+
+    fn claims(identity: &str, extra: Value) -> Claims {
+        let extra: Vec<(Arc<str>, Value)> = extra
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (Arc::from(k.as_str()), v.clone()))
+            .collect();
+        Claims {
+            identity: UserId::Str(identity.into()),
+            exp: 0.0,
+            iat: None,
+            extra: extra.into(),
+        }
+    }
+
+    const IDP: &str = "https://idp.example";
+
+    #[test]
+    fn allowed_domains_match_exactly_case_aside() {
+        let (cfg, _) = provider(IDP, "allowed_email_domains = [\"Example.com\"]\n");
+        let email = |e: &str, verified: Value| {
+            check_email(
+                &cfg,
+                &claims("x", json!({"email": e, "email_verified": verified})),
+            )
+            .is_ok()
+        };
+        assert!(email("a@example.com", json!(true)));
+        assert!(email("a@EXAMPLE.com", json!(true)));
+        for bad in [
+            "a@sub.example.com",
+            "a@example.com.evil.example",
+            "a@evilexample.com",
+            "a@example.com@evil.example",
+            "a@evil.example@example.com",
+            "@example.com",
+            "example.com",
+            "a@example.com.",
+        ] {
+            assert!(!email(bad, json!(true)), "{bad}");
+        }
+        // Verified means exactly true.
+        for v in [json!(false), json!("true"), json!(1), Value::Null] {
+            assert!(!email("a@example.com", v.clone()), "{v}");
+        }
+        assert!(check_email(&cfg, &claims("x", json!({}))).is_err());
+    }
+
+    #[test]
+    fn an_email_identity_must_be_verified_even_without_domains() {
+        let (cfg, _) = provider(IDP, "identity_claim = \"email\"\n");
+        let ok = |c: Claims| check_email(&cfg, &c).is_ok();
+        assert!(ok(claims("a@any.example", json!({"email_verified": true}))));
+        assert!(!ok(claims(
+            "a@any.example",
+            json!({"email_verified": false})
+        )));
+        assert!(!ok(claims("a@any.example", json!({}))));
+        let (cfg, _) = provider(
+            IDP,
+            "identity_claim = \"email\"\nallow_unverified_email = true\n",
+        );
+        assert!(check_email(&cfg, &claims("a@any.example", json!({}))).is_ok());
+        // Neither the identity nor domains: the email is not read.
+        let (cfg, _) = provider(IDP, "");
+        assert!(check_email(&cfg, &claims("sub-1", json!({"email_verified": false}))).is_ok());
+    }
+
+    #[test]
+    fn groups_match_exactly() {
+        let (cfg, _) = provider(IDP, "allowed_groups = [\"staff\"]\n");
+        let ok = |g: Value| check_groups(&cfg, &claims("x", json!({"groups": g}))).is_ok();
+        assert!(ok(json!(["guests", "staff"])));
+        assert!(ok(json!("staff")));
+        for bad in [
+            json!("Staff"),
+            json!(["staff-x", "x-staff"]),
+            json!("staff guests"),
+            json!([["staff"]]),
+            json!({"staff": true}),
+            json!([]),
+        ] {
+            assert!(!ok(bad.clone()), "{bad}");
+        }
+        assert!(check_groups(&cfg, &claims("x", json!({}))).is_err());
+    }
+
+    #[test]
+    fn azp_is_our_client_and_required_with_several_audiences() {
+        let (cfg, _) = provider(IDP, "");
+        let ok = |extra: Value| check_azp(&cfg, &claims("x", extra)).is_ok();
+        assert!(ok(json!({"aud": "gateway"})));
+        assert!(ok(json!({"aud": ["gateway"]})));
+        assert!(ok(json!({"aud": ["gateway", "other"], "azp": "gateway"})));
+        assert!(!ok(json!({"aud": ["gateway", "other"]})));
+        assert!(!ok(json!({"aud": ["gateway", "other"], "azp": "other"})));
+        assert!(!ok(json!({"aud": "gateway", "azp": "other"})));
+        assert!(!ok(json!({"aud": "gateway", "azp": 1})));
+    }
 }

@@ -40,6 +40,9 @@ pub struct Discovered {
     pub token_endpoint: Uri,
     /// Present when the provider offers RP-initiated logout.
     pub end_session_endpoint: Option<String>,
+    /// `authorization_response_iss_parameter_supported`: every callback then names the
+    /// issuer (RFC 9207), and one without `iss` is refused.
+    pub iss_parameter_supported: bool,
     pub client_auth: ClientAuth,
     /// The provider's JWKS, restricted to the announced algorithms; `iss`, `aud` (the
     /// client id), `exp` and `iat` are checked by it.
@@ -59,8 +62,9 @@ pub enum DiscoveryError {
     Malformed(String),
 }
 
+/// The members of a discovery document the gateway reads.
 #[derive(Deserialize)]
-struct Document {
+pub(super) struct Document {
     issuer: String,
     authorization_endpoint: String,
     token_endpoint: String,
@@ -69,6 +73,7 @@ struct Document {
     token_endpoint_auth_methods_supported: Option<Vec<String>>,
     id_token_signing_alg_values_supported: Option<Vec<String>>,
     code_challenge_methods_supported: Option<Vec<String>>,
+    authorization_response_iss_parameter_supported: Option<bool>,
 }
 
 /// Fetches and checks the provider's discovery document.
@@ -122,7 +127,7 @@ pub async fn send(
         .map_err(|_| DiscoveryError::Timeout)?
 }
 
-fn check(
+pub(super) fn check(
     doc: Document,
     cfg: &OidcConfig,
     tokens: &TokensConfig,
@@ -208,7 +213,151 @@ fn check(
         authorization_endpoint: doc.authorization_endpoint,
         token_endpoint,
         end_session_endpoint,
+        iss_parameter_supported: doc
+            .authorization_response_iss_parameter_supported
+            .unwrap_or(false),
         client_auth,
         id_tokens: Arc::new(id_tokens),
     })
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::config::check_str_with_env;
+
+    /// A checked `[[oidc]]` entry `corp` at `issuer` (with `more` keys), and `[tokens]`.
+    pub(in crate::browser::oidc) fn provider(
+        issuer: &str,
+        more: &str,
+    ) -> (OidcConfig, TokensConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("secret"),
+            "q8Xv2LpR7mNc4TzW9bKs1HdY6fGj3AeU0oIx",
+        )
+        .unwrap();
+        let env = |name: &str| (name == "IDP_SECRET").then(|| "s3cret".to_string());
+        let text = format!(
+            "[tokens]\nsecret_file = \"secret\"\n[login]\n[[users]]\nid = 1\nusername = \"u\"\n\
+             password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$wSaoz+WjVyDsS0mngmCCZw$\
+             lmrh+SyHdtpcel/Vv+nEzSbKyrsRTlKEFpoT+qiXaQw\"\n[[routes]]\npath = \"/app\"\n\
+             upstream = \"http://127.0.0.1:1\"\nauth = \"required\"\nbrowser = true\n\
+             [oauth2]\ncookie_key_file = \"secret\"\n[[oidc]]\nname = \"corp\"\n\
+             issuer = \"{issuer}\"\nclient_id = \"gateway\"\nclient_secret_env = \"IDP_SECRET\"\n{more}"
+        );
+        let c = check_str_with_env(&text, dir.path(), &env)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .config;
+        (c.oidc[0].clone(), c.tokens)
+    }
+
+    fn doc(issuer: &str) -> Document {
+        Document {
+            issuer: issuer.into(),
+            authorization_endpoint: format!("{issuer}/auth"),
+            token_endpoint: format!("{issuer}/token"),
+            jwks_uri: format!("{issuer}/jwks"),
+            end_session_endpoint: None,
+            token_endpoint_auth_methods_supported: None,
+            id_token_signing_alg_values_supported: None,
+            code_challenge_methods_supported: None,
+            authorization_response_iss_parameter_supported: None,
+        }
+    }
+
+    fn checked(d: Document, issuer: &str) -> Result<Discovered, DiscoveryError> {
+        let (cfg, tokens) = provider(issuer, "");
+        check(d, &cfg, &tokens, vec!["nonce".into()])
+    }
+
+    const IDP: &str = "https://idp.example/realms/main";
+
+    #[test]
+    fn the_document_must_name_the_configured_issuer() {
+        assert!(checked(doc(IDP), IDP).is_ok());
+        // A trailing slash is the same issuer; another realm or host is not.
+        assert!(checked(doc(&format!("{IDP}/")), IDP).is_ok());
+        for other in [
+            "https://idp.example/realms/other",
+            "https://evil.example/realms/main",
+            "http://idp.example/realms/main",
+        ] {
+            let e = checked(doc(other), IDP).err().unwrap();
+            assert!(
+                e.to_string().contains("not the configured one"),
+                "{other}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn endpoints_under_an_https_issuer_must_be_https() {
+        for field in ["authorization", "token", "jwks", "end_session"] {
+            let mut d = doc(IDP);
+            let plain = "http://idp.example/x".to_string();
+            match field {
+                "authorization" => d.authorization_endpoint = plain,
+                "token" => d.token_endpoint = plain,
+                "jwks" => d.jwks_uri = plain,
+                _ => d.end_session_endpoint = Some(plain),
+            }
+            let e = checked(d, IDP).err().unwrap();
+            assert!(
+                e.to_string().contains("is not an https:// URL"),
+                "{field}: {e}"
+            );
+        }
+        // A loopback http issuer may use http endpoints.
+        let local = "http://127.0.0.1:9000";
+        assert!(checked(doc(local), local).is_ok());
+    }
+
+    #[test]
+    fn only_public_key_algorithms_are_kept_and_pkce_s256_is_required() {
+        let mut d = doc(IDP);
+        d.id_token_signing_alg_values_supported =
+            Some(vec!["none".into(), "HS256".into(), "HS512".into()]);
+        let e = checked(d, IDP).err().unwrap();
+        assert!(e.to_string().contains("no ID token algorithm"), "{e}");
+        let mut d = doc(IDP);
+        d.id_token_signing_alg_values_supported =
+            Some(vec!["none".into(), "HS256".into(), "ES256".into()]);
+        assert!(checked(d, IDP).is_ok());
+        let mut d = doc(IDP);
+        d.code_challenge_methods_supported = Some(vec!["plain".into()]);
+        let e = checked(d, IDP).err().unwrap();
+        assert!(e.to_string().contains("S256"), "{e}");
+        let mut d = doc(IDP);
+        d.code_challenge_methods_supported = Some(vec!["plain".into(), "S256".into()]);
+        assert!(checked(d, IDP).is_ok());
+    }
+
+    #[test]
+    fn the_client_authentication_prefers_basic_then_post() {
+        let auth = |methods: Option<&[&str]>| {
+            let mut d = doc(IDP);
+            d.token_endpoint_auth_methods_supported =
+                methods.map(|m| m.iter().map(|s| s.to_string()).collect());
+            checked(d, IDP).map(|d| d.client_auth)
+        };
+        assert_eq!(auth(None).unwrap(), ClientAuth::Basic);
+        assert_eq!(
+            auth(Some(&["client_secret_post", "client_secret_basic"])).unwrap(),
+            ClientAuth::Basic
+        );
+        assert_eq!(
+            auth(Some(&["private_key_jwt", "client_secret_post"])).unwrap(),
+            ClientAuth::Post
+        );
+        assert!(auth(Some(&["private_key_jwt", "none"])).is_err());
+    }
+
+    #[test]
+    fn the_iss_parameter_is_required_only_when_announced() {
+        assert!(!checked(doc(IDP), IDP).unwrap().iss_parameter_supported);
+        let mut d = doc(IDP);
+        d.authorization_response_iss_parameter_supported = Some(true);
+        assert!(checked(d, IDP).unwrap().iss_parameter_supported);
+    }
 }

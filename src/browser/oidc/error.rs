@@ -48,6 +48,8 @@ pub enum OidcError {
     EmailNotAllowed,
     #[error("no allowed group")]
     GroupNotAllowed,
+    #[error("the provider's identity is a local user's, and the provider may not assert it")]
+    LocalIdentity,
     #[error("the session could not begin: {0}")]
     SessionUnavailable(String),
     #[error("{0}")]
@@ -76,6 +78,7 @@ impl OidcError {
             OidcError::NonceMismatch => "oidc_nonce_mismatch",
             OidcError::EmailNotAllowed => "oidc_email_not_allowed",
             OidcError::GroupNotAllowed => "oidc_group_not_allowed",
+            OidcError::LocalIdentity => "oidc_local_identity",
             OidcError::SessionUnavailable(_) => "unavailable",
             OidcError::Internal(_) => "internal",
         }
@@ -128,6 +131,10 @@ impl OidcError {
             OidcError::EmailNotAllowed | OidcError::GroupNotAllowed => {
                 (S::FORBIDDEN, "This account is not allowed to log in here")
             }
+            OidcError::LocalIdentity => (
+                S::FORBIDDEN,
+                "This account has the identity of a local user; it cannot log in with this provider",
+            ),
             OidcError::SessionUnavailable(_) => (
                 S::SERVICE_UNAVAILABLE,
                 "The session could not be started right now; retry later",

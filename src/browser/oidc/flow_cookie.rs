@@ -41,12 +41,14 @@ impl Purpose {
 
     /// The cookie's name: `__Secure-` prefixed on TLS, so a plain-HTTP page of the same
     /// site cannot plant one.
+    /// They are in [`cookies::OIDC`], so no upstream receives them.
     pub fn cookie_name(self, secure: bool) -> &'static str {
+        let [secure_flow, flow, secure_logout, logout] = cookies::OIDC;
         match (self, secure) {
-            (Purpose::Flow, true) => "__Secure-gateway-oidc-flow",
-            (Purpose::Flow, false) => "gateway-oidc-flow",
-            (Purpose::Logout, true) => "__Secure-gateway-oidc-logout",
-            (Purpose::Logout, false) => "gateway-oidc-logout",
+            (Purpose::Flow, true) => secure_flow,
+            (Purpose::Flow, false) => flow,
+            (Purpose::Logout, true) => secure_logout,
+            (Purpose::Logout, false) => logout,
         }
     }
 }
@@ -84,6 +86,11 @@ impl std::fmt::Debug for Flow {
 pub struct LogoutHint {
     pub provider: String,
     pub id_token: String,
+    /// The session it belongs to: the sign-out of any other session ignores it.
+    pub sid: String,
+    /// Where the logout continues (from discovery at login), so an instance that has not
+    /// run discovery yet continues it as well.
+    pub end_session_endpoint: String,
 }
 
 impl std::fmt::Debug for LogoutHint {
@@ -190,7 +197,7 @@ mod tests {
             nonce: "n".into(),
             verifier: "v".into(),
             return_to: "/app".into(),
-            redirect_uri: "http://127.0.0.1/oauth2/callback".into(),
+            redirect_uri: "http://127.0.0.1/oauth2/corp/callback".into(),
             expires: 10,
         }
     }

@@ -3,10 +3,11 @@
 //! ```text
 //! GET {path}/{name}/start?return_to=/app   → 302 to the provider's authorization endpoint
 //!       (code flow, PKCE S256, fresh state and nonce) + the sealed flow cookie
-//! GET {path}/callback?code&state    → flow cookie opened, state compared, one-time marker
-//!       in the store, code exchanged (client_secret_basic or _post, as discovery says),
+//! GET {path}/{name}/callback?code&state&iss → flow cookie opened, state compared, the
+//!       provider compared with the flow's (and with `iss`), one-time marker in the
+//!       store, code exchanged (client_secret_basic or _post, as discovery says),
 //!       ID token verified (JWKS, iss, aud, exp, iat, azp, nonce), email domain and groups
-//!       checked → a session of ours (`Vouched` → the session cookies) → 302 to /app
+//!       checked, the identity prefixed and kept apart from local users → a session of ours (`Vouched` → the session cookies) → 302 to /app
 //! POST [browser] logout_path        → browser mode's sign-out, then 303 to the provider's
 //!       end_session_endpoint (id_token_hint from the sealed logout cookie) instead of
 //!       the login page
@@ -17,7 +18,13 @@
 //! key. The cookie is cleared by every callback that opened it, and the state's one-time
 //! marker in the store ([`crate::store`], shared with Redis) refuses a replayed callback on
 //! any instance. Discovery runs on first use and is kept for the life of the
-//! configuration; the JWKS is refreshed as for `[[issuers]]`.
+//! configuration (a failure is kept for a few seconds, so a provider that is down costs
+//! one timeout, not one per request); the JWKS is refreshed as for `[[issuers]]`.
+//!
+//! Each provider has its own redirect URI, so a callback names the provider it comes from
+//! and is refused when that is not the provider the login started with (the mix-up attack,
+//! RFC 9700 §4.4.1). Every provider can assert any identity and any claim value: routes
+//! that trust one provider only say so with `require idp = "NAME"`.
 
 pub mod callback;
 pub mod discovery;
@@ -27,7 +34,9 @@ pub mod start;
 
 pub use error::{refusal, OidcError, OidcRefusal};
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
@@ -47,7 +56,7 @@ use self::flow_cookie::{Flow, LogoutHint, Purpose, Sealer};
 use crate::body::{empty, Body};
 use crate::browser::session::Grant;
 use crate::browser::ProviderLink;
-use crate::config::{Config, OAuth2Config, OidcConfig, UpstreamProtocol};
+use crate::config::{Config, OAuth2Config, OidcConfig, UpstreamProtocol, UserId};
 use crate::store::Store;
 
 /// The pooled client of one provider's back channel (discovery, token endpoint).
@@ -58,13 +67,29 @@ pub struct Provider {
     pub cfg: OidcConfig,
     client: Backchannel,
     discovered: OnceCell<Arc<Discovered>>,
+    /// The last failed discovery and when: answered again until [`FAILURE_KEPT`] passed.
+    failed: Mutex<Option<(Instant, discovery::DiscoveryError)>>,
     tokens: crate::config::TokensConfig,
+    /// `{path}/{name}/callback`: the redirect URI's path and the flow cookie's `Path`.
+    callback_path: String,
 }
 
+/// How long a failed discovery is answered from memory before it is tried again.
+const FAILURE_KEPT: Duration = Duration::from_secs(5);
+
 impl Provider {
-    /// Discovery on first use; a failure is retried by the next request.
+    /// Discovery on first use; a failure is kept for [`FAILURE_KEPT`], then retried.
     async fn discovered(&self) -> Result<&Arc<Discovered>, OidcError> {
-        self.discovered
+        if let Some(d) = self.discovered.get() {
+            return Ok(d);
+        }
+        if let Some((at, e)) = self.failed.lock().ok().and_then(|f| f.clone()) {
+            if at.elapsed() < FAILURE_KEPT {
+                return Err(OidcError::ProviderUnavailable(e));
+            }
+        }
+        let result = self
+            .discovered
             .get_or_try_init(|| async {
                 let d = discovery::discover(
                     &self.client,
@@ -75,20 +100,26 @@ impl Provider {
                 .await
                 .map_err(|e| {
                     tracing::warn!(provider = %self.cfg.name, error = %e, "OIDC discovery failed");
-                    OidcError::ProviderUnavailable(e)
+                    e
                 })?;
                 let d = Arc::new(d);
                 d.id_tokens.spawn_refresher();
                 Ok(d)
             })
-            .await
+            .await;
+        result.map_err(|e: discovery::DiscoveryError| {
+            if let Ok(mut f) = self.failed.lock() {
+                *f = Some((Instant::now(), e.clone()));
+            }
+            OidcError::ProviderUnavailable(e)
+        })
     }
 }
 
-/// Which OIDC endpoint a path is.
+/// Which OIDC endpoint a path is, and of which provider (`None`: no such provider).
 pub enum Endpoint<'a> {
     Start(Option<&'a Provider>),
-    Callback,
+    Callback(Option<&'a Provider>),
 }
 
 /// A finished login: who, and where the browser goes.
@@ -108,11 +139,15 @@ pub struct Oidc {
     session_lifetime: std::time::Duration,
     /// `[browser] logout_path`: the logout hint's cookie path.
     sign_out_path: String,
+    /// The local `[[users]]` ids in header form (`1` and `"1"` alike): no provider's
+    /// identity may be one of them unless its entry allows it.
+    local_ids: HashSet<String>,
 }
 
 /// The claim naming the provider in the tokens of a session it began. Only we sign our
-/// tokens, so it cannot be forged; it tells the per-request check that the identity is
-/// the provider's, not a local user.
+/// tokens, so it cannot be forged (no configured source may carry a claim of this name);
+/// it tells the per-request check that the identity is the provider's, not a local user,
+/// when it names a configured provider (see [`Oidc::is_provider`]).
 pub const IDP_CLAIM: &str = "idp";
 
 fn unix_now() -> i64 {
@@ -137,9 +172,11 @@ impl Oidc {
             let mut client = Client::builder(TokioExecutor::new());
             client.pool_timer(TokioTimer::new());
             providers.push(Provider {
+                callback_path: format!("{}/{}/callback", cfg.path, p.name),
                 cfg: p.clone(),
                 client: client.build(connector),
                 discovered: OnceCell::new(),
+                failed: Mutex::new(None),
                 tokens: config.tokens.clone(),
             });
         }
@@ -148,6 +185,11 @@ impl Oidc {
             cfg,
             providers,
             store,
+            local_ids: config
+                .users
+                .iter()
+                .map(|u| u.id.header_text().into_owned())
+                .collect(),
             sign_out_path: config
                 .browser
                 .as_ref()
@@ -162,6 +204,16 @@ impl Oidc {
     /// The providers, in configured order (the login page lists them so).
     pub fn providers(&self) -> impl Iterator<Item = &OidcConfig> {
         self.providers.iter().map(|p| &p.cfg)
+    }
+
+    /// Whether `name` is a configured provider's: an [`IDP_CLAIM`] naming anything else
+    /// exempts nobody from the local-user check.
+    pub fn is_provider(&self, name: &str) -> bool {
+        self.providers.iter().any(|p| p.cfg.name == name)
+    }
+
+    fn provider(&self, name: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.cfg.name == name)
     }
 
     /// The login page's buttons: each provider's label and start path (the page adds the
@@ -196,16 +248,14 @@ impl Oidc {
 
     /// The endpoint `path` names, if it is under `[oauth2] path`.
     pub fn endpoint(&self, path: &str) -> Option<Endpoint<'_>> {
-        let rest = path.strip_prefix(self.cfg.path.as_str())?;
-        match rest {
-            "/callback" => Some(Endpoint::Callback),
-            _ => {
-                let name = rest.strip_prefix('/')?.strip_suffix("/start")?;
-                Some(Endpoint::Start(
-                    self.providers.iter().find(|p| p.cfg.name == name),
-                ))
-            }
+        let rest = path
+            .strip_prefix(self.cfg.path.as_str())?
+            .strip_prefix('/')?;
+        if let Some(name) = rest.strip_suffix("/start") {
+            return Some(Endpoint::Start(self.provider(name)));
         }
+        let name = rest.strip_suffix("/callback")?;
+        Some(Endpoint::Callback(self.provider(name)))
     }
 
     /// `{path}/{name}/start`: 302 to the provider, with the sealed flow cookie.
@@ -221,7 +271,8 @@ impl Oidc {
         }
         let provider = provider.ok_or_else(|| refuse(OidcError::UnknownProvider))?;
         let return_to = start::return_to(parts.uri.query()).map_err(refuse)?;
-        let redirect_uri = start::redirect_uri(&self.cfg, parts, secure).map_err(refuse)?;
+        let redirect_uri = start::redirect_uri(&self.cfg, &provider.callback_path, parts, secure)
+            .map_err(refuse)?;
         let d = provider.discovered().await.map_err(refuse)?;
         let now = unix_now();
         let flow = Flow {
@@ -238,7 +289,7 @@ impl Oidc {
             .sealer
             .seal(Purpose::Flow, &flow)
             .ok_or_else(|| refuse(OidcError::Internal("cannot seal the flow cookie")))?;
-        let cookie = flow_cookie::spec(Purpose::Flow, secure, &self.cfg.callback_path)
+        let cookie = flow_cookie::spec(Purpose::Flow, secure, &provider.callback_path)
             .set(&sealed, self.cfg.flow_lifetime)
             .ok_or_else(|| refuse(OidcError::Internal("cannot write the flow cookie")))?;
         let location = HeaderValue::from_str(&location).map_err(|_| {
@@ -249,17 +300,24 @@ impl Oidc {
         Ok(redirect(StatusCode::FOUND, location, vec![cookie]))
     }
 
-    /// `{path}/callback`: every check up to a user the provider vouched for. The caller
-    /// begins the session and answers with [`Oidc::logged_in`].
-    pub async fn callback(&self, parts: &Parts, secure: bool) -> Result<LoggedIn, OidcRefusal> {
+    /// `{path}/{name}/callback`: every check up to a user the provider vouched for. The
+    /// caller begins the session and answers with [`Oidc::logged_in`].
+    pub async fn callback(
+        &self,
+        provider: Option<&Provider>,
+        parts: &Parts,
+        secure: bool,
+    ) -> Result<LoggedIn, OidcRefusal> {
         if parts.method != Method::GET {
             return Err(refusal(OidcError::MethodNotAllowed("GET"), parts, None));
         }
+        let Some(provider) = provider else {
+            return Err(refusal(OidcError::UnknownProvider, parts, None));
+        };
         let Some(sealed) = flow_cookie::read(&parts.headers, Purpose::Flow, secure) else {
             return Err(refusal(OidcError::NoFlow, parts, None));
         };
-        // From here on every answer clears the cookie: a flow is tried once.
-        let clear = Some(flow_cookie::spec(Purpose::Flow, secure, &self.cfg.callback_path).clear());
+        let clear = Some(flow_cookie::spec(Purpose::Flow, secure, &provider.callback_path).clear());
         let refuse = |error| refusal(error, parts, clear.clone());
         let flow: Flow = self
             .sealer
@@ -269,30 +327,56 @@ impl Oidc {
         if now > flow.expires {
             return Err(refuse(OidcError::FlowExpired));
         }
-        let provider = self
-            .providers
-            .iter()
-            .find(|p| p.cfg.name == flow.provider)
-            .ok_or_else(|| refuse(OidcError::BadFlow))?;
+        // The state first, before anything in the query is believed (an `error`
+        // included): a navigation another site caused carries this browser's flow cookie
+        // but not its state, and must neither end the login in progress nor be logged as
+        // the provider's refusal. So this refusal leaves the cookie in place; from here on
+        // every answer clears it (a flow is tried once).
         let q = start::Callback::parse(parts.uri.query());
+        let state_ok = q
+            .state
+            .as_deref()
+            .is_some_and(|s| bool::from(s.as_bytes().ct_eq(flow.state.as_bytes())));
+        if !state_ok {
+            return Err(refusal(OidcError::StateMismatch, parts, None));
+        }
+        // The mix-up attack (RFC 9700 §4.4.1): the answer must come back on the redirect
+        // URI of the provider the login was sent to.
+        if flow.provider != provider.cfg.name {
+            return Err(refuse(OidcError::IssuerMismatch));
+        }
         if let Some(error) = q.error {
             return Err(refuse(OidcError::ProviderRefused(error)));
         }
-        let (Some(code), Some(state)) = (q.code, q.state) else {
+        let Some(code) = q.code else {
             return Err(refuse(OidcError::MissingParameters));
         };
-        if !bool::from(state.as_bytes().ct_eq(flow.state.as_bytes())) {
-            return Err(refuse(OidcError::StateMismatch));
-        }
         let d = provider.discovered().await.map_err(refuse)?;
-        // RFC 9207: a provider that names itself in the callback must name itself.
-        if q.iss.is_some_and(|iss| iss != d.issuer) {
-            return Err(refuse(OidcError::IssuerMismatch));
+        // RFC 9207 §2.4: a provider that says it names itself in the callback must, and
+        // with its own issuer.
+        match q.iss {
+            Some(iss) if iss != d.issuer => return Err(refuse(OidcError::IssuerMismatch)),
+            None if d.iss_parameter_supported => return Err(refuse(OidcError::IssuerMismatch)),
+            _ => {}
         }
         self.mark_used(&flow, now).await.map_err(refuse)?;
-        let vouched = callback::complete(&provider.client, &provider.cfg, d, &flow, &code, now)
+        let mut vouched = callback::complete(&provider.client, &provider.cfg, d, &flow, &code, now)
             .await
             .map_err(refuse)?;
+        if !provider.cfg.identity_prefix.is_empty() {
+            vouched.user = UserId::Str(format!(
+                "{}{}",
+                provider.cfg.identity_prefix,
+                vouched.user.header_text()
+            ));
+        }
+        // A provider's account named like a local user (`1` as well as "1": headers
+        // carry both alike) would become that user everywhere the identity is read.
+        if !provider.cfg.allow_local_identity
+            && self.local_ids.contains(vouched.user.header_text().as_ref())
+        {
+            return Err(refuse(OidcError::LocalIdentity));
+        }
         Ok(LoggedIn {
             provider: flow.provider,
             vouched,
@@ -321,26 +405,30 @@ impl Oidc {
     }
 
     /// The answer to a successful callback: `session` (the session's Set-Cookie values),
-    /// the flow cookie cleared, the logout hint when the provider offers RP-initiated
-    /// logout, and a 302 to the return URL.
+    /// the flow cookie cleared, the logout hint (bound to the session `sid`, with the
+    /// provider's `end_session_endpoint`) when the provider offers RP-initiated logout,
+    /// and a 302 to the return URL.
     pub fn logged_in(
         &self,
         done: &LoggedIn,
         session: Vec<HeaderValue>,
+        sid: &str,
         secure: bool,
     ) -> Response<Body> {
         let mut cookies = session;
-        cookies.push(flow_cookie::spec(Purpose::Flow, secure, &self.cfg.callback_path).clear());
-        let offers_logout = self
-            .providers
-            .iter()
-            .find(|p| p.cfg.name == done.provider)
+        let provider = self.provider(&done.provider);
+        cookies.extend(
+            provider.map(|p| flow_cookie::spec(Purpose::Flow, secure, &p.callback_path).clear()),
+        );
+        let end_session = provider
             .and_then(|p| p.discovered.get())
-            .is_some_and(|d| d.end_session_endpoint.is_some());
-        if offers_logout {
+            .and_then(|d| d.end_session_endpoint.clone());
+        if let Some(end_session_endpoint) = end_session {
             let hint = LogoutHint {
                 provider: done.provider.clone(),
                 id_token: done.vouched.id_token.clone(),
+                sid: sid.to_string(),
+                end_session_endpoint,
             };
             match self.sealer.seal(Purpose::Logout, &hint) {
                 Some(sealed) if sealed.len() <= flow_cookie::MAX_COOKIE_VALUE => {
@@ -359,9 +447,10 @@ impl Oidc {
         redirect(StatusCode::FOUND, location, cookies)
     }
 
-    /// The Set-Cookie value that removes the flow cookie.
-    pub fn clear_flow(&self, secure: bool) -> Option<HeaderValue> {
-        Some(flow_cookie::spec(Purpose::Flow, secure, &self.cfg.callback_path).clear())
+    /// The Set-Cookie value that removes the flow cookie of the provider `name`.
+    pub fn clear_flow(&self, name: &str, secure: bool) -> Option<HeaderValue> {
+        let p = self.provider(name)?;
+        Some(flow_cookie::spec(Purpose::Flow, secure, &p.callback_path).clear())
     }
 
     /// The path the logout hint is sent to: browser mode's sign-out path, which continues
@@ -370,18 +459,19 @@ impl Oidc {
         &self.sign_out_path
     }
 
-    /// RP-initiated logout, asked during browser mode's sign-out: when the request carries
-    /// the logout hint of a provider that offers `end_session_endpoint`, that endpoint with
+    /// RP-initiated logout, asked during browser mode's sign-out of the session `sid`:
+    /// when the request carries the logout hint of that session (a hint of another
+    /// session is ignored), the provider's `end_session_endpoint` sealed in it, with
     /// `id_token_hint`, `client_id` and `post_logout_redirect_uri`. `None`: the sign-out
-    /// ends here.
-    pub fn end_session(&self, parts: &Parts, secure: bool) -> Option<String> {
+    /// ends here. Needs no discovery, so any instance continues the logout.
+    pub fn end_session(&self, parts: &Parts, sid: Option<&str>, secure: bool) -> Option<String> {
         let sealed = flow_cookie::read(&parts.headers, Purpose::Logout, secure)?;
         let hint: LogoutHint = self.sealer.open(Purpose::Logout, sealed)?;
-        let p = self
-            .providers
-            .iter()
-            .find(|p| p.cfg.name == hint.provider)?;
-        let end = p.discovered.get()?.end_session_endpoint.clone()?;
+        if sid.is_none_or(|sid| !bool::from(sid.as_bytes().ct_eq(hint.sid.as_bytes()))) {
+            return None;
+        }
+        let p = self.provider(&hint.provider)?;
+        let end = hint.end_session_endpoint;
         let after = start::post_logout_url(&self.cfg, parts, secure).ok()?;
         let mut q = form_urlencoded::Serializer::new(String::new());
         q.append_pair("id_token_hint", &hint.id_token)

@@ -56,13 +56,19 @@ fn origin(parts: &Parts, secure: bool) -> Result<String, OidcError> {
     Ok(format!("{scheme}://{authority}"))
 }
 
-/// The redirect URI: `[oauth2] redirect_url`, or this request's origin + the callback
-/// path. The provider accepts only the URIs registered for the client, so a forged `Host`
-/// gets no further than the provider's refusal.
-pub fn redirect_uri(cfg: &OAuth2Config, parts: &Parts, secure: bool) -> Result<String, OidcError> {
-    match &cfg.redirect_url {
-        Some(u) => Ok(u.clone()),
-        None => Ok(format!("{}{}", origin(parts, secure)?, cfg.callback_path)),
+/// The redirect URI of the provider whose callback path is `callback_path`:
+/// `[oauth2] public_origin`, or this request's origin, + that path. The provider accepts
+/// only the URIs registered for the client, so a forged `Host` gets no further than the
+/// provider's refusal.
+pub fn redirect_uri(
+    cfg: &OAuth2Config,
+    callback_path: &str,
+    parts: &Parts,
+    secure: bool,
+) -> Result<String, OidcError> {
+    match &cfg.public_origin {
+        Some(o) => Ok(format!("{o}{callback_path}")),
+        None => Ok(format!("{}{callback_path}", origin(parts, secure)?)),
     }
 }
 

@@ -26,6 +26,8 @@ pub fn accounts() -> Value {
         "mallory": {"email": "mallory@evil.example", "email_verified": true, "groups": ["staff"]},
         "guest": {"email": "guest@example.com", "email_verified": true, "groups": ["guests"]},
         "unverified": {"email": "eve@example.com", "email_verified": false, "groups": ["staff"]},
+        // Named like the test gateway's local users (ids 1 and "alice").
+        "1": {"email": "one@example.com", "email_verified": true, "groups": ["staff"]},
     })
 }
 
