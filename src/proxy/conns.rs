@@ -1,24 +1,36 @@
 //! HTTP/1.1 upstream connections kept open between requests: for each worker thread and
 //! server, a stack of idle connections (the most recently used on top).
 //!
+//! A connection has no task of its own: whoever holds it drives it. While a request is in
+//! flight that is the request's own task (the client connection's, for HTTP/1.1 clients):
+//! the send polls hyper's client connection next to the response future, and the response
+//! body polls it as it streams, so the request, its answer and their bodies never cross a
+//! task boundary or wake a second task. Parked on its stack a connection is polled by no
+//! one; it is polled once when it is parked (to take in the end of its exchange), once when
+//! it is taken (to see whether the server closed it meanwhile) and by [`Conns::reap`].
+//!
 //! A worker only reuses the connections it drives itself, so taking or returning one is an
 //! uncontended lock, and a request never waits on another thread. A connection goes back
 //! on the stack when its response body has been read to the end; one whose response was
 //! abandoned (client gone, timeout) is closed instead, as HTTP/1.1 cannot skip the rest of
 //! a response. Idle connections are closed after `idle_timeout` (see [`Conns::reap`]).
 
-use std::pin::Pin;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper_rustls::HttpsConnector;
+use hyper::client::conn::http1::{Connection, SendRequest};
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use crate::body::{Body, BoxError};
 use crate::worker;
@@ -36,8 +48,123 @@ pub struct Conns {
 type Stack = Mutex<Vec<Idle>>;
 
 struct Idle {
-    sender: SendRequest<Body>,
+    upstream: Box<Upstream>,
     since: Instant,
+}
+
+/// One HTTP/1.1 connection to a server: hyper's request handle and the connection itself,
+/// which makes progress only while someone polls it ([`Upstream::drive`]). Boxed once
+/// when connected: a connection (TLS state included) is a few hundred bytes, and a request
+/// moves its connection from the stack to the send, the lease and the response body.
+struct Upstream {
+    sender: SendRequest<Body>,
+    /// `None` once the connection has ended.
+    conn: Option<Connection<MaybeHttpsStream<TokioIo<TcpStream>>, Body>>,
+    relay: Arc<Relay>,
+    /// `relay` as the waker the connection registers; made once.
+    waker: Waker,
+}
+
+impl Upstream {
+    fn new(
+        sender: SendRequest<Body>,
+        conn: Connection<MaybeHttpsStream<TokioIo<TcpStream>>, Body>,
+    ) -> Upstream {
+        let relay = Arc::new(Relay::default());
+        Upstream {
+            sender,
+            conn: Some(conn),
+            waker: Waker::from(relay.clone()),
+            relay,
+        }
+    }
+
+    /// Runs `f`, which drives the connection and polls what it feeds, for the task of `cx`:
+    /// the connection's wake-ups go to that task from now on, except those raised while
+    /// `f` runs. Those come from the task's own work on the connection's channels (taking
+    /// the response body's chunk wakes the connection, which is waiting to send the
+    /// next); passed on, each would make the runtime poll the whole client connection
+    /// once more for nothing. One that came is passed on after all if `f` ends pending,
+    /// so nothing the connection waits for is lost.
+    fn poll_driving<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Upstream) -> Poll<T>,
+    ) -> Poll<T> {
+        self.relay.follow(Some(cx.waker()));
+        self.relay.state.store(DRIVING, Ordering::Release);
+        let polled = f(self);
+        if self.relay.state.swap(IDLE, Ordering::AcqRel) == MISSED && polled.is_pending() {
+            cx.waker().wake_by_ref();
+        }
+        polled
+    }
+
+    /// Lets the connection do whatever it can without waiting: write the request and its
+    /// body, read the response, notice a close.
+    fn drive(&mut self) {
+        if let Some(conn) = &mut self.conn {
+            if let Poll::Ready(ended) = Pin::new(conn).poll(&mut Context::from_waker(&self.waker))
+            {
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "upstream connection ended with an error");
+                }
+                self.conn = None;
+            }
+        }
+    }
+
+    /// Drives the connection for no task: it goes idle, and wakes nobody while parked.
+    fn park(&mut self) {
+        self.relay.follow(None);
+        self.drive();
+    }
+
+    /// Open, and ready to take a request now.
+    fn is_ready(&self) -> bool {
+        self.conn.is_some() && self.sender.is_ready()
+    }
+}
+
+const IDLE: u8 = 0;
+const DRIVING: u8 = 1;
+const MISSED: u8 = 2;
+
+/// The waker a connection registers: it wakes the task that drives the connection, or
+/// notes the wake-up while that task is inside [`Upstream::poll_driving`].
+#[derive(Default)]
+struct Relay {
+    task: Mutex<Option<Waker>>,
+    /// `IDLE`, `DRIVING`, or `MISSED` (driving, and a wake-up came).
+    state: AtomicU8,
+}
+
+impl Relay {
+    fn follow(&self, task: Option<&Waker>) {
+        if let Ok(mut current) = self.task.lock() {
+            match (current.as_ref(), task) {
+                (Some(c), Some(t)) if c.will_wake(t) => {}
+                _ => *current = task.cloned(),
+            }
+        }
+    }
+}
+
+impl Wake for Relay {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Err(IDLE) =
+            self.state
+                .compare_exchange(DRIVING, MISSED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            if let Some(task) = self.task.lock().ok().as_deref().and_then(Option::as_ref) {
+                task.wake_by_ref();
+            }
+        }
+    }
 }
 
 /// Why a request got no response.
@@ -67,8 +194,9 @@ impl Conns {
     }
 
     /// Sends `req` (origin-form target, `Host` set) to server number `server`, reached at
-    /// `origin`, on an idle connection of this worker or a new one. The response body
-    /// returns the connection when it has been read to the end.
+    /// `origin`, on an idle connection of this worker or a new one, driving the connection
+    /// from the calling task until the response head is in. The response body drives it
+    /// on as it is read and returns it when read to the end.
     pub async fn send(
         self: &Arc<Self>,
         server: usize,
@@ -77,21 +205,34 @@ impl Conns {
     ) -> Result<Response<Returning>, SendError> {
         let worker = worker::index() % self.idle.len();
         loop {
-            let (mut sender, reused) = match self.take(worker, server) {
-                Some(s) => (s, true),
+            let (mut upstream, reused) = match self.take(worker, server) {
+                Some(u) => (u, true),
                 None => (self.connect(origin).await?, false),
             };
-            match sender.try_send_request(req).await {
+            let mut response = pin!(upstream.sender.try_send_request(req));
+            // The request goes out, and its answer comes in, as this task drives the
+            // connection; the response future resolves once the head has been read (or
+            // the connection failed, which hands it the error). Only the drive can
+            // complete it, and it is polled right after each drive: it needs no waker.
+            let answered = poll_fn(|cx| {
+                upstream.poll_driving(cx, |upstream| {
+                    upstream.drive();
+                    response.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+                })
+            })
+            .await;
+            match answered {
                 Ok(res) => {
-                    let lease = Some(Lease {
+                    let lease = Lease {
                         conns: self.clone(),
                         worker,
                         server,
-                        sender,
-                    });
+                        upstream,
+                    };
                     return Ok(res.map(|inner| Returning {
                         inner,
-                        lease,
+                        lease: Some(lease),
+                        reusable: true,
                         ended: false,
                     }));
                 }
@@ -107,7 +248,7 @@ impl Conns {
 
     /// The most recently used idle connection of this worker that is ready for a request.
     /// Never waits: one that is not ready (closed since) is dropped.
-    fn take(&self, worker: usize, server: usize) -> Option<SendRequest<Body>> {
+    fn take(&self, worker: usize, server: usize) -> Option<Box<Upstream>> {
         loop {
             let idle = self.idle[worker][server].lock().ok()?.pop()?;
             if idle.since.elapsed() >= self.idle_timeout {
@@ -115,16 +256,18 @@ impl Conns {
                 self.idle[worker][server].lock().ok()?.clear();
                 return None;
             }
-            if idle.sender.is_ready() {
-                return Some(idle.sender);
+            // Not driven here: one the server closed while it was parked hands the
+            // request back unsent when it is driven, and `send` tries the next.
+            if idle.upstream.is_ready() {
+                return Some(idle.upstream);
             }
         }
     }
 
-    async fn connect(&self, origin: &Uri) -> Result<SendRequest<Body>, SendError> {
+    async fn connect(&self, origin: &Uri) -> Result<Box<Upstream>, SendError> {
         use tower_service::Service;
         let mut connector = self.connector.clone();
-        std::future::poll_fn(|cx| connector.poll_ready(cx))
+        poll_fn(|cx| connector.poll_ready(cx))
             .await
             .map_err(SendError::Connect)?;
         let io = connector
@@ -134,13 +277,7 @@ impl Conns {
         let (sender, conn) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(SendError::Exchange)?;
-        // Runs on this worker for as long as the connection is open.
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(Box::new(Upstream::new(sender, conn)))
     }
 
     /// Closes the connections idle for `idle_timeout` or closed by their server. The pool
@@ -149,7 +286,11 @@ impl Conns {
         for worker in self.idle.iter() {
             for server in worker.iter() {
                 if let Ok(mut list) = server.lock() {
-                    list.retain(|i| i.since.elapsed() < self.idle_timeout && !i.sender.is_closed());
+                    list.retain_mut(|i| {
+                        // Takes in a close from the server, if one came.
+                        i.upstream.drive();
+                        i.since.elapsed() < self.idle_timeout && i.upstream.is_ready()
+                    });
                 }
             }
         }
@@ -161,28 +302,41 @@ struct Lease {
     conns: Arc<Conns>,
     worker: usize,
     server: usize,
-    sender: SendRequest<Body>,
+    upstream: Box<Upstream>,
 }
 
 impl Lease {
     /// Puts the connection back on its stack once it can take a request.
     fn give_back(mut self) {
-        if self.sender.is_closed() {
+        // The end of the exchange may still be unseen by the connection (it has read the
+        // last bytes but not yet turned idle): let it catch up.
+        self.upstream.park();
+        if self.upstream.conn.is_none() || self.upstream.sender.is_closed() {
             return;
         }
-        if self.sender.is_ready() {
+        if self.upstream.is_ready() {
             self.push();
             return;
         }
         // Still finishing the exchange: an upload the server answered before reading it
-        // all, or the connection's task has not yet seen the end of the response. Waiting
-        // happens off the request path, never longer than a connection may stay idle.
+        // all. A task of its own drives it off the request path, never longer than a
+        // connection may stay idle, and parks it if it comes out ready.
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let limit = self.conns.idle_timeout;
         rt.spawn(async move {
-            if let Ok(Ok(())) = tokio::time::timeout(limit, self.sender.ready()).await {
+            let ready = poll_fn(|cx| {
+                self.upstream.poll_driving(cx, |upstream| {
+                    upstream.drive();
+                    match (upstream.conn.is_some(), upstream.sender.is_ready()) {
+                        (false, _) => Poll::Ready(false),
+                        (true, true) => Poll::Ready(true),
+                        (true, false) => Poll::Pending,
+                    }
+                })
+            });
+            if let Ok(true) = tokio::time::timeout(limit, ready).await {
                 self.push();
             }
         });
@@ -191,18 +345,21 @@ impl Lease {
     fn push(self) {
         if let Ok(mut list) = self.conns.idle[self.worker][self.server].lock() {
             list.push(Idle {
-                sender: self.sender,
+                upstream: self.upstream,
                 since: Instant::now(),
             });
         }
     }
 }
 
-/// An upstream response body that returns its connection for reuse once read to the end.
-/// Dropped earlier, the connection is closed.
+/// An upstream response body that drives its connection as it is read and returns the
+/// connection for reuse once read to the end. Dropped earlier, the connection is closed.
 pub struct Returning {
     inner: Incoming,
+    /// The connection, held until the body is dropped (it feeds `inner`).
     lease: Option<Lease>,
+    /// False once the body failed: the connection is then unusable.
+    reusable: bool,
     ended: bool,
 }
 
@@ -214,11 +371,28 @@ impl HttpBody for Returning {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let this = &mut *self;
+        let inner = &mut this.inner;
+        // Only the connection fills `inner`, as it is driven here: `inner` needs no waker.
+        let mut unwatched = Context::from_waker(Waker::noop());
+        let polled = match &mut this.lease {
+            Some(lease) => lease.upstream.poll_driving(cx, |upstream| {
+                // What the connection has already read comes first; the connection is
+                // driven to read more only when there is none.
+                match Pin::new(&mut *inner).poll_frame(&mut unwatched) {
+                    Poll::Pending => {
+                        upstream.drive();
+                        Pin::new(&mut *inner).poll_frame(&mut unwatched)
+                    }
+                    ready => ready,
+                }
+            }),
+            // Only `drop` takes the lease.
+            None => Pin::new(inner).poll_frame(cx),
+        };
         match &polled {
-            Poll::Ready(None) => self.ended = true,
-            // A failed exchange leaves the connection unusable.
-            Poll::Ready(Some(Err(_))) => self.lease = None,
+            Poll::Ready(None) => this.ended = true,
+            Poll::Ready(Some(Err(_))) => this.reusable = false,
             _ => {}
         }
         polled.map_err(Into::into)
@@ -237,7 +411,7 @@ impl Drop for Returning {
     fn drop(&mut self) {
         // hyper stops polling a body once it reports its end, so a length-delimited body
         // read to the end may never have answered `None`.
-        if self.ended || self.inner.is_end_stream() {
+        if self.reusable && (self.ended || self.inner.is_end_stream()) {
             if let Some(lease) = self.lease.take() {
                 lease.give_back();
             }
