@@ -104,8 +104,7 @@ impl Upstream {
     /// body, read the response, notice a close.
     fn drive(&mut self) {
         if let Some(conn) = &mut self.conn {
-            if let Poll::Ready(ended) = Pin::new(conn).poll(&mut Context::from_waker(&self.waker))
-            {
+            if let Poll::Ready(ended) = Pin::new(conn).poll(&mut Context::from_waker(&self.waker)) {
                 if let Err(e) = ended {
                     tracing::debug!(error = %e, "upstream connection ended with an error");
                 }
@@ -217,7 +216,9 @@ impl Conns {
             let answered = poll_fn(|cx| {
                 upstream.poll_driving(cx, |upstream| {
                     upstream.drive();
-                    response.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+                    response
+                        .as_mut()
+                        .poll(&mut Context::from_waker(Waker::noop()))
                 })
             })
             .await;
