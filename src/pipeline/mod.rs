@@ -483,7 +483,13 @@ impl Pipeline {
             out.body = full(b.check_form(body, sid).await?);
         }
         // `X-Real-IP` is always ours: the resolved client (a client's own was stripped).
-        if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
+        // Without a trusted proxy in front that is the peer, rendered once per connection.
+        let real_ip = if !via_proxy && client == conn.peer.ip() {
+            Some(conn.peer_ip.clone())
+        } else {
+            HeaderValue::from_str(&client.to_string()).ok()
+        };
+        if let Some(v) = real_ip {
             out.headers.insert(forward::X_REAL_IP, v);
         }
         if let Some(on_client) = on_client {

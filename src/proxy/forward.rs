@@ -33,50 +33,79 @@ const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// fixed hop-by-hop set. Call it on the inbound message *before* setting any header of ours,
 /// so a listed name can only ever remove what the client itself sent.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none of them: one pass over the names (standard names compare
-    // as enum tags) instead of seven hashed removals.
-    if !headers.keys().any(is_hop_by_hop) {
-        return;
-    }
-    let listed: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        // `Connection: host` must not make the request lose its Host.
-        if name != HOST {
-            headers.remove(&name);
+    // One pass over the names (standard names compare as enum tags) notes which of the
+    // fixed set are present. Most requests carry none of them and most responses one
+    // (`Connection: keep-alive`): only those present are removed, not all seven.
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name.as_str()) {
+            present |= 1 << i;
         }
     }
-    for name in [
-        CONNECTION,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        TE,
-        TRAILER,
-        TRANSFER_ENCODING,
-        UPGRADE,
-    ] {
-        headers.remove(name);
+    if present == 0 {
+        return;
+    }
+    // `Connection` lists more names to remove. Its usual values (`keep-alive`, `close`,
+    // `upgrade`) name only fixed ones, which go below anyway: nothing to collect then.
+    let listed = || {
+        headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !is_fixed_hop_by_hop(t))
+    };
+    if present & 1 != 0 && listed().next().is_some() {
+        let names: Vec<HeaderName> = listed()
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in names {
+            // `Connection: host` must not make the request lose its Host.
+            if name != HOST {
+                headers.remove(&name);
+            }
+        }
+    }
+    for (i, name) in HOP_BY_HOP.into_iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
 }
 
-/// The fixed hop-by-hop set (a name listed in `Connection` needs `Connection` itself).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+/// The fixed hop-by-hop set, `Connection` first (a name listed in `Connection` needs
+/// `Connection` itself).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+];
+
+/// The position of a (lowercase) name in [`HOP_BY_HOP`].
+fn hop_by_hop_index(name: &str) -> Option<u8> {
     // A match on the text compiles to a length switch, cheaper than seven comparisons.
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
+    match name {
+        "connection" => Some(0),
+        "keep-alive" => Some(1),
+        "proxy-connection" => Some(2),
+        "te" => Some(3),
+        "trailer" => Some(4),
+        "transfer-encoding" => Some(5),
+        "upgrade" => Some(6),
+        _ => None,
+    }
+}
+
+/// Whether a `Connection` token (any case) names one of the fixed set.
+fn is_fixed_hop_by_hop(token: &str) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|name| name.as_str().eq_ignore_ascii_case(token))
 }
 
 /// Sets `X-Forwarded-For/-Proto/-Host`. Untrusted inbound values (and
@@ -173,6 +202,29 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 2, "{h:?}");
         assert!(h.contains_key(HOST) && h.contains_key("x-other"));
+    }
+
+    #[test]
+    fn only_the_hop_by_hop_headers_present_go() {
+        // A response's usual `Connection: keep-alive` names only a fixed header.
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("Keep-Alive"));
+        h.insert(KEEP_ALIVE, HeaderValue::from_static("timeout=5"));
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("3"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key(CONTENT_LENGTH));
+
+        // Listed names go in any case; a fixed name listed but absent changes nothing.
+        let mut h = HeaderMap::new();
+        h.append(CONNECTION, HeaderValue::from_static("close"));
+        h.append(CONNECTION, HeaderValue::from_static(" , X-Secret ,TE"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert("x-other", HeaderValue::from_static("stays"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-other"));
     }
 
     #[test]
