@@ -314,50 +314,59 @@ async fn accept_loop(
                     let io = TokioIo::new(io);
                     serve_connection(io, conn, None, redirect, front, &shared, watcher).await;
                 }
-                Some(tls) => {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.load_full());
-                    // A client that never finishes its handshake must not hold the connection.
-                    let stream =
-                        match tokio::time::timeout(tls.handshake_timeout, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                shared.metrics.tls_handshake_failures.inc();
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                shared.metrics.tls_handshake_failures.inc();
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    let client_subject = tls.subject_header.as_ref().and_then(|name| {
-                        let cert = stream.get_ref().1.peer_certificates()?.first()?;
-                        let value = HeaderValue::from_str(&crate::tls::subject(cert)?).ok()?;
-                        Some((name.clone(), value))
-                    });
-                    let conn = Conn::new(peer, true, client_subject);
-                    let io = FirstBytes::new(
-                        stream,
-                        shared.header_read_timeout,
-                        conn.linger_on_close.clone(),
-                    );
-                    serve_connection(
-                        TokioIo::new(io),
-                        conn,
-                        tls.hsts.clone(),
-                        None,
-                        front,
-                        &shared,
-                        watcher,
-                    )
-                    .await;
-                }
+                // Boxed: the TLS state (a rustls connection and its buffers) would
+                // otherwise make every plain connection's task as large as a TLS one's.
+                Some(tls) => Box::pin(serve_tls(stream, peer, tls, front, &shared, watcher)).await,
             }
         });
     }
+}
+
+/// A TLS connection: the handshake (bounded by the listener's timeout), then HTTP.
+async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: TlsListener,
+    front: Front,
+    shared: &Shared,
+    watcher: Watcher,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.load_full());
+    // A client that never finishes its handshake must not hold the connection.
+    let stream = match tokio::time::timeout(tls.handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            shared.metrics.tls_handshake_failures.inc();
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            shared.metrics.tls_handshake_failures.inc();
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let client_subject = tls.subject_header.as_ref().and_then(|name| {
+        let cert = stream.get_ref().1.peer_certificates()?.first()?;
+        let value = HeaderValue::from_str(&crate::tls::subject(cert)?).ok()?;
+        Some((name.clone(), value))
+    });
+    let conn = Conn::new(peer, true, client_subject);
+    let io = FirstBytes::new(
+        stream,
+        shared.header_read_timeout,
+        conn.linger_on_close.clone(),
+    );
+    serve_connection(
+        TokioIo::new(io),
+        conn,
+        tls.hsts.clone(),
+        None,
+        front,
+        shared,
+        watcher,
+    )
+    .await;
 }
 
 async fn serve_connection<I>(
