@@ -414,7 +414,10 @@ impl Pipeline {
         if let Some(login) = self.login.as_ref().filter(|l| req.uri().path() == l.path) {
             outcome.route = Some(&self.login_counters);
             let attempt = req.method() == Method::POST;
-            let result = login.handle(req, client, unix_now).await;
+            // The rare paths are boxed (here and below): their futures (a password hash
+            // on the blocking pool, store round trips, an upgrade's client) are large,
+            // and inline they would size every proxied request's future to fit them.
+            let result = Box::pin(login.handle(req, client, unix_now)).await;
             outcome.login = match &result {
                 Ok(_) if attempt => Some("success"),
                 Ok(_) => None,
@@ -429,7 +432,7 @@ impl Pipeline {
             .filter(|l| l.refresh_path() == Some(req.uri().path()))
         {
             outcome.route = Some(&self.refresh_counters);
-            return Ok(login.handle_refresh(req).await?);
+            return Ok(Box::pin(login.handle_refresh(req)).await?);
         }
         // Logout needs a valid access token of ours; it never reaches a route.
         if let Some(revocation) = self
@@ -438,7 +441,7 @@ impl Pipeline {
             .filter(|r| req.uri().path() == r.config().logout_path)
         {
             outcome.route = Some(&self.logout_counters);
-            return self.logout(req, revocation).await;
+            return Box::pin(self.logout(req, revocation)).await;
         }
         // Our public keys, answered before routing like the login path: relying parties
         // fetch them without a token, and no route may shadow them.
@@ -493,7 +496,7 @@ impl Pipeline {
             out.headers.insert(forward::X_REAL_IP, v);
         }
         if let Some(on_client) = on_client {
-            let res = cluster.send_upgrade(out).await?;
+            let res = Box::pin(cluster.send_upgrade(out)).await?;
             return Ok(upgrade::splice(on_client, res).map(|b| b.map_err(Into::into).boxed()));
         }
         let asked = Instant::now();

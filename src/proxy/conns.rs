@@ -206,7 +206,9 @@ impl Conns {
         loop {
             let (mut upstream, reused) = match self.take(worker, server) {
                 Some(u) => (u, true),
-                None => (self.connect(origin).await?, false),
+                // Boxed: connecting (TCP, perhaps TLS, hyper's handshake) is rare on a
+                // kept-alive pool, and its future would otherwise make every send larger.
+                None => (Box::pin(self.connect(origin)).await?, false),
             };
             let mut response = pin!(upstream.sender.try_send_request(req));
             // The request goes out, and its answer comes in, as this task drives the
