@@ -6,8 +6,9 @@
 //! the send polls hyper's client connection next to the response future, and the response
 //! body polls it as it streams, so the request, its answer and their bodies never cross a
 //! task boundary or wake a second task. Parked on its stack a connection is polled by no
-//! one; it is polled once when it is parked (to take in the end of its exchange), once when
-//! it is taken (to see whether the server closed it meanwhile) and by [`Conns::reap`].
+//! one but [`Conns::reap`]; it is polled once as it is parked (to take in the end of its
+//! exchange). One the server closed while it was parked notices when the next request
+//! drives it: hyper then hands that request back unsent, and the next connection takes it.
 //!
 //! A worker only reuses the connections it drives itself, so taking or returning one is an
 //! uncontended lock, and a request never waits on another thread. A connection goes back
