@@ -11,7 +11,8 @@
 #
 # Ports (PORT_BASE=18080): backend 18080, nginx 18081, haproxy-hs256 18082,
 # gateway-hs256 18083, haproxy-rs256 18084, haproxy-es256 18085, haproxy-noauth 18086,
-# gateway-rs256 18087, gateway-es256 18088.
+# gateway-rs256 18087, gateway-es256 18088, gateway-prod 18089 (its Redis 18090, its
+# admin listener 18091).
 #
 # The Rust gateway (configurations gateway-hs256, gateway-rs256, gateway-es256: one
 # process each, one worker each):
@@ -22,8 +23,11 @@
 # gateway-rs256-distinct / gateway-es256-distinct measure the same processes as
 # gateway-rs256 / -es256 but every request carries another token (DISTINCT_TOKENS of
 # them, cycled; more than the gateway's verified-token cache holds, so every request
-# pays a full signature check). Every gateway must pass the same checks as HAProxy
-# (check_auth_peer) before it is measured.
+# pays a full signature check). gateway-prod (not in the default list: CONFIGS=...) is
+# gateway-hs256 with what a production config adds: [login] with its limits, a local user
+# (every token's identity is looked up) and the revocation check against a Redis holding
+# REVOKED (default 100,000) revoked jtis, loaded before the checks (bench/gateway-prod.toml).
+# Every gateway must pass the same checks as HAProxy (check_auth_peer) before it is measured.
 #
 # Only traffic to 127.0.0.1 is generated. All load loops are bounded by -d.
 set -uo pipefail
@@ -70,15 +74,20 @@ BACKEND_PORT=$PORT_BASE
 declare -A PORT=([direct]=$PORT_BASE [nginx]=$((PORT_BASE + 1)) [haproxy-hs256]=$((PORT_BASE + 2))
                  [gateway-hs256]=$((PORT_BASE + 3)) [haproxy-rs256]=$((PORT_BASE + 4)) [haproxy-es256]=$((PORT_BASE + 5))
                  [haproxy-noauth]=$((PORT_BASE + 6)) [gateway-rs256]=$((PORT_BASE + 7)) [gateway-es256]=$((PORT_BASE + 8)))
+PORT[gateway-prod]=$((PORT_BASE + 9))
+REDIS_PORT=$((PORT_BASE + 10))             # gateway-prod's store
+ADMIN_PORT=$((PORT_BASE + 11))             # gateway-prod's admin listener (set size)
+REVOKED=${REVOKED:-100000}
 PORT[gateway-rs256-distinct]=${PORT[gateway-rs256]}
 PORT[gateway-es256-distinct]=${PORT[gateway-es256]}
 # token family sent to each configuration; direct/nginx get the HS256 token too
 # (ignored) so every configuration receives byte-identical HS256 requests.
 declare -A ALG=([direct]=hs256 [nginx]=hs256 [haproxy-noauth]=hs256 [haproxy-hs256]=hs256 [gateway-hs256]=hs256
                 [haproxy-rs256]=rs256 [haproxy-es256]=es256 [gateway-rs256]=rs256 [gateway-es256]=es256
-                [gateway-rs256-distinct]=rs256 [gateway-es256-distinct]=es256)
+                [gateway-rs256-distinct]=rs256 [gateway-es256-distinct]=es256 [gateway-prod]=hs256)
 declare -A AUTH=([direct]=0 [nginx]=0 [haproxy-noauth]=0 [haproxy-hs256]=1 [haproxy-rs256]=1 [haproxy-es256]=1
-                 [gateway-hs256]=1 [gateway-rs256]=1 [gateway-es256]=1 [gateway-rs256-distinct]=1 [gateway-es256-distinct]=1)
+                 [gateway-hs256]=1 [gateway-rs256]=1 [gateway-es256]=1 [gateway-rs256-distinct]=1 [gateway-es256-distinct]=1
+                 [gateway-prod]=1)
 # A *-distinct configuration is a load shape, not a process: it measures its base's process.
 is_alias() { [[ $1 == *-distinct ]]; }
 base_of() { echo "${1%-distinct}"; }
@@ -139,7 +148,30 @@ render() {  # template out [gateway-port]  (substitutes the @VARS@ used by conf/
   sed -e "s#@RUN_DIR@#$RUN_DIR#g" -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" \
       -e "s#@NGINX_PORT@#${PORT[nginx]}#g" -e "s#@GATEWAY_PORT@#${3:-${PORT[gateway-hs256]}}#g" \
       -e "s#@HS256_SECRET@#$JWT_SECRET#g" -e "s#@RS256_PUB@#$RUN_DIR/keys/rs256.pub.pem#g" \
-      -e "s#@ES256_PUB@#$RUN_DIR/keys/es256.pub.pem#g" "$1" >"$2"
+      -e "s#@ES256_PUB@#$RUN_DIR/keys/es256.pub.pem#g" \
+      -e "s#@REDIS_PORT@#$REDIS_PORT#g" -e "s#@ADMIN_PORT@#$ADMIN_PORT#g" "$1" >"$2"
+}
+
+start_redis() {  # gateway-prod's store, filled with REVOKED revoked jtis (none of them the bench token's)
+  port_busy "$REDIS_PORT" && die "port $REDIS_PORT already in use (not ours?)"
+  start_bg redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --dir "$RUN_DIR"
+  local i
+  for i in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 || die "redis did not start"
+  # In the gateway's key format (as bench/revocation.sh writes them); they outlive the run.
+  local exp=$(( $(date +%s) + 6 * 3600 ))
+  seq 1 "$REVOKED" | awk -v e="$exp" '{printf "SET gateway:revoked:jti:bench-%d \"%d %d\" EX 21600\n", $1, e, e}' |
+    redis-cli -p "$REDIS_PORT" --pipe >/dev/null || die "cannot fill redis"
+}
+
+check_revocation_set() {  # gateway-prod loaded the whole set before it is measured
+  local size i
+  for i in $(seq 100); do
+    size=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^gateway_revocation_set_size /{print $2}')
+    [[ -n "$size" && "$size" -ge "$REVOKED" ]] && { log "gateway-prod: revocation set of $size entries"; return 0; }
+    sleep 0.1
+  done
+  die "gateway-prod's revocation set holds ${size:-nothing}, not $REVOKED"
 }
 
 start_haproxy() {  # config-name alg|noauth
@@ -180,6 +212,7 @@ start_all() {
         [[ -n "$GATEWAY_CMD" ]] || die "config '$c' needs GATEWAY_CMD"
         local tpl=$BENCH_DIR/gateway.toml
         [[ $c == gateway-hs256 ]] || tpl=$BENCH_DIR/${c}.toml
+        [[ $c == gateway-prod ]] && start_redis
         render "$tpl" "$RUN_DIR/$c.toml" "${PORT[$c]}"
         GATEWAY_CONFIG=$RUN_DIR/$c.toml GATEWAY_PORT=${PORT[$c]} BACKEND_PORT=$BACKEND_PORT \
         JWT_SECRET=$JWT_SECRET RS256_PUB=$RUN_DIR/keys/rs256.pub.pem ES256_PUB=$RUN_DIR/keys/es256.pub.pem \
@@ -187,6 +220,7 @@ start_all() {
       *) die "unknown config $c" ;;
     esac
     [[ $c != direct ]] && wait_ready "$c" "${PORT[$c]}"
+    [[ $c == gateway-prod ]] && check_revocation_set
   done
   for c in $CONFIGS; do is_alias "$c" && PID[$c]=${PID[$(base_of "$c")]}; done
   log "started: $(for k in "${!PID[@]}"; do printf '%s=%s ' "$k" "${PID[$k]}"; done)"
@@ -235,7 +269,10 @@ run_checks() {
 tree_pids() {  # pid -> pid and its direct children (nginx workers)
   echo "$1"; ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' '
 }
-server_pids() { local n; for n in backend $PROCS; do [[ $n == direct ]] || tree_pids "${PID[$n]}"; done; }
+server_pids() {  # the servers of this run (gateway-prod's Redis included: its work is the gateway's)
+  local n; for n in backend $PROCS; do [[ $n == direct ]] || tree_pids "${PID[$n]}"; done
+  [[ -n "${PID[redis]:-}" ]] && echo "${PID[redis]}" || true
+}
 cpu_ticks() {  # summed utime+stime of a server tree
   local t=0 p v
   for p in $(tree_pids "$1"); do
