@@ -19,13 +19,19 @@
 //! `proxy_cache` would skip a `private` answer otherwise); a refusal carries `no-store`
 //! (and `X-Accel-Expires: 0`). So does every answer on a browser route and every allow
 //! authenticated by the session cookie: a proxy's cache key does not hold the cookie.
+//!
+//! Cookies: with browser mode on, an allow for a request that carried `Cookie` also
+//! carries [`X_GATEWAY_COOKIE`], that header without the gateway's own cookies (empty when
+//! nothing else was there), and [`X_GATEWAY_COOKIE_SET`] `: 1`, for the proxy to forward
+//! in place of the client's (the nginx and Caddy examples do): the application never sees
+//! the session token. Such an allow depends on the cookie, so it is never cached either.
 
 pub mod contract;
 
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use http::header::{CACHE_CONTROL, HOST};
+use http::header::{CACHE_CONTROL, COOKIE, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 
 use crate::body::{full, Body};
@@ -35,6 +41,11 @@ use crate::rejection::{self, Rejection};
 use crate::routing;
 
 const X_ACCEL_EXPIRES: HeaderName = HeaderName::from_static("x-accel-expires");
+/// The request's `Cookie` without the gateway's cookies, on an allow (browser mode).
+pub const X_GATEWAY_COOKIE: HeaderName = HeaderName::from_static("x-gateway-cookie");
+/// `1` beside [`X_GATEWAY_COOKIE`]: a proxy tells "forward no cookie" (an empty
+/// `X-Gateway-Cookie`) from an answer without one (keep the client's).
+pub const X_GATEWAY_COOKIE_SET: HeaderName = HeaderName::from_static("x-gateway-cookie-set");
 /// Envoy deletes the request headers named here after copying ours (on a 200 only).
 const X_ENVOY_AUTH_HEADERS_TO_REMOVE: HeaderName =
     HeaderName::from_static("x-envoy-auth-headers-to-remove");
@@ -126,6 +137,8 @@ pub async fn handle<B>(pipeline: &Pipeline, mut req: Request<B>, conn: &Conn) ->
             }
         }
     }
+    // Before the decision removes the gateway's cookies from it.
+    let had_cookie = parts.headers.contains_key(COOKIE);
     let mut outcome = Outcome::default();
     // The same refusal as proxy mode's first check: `get` for `GET` would let a backend
     // that upper-cases methods run another method than the one the decision routed on.
@@ -149,7 +162,7 @@ pub async fn handle<B>(pipeline: &Pipeline, mut req: Request<B>, conn: &Conn) ->
     }
     let (response, reason, token_refused) = match decided {
         Ok(d) => (
-            allow(pipeline, settings, contract, &d, &parts.headers),
+            allow(pipeline, settings, contract, &d, &parts.headers, had_cookie),
             None,
             false,
         ),
@@ -188,13 +201,15 @@ fn trusted(settings: &ForwardAuthConfig, peer: SocketAddr) -> bool {
 }
 
 /// The allow: an empty 200 with the identity headers the decision set on `decided` (the
-/// original request's headers after ④), and how long it may be cached.
+/// original request's headers after ④), the cleaned `Cookie` when browser mode is on and
+/// the request `had_cookie`, and how long it may be cached.
 fn allow(
     pipeline: &Pipeline,
     settings: &ForwardAuthConfig,
     contract: Contract,
     decision: &Decision<'_>,
     decided: &HeaderMap,
+    had_cookie: bool,
 ) -> Response<Body> {
     let mut res = Response::new(full(bytes::Bytes::new()));
     let headers = res.headers_mut();
@@ -220,11 +235,25 @@ fn allow(
             }
         }
     }
-    if decision.via_cookie || decision.browser_route {
+    let cookie_set = had_cookie && pipeline.has_browser_mode();
+    if cookie_set {
+        // ④ removed our cookies from `decided`; HTTP/2 may have split the rest in several
+        // headers, which one Cookie header joins with "; " (RFC 9113 §8.2.3).
+        let kept: Vec<&[u8]> = decided
+            .get_all(COOKIE)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        if let Ok(v) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
+            headers.insert(X_GATEWAY_COOKIE, v);
+            headers.insert(X_GATEWAY_COOKIE_SET, HeaderValue::from_static("1"));
+        }
+    }
+    if decision.via_cookie || decision.browser_route || cookie_set {
         // A proxy's decision cache is keyed on what it knows of the request (the shipped
         // nginx example: `Authorization` and the URL), never on the cookie: an allow
         // cached for one browser's session would be served to anyone asking for that
-        // URL. Answers on a browser route are never kept.
+        // URL. Answers on a browser route are never kept, nor those carrying a cookie.
         return never_cached(res, contract);
     }
     let max_age = cache_seconds(settings, decision);

@@ -217,6 +217,12 @@ impl Pipeline {
         self.forward_auth.as_ref()
     }
 
+    /// Whether browser mode is on: the gateway then has cookies of its own, which the
+    /// decision removes from the request's `Cookie` headers.
+    pub fn has_browser_mode(&self) -> bool {
+        self.browser.is_some()
+    }
+
     /// The header names the decision owns (stripped from every request, set from claims).
     pub fn identity_headers(&self) -> &IdentityHeaders {
         &self.identity

@@ -115,6 +115,27 @@ async fn proxy_contract(p: &Proxy, up: &Upstream, name: &str) {
         "{name}: a path trick was forwarded"
     );
 
+    // Without browser mode the gateway has no cookies: the client's reach the app as they
+    // came, whatever a client says in the headers the gateway answers them in.
+    let r = get(
+        &p.url("/api/items"),
+        &[
+            ("authorization", &jwt_header(&user)),
+            ("cookie", "theirs=1; gateway-session=x"),
+            ("x-gateway-cookie", "forged=1"),
+            ("x-gateway-cookie-set", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{name}: {}", r.text());
+    let seen = up.last();
+    assert_eq!(
+        seen.headers.get("cookie").map(|v| v.as_bytes()),
+        Some(&b"theirs=1; gateway-session=x"[..]),
+        "{name}: {:?}",
+        seen.headers
+    );
+
     // A public route: allowed without a token, and a client's X-Identity still stripped.
     let r = get(
         &p.url("/"),
@@ -241,6 +262,69 @@ fn the_example_proxy_configs_validate() {
     );
 }
 
+/// With browser mode on, the application behind a proxy gets the client's cookies without
+/// the gateway's (the session token above all), on browser routes and others, whatever
+/// the client sends in the headers the gateway answers them in.
+async fn our_cookies_stop_at_the_proxy(p: &Proxy, up: &Upstream, name: &str) {
+    let session = format!("gateway-session={}", token_with(&["user"], 300));
+    let cookie = |r: &Seen| {
+        r.headers
+            .get_all("cookie")
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+    };
+    let r = get(
+        &p.url("/app/inbox"),
+        &[
+            ("cookie", &format!("theirs=1; {session}; gateway-csrf=a.b")),
+            ("x-gateway-cookie", &session),
+            ("x-gateway-cookie-set", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{name}: {}\n{}", r.text(), p.log());
+    let seen = up.last();
+    assert_eq!(spellings(&seen.headers, "x-identity"), ["1"], "{name}");
+    assert_eq!(cookie(&seen), ["theirs=1"], "{name}: {:?}", seen.headers);
+    for h in ["x-gateway-cookie", "x-gateway-cookie-set"] {
+        assert!(
+            seen.headers.get(h).is_none(),
+            "{name}: {h}: {:?}",
+            seen.headers
+        );
+    }
+    // Nothing but ours: no Cookie at all.
+    let r = get(&p.url("/app/inbox"), &[("cookie", &session)]).await;
+    assert_eq!(r.status, 200, "{name}: {}", r.text());
+    let seen = up.last();
+    assert!(
+        cookie(&seen).iter().all(String::is_empty),
+        "{name}: {:?}",
+        seen.headers
+    );
+    // A header-token route: our cookies stop there too, the app's pass.
+    let user = token_with(&["user"], 300);
+    let r = get(
+        &p.url("/api/items"),
+        &[
+            ("authorization", &jwt_header(&user)),
+            ("cookie", &format!("{session}; theirs=2")),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{name}: {}", r.text());
+    assert_eq!(cookie(&up.last()), ["theirs=2"], "{name}");
+    // No cookie sent: none forwarded.
+    let r = get(
+        &p.url("/api/items"),
+        &[("authorization", &jwt_header(&user))],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{name}: {}", r.text());
+    assert!(cookie(&up.last()).is_empty(), "{name}");
+}
+
 /// A browser route behind nginx: an allow won by one browser's session cookie must never
 /// be served from nginx's decision cache (keyed on `Authorization` and the URL, not the
 /// cookie) to a request without credentials.
@@ -257,6 +341,7 @@ async fn nginx_never_caches_an_allow_won_by_a_session_cookie() {
         .await;
     let nginx = proxies::nginx(decisions(&gw), up.addr).await;
     let cache = |r: &Resp| r.header("x-gateway-decision-cache").map(str::to_string);
+    our_cookies_stop_at_the_proxy(&nginx, &up, "nginx").await;
     let session = format!("gateway-session={}", token_with(&["user"], 300));
     for _ in 0..2 {
         let r = get(
@@ -295,6 +380,24 @@ async fn nginx_never_caches_an_allow_won_by_a_session_cookie() {
         .await;
         assert_eq!(cache(&r).as_deref(), Some(expected), "{}", nginx.log());
     }
+    // With cookies, the same token and URL are neither answered from that entry (its
+    // answer has no cleaned Cookie) nor stored (theirs does).
+    for _ in 0..2 {
+        let r = get(
+            &nginx.url("/api/cached"),
+            &[
+                ("authorization", &jwt_header(&user)),
+                ("cookie", &format!("{session}; theirs=3")),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_ne!(cache(&r).as_deref(), Some("HIT"), "{}", nginx.log());
+        assert_eq!(
+            up.last().headers.get("cookie").map(|v| v.as_bytes()),
+            Some(&b"theirs=3"[..])
+        );
+    }
 }
 
 /// Caddy in front of a browser route: the session cookie's allow sets the identity, and
@@ -304,12 +407,14 @@ async fn caddy_in_front_of_a_browser_route() {
     let up = Upstream::start().await;
     let gw = gateway()
         .route_with("/app", &up.url(), "required", &["browser = true"])
+        .route("/api", &up.url(), "required")
         .raw("[identity]\nclaims = { \"X-Roles\" = \"roles\" }")
         .server("trusted_proxies = [\"127.0.0.1/32\"]")
         .raw(&format!("[forward_auth]\n{OWN_LISTENER}"))
         .start()
         .await;
     let caddy = proxies::caddy(decisions(&gw), up.addr).await;
+    our_cookies_stop_at_the_proxy(&caddy, &up, "caddy").await;
     let session = format!("gateway-session={}", token_with(&["user"], 300));
     let r = get(
         &caddy.url("/app/inbox"),
