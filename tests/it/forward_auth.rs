@@ -427,3 +427,94 @@ async fn decisions_are_counted_like_proxied_requests() {
         ["1"]
     );
 }
+
+/// With browser mode on, an allow for a request with cookies carries them without the
+/// gateway's (split `Cookie` headers joined), marked, and is never cached; without
+/// cookies, or without browser mode, the answer names no cookie and stays cacheable.
+#[tokio::test]
+async fn allows_carry_the_cookies_without_ours_when_browser_mode_is_on() {
+    let up = Upstream::start().await;
+    let browser = gateway()
+        .route_with("/app", &up.url(), "required", &["browser = true"])
+        .route("/api", &up.url(), "required")
+        .server("trusted_proxies = [\"127.0.0.1/32\"]")
+        .raw(&format!("[forward_auth]\n{OWN_LISTENER}"))
+        .start()
+        .await;
+    let plain = decider(&up, OWN_LISTENER).await;
+    let token = token_with(&["user"], 300);
+    let session = format!("gateway-session={token}");
+    let ask = async |gw: &Gateway, path: &str, extra: &[(&str, &str)]| {
+        let url = format!("http://{}/forward-auth/nginx", decisions(gw));
+        let mut headers = vec![
+            ("x-original-method", "GET"),
+            ("x-original-host", "app.example.com"),
+            ("x-original-uri", path),
+        ];
+        headers.extend_from_slice(extra);
+        get(&url, &headers).await
+    };
+    let auth = jwt_header(&token);
+    // A browser route, by the session cookie; two Cookie headers, ours in both.
+    let r = ask(
+        &browser,
+        "/app/inbox",
+        &[
+            ("cookie", &format!("theirs=1; {session}")),
+            ("cookie", "gateway-csrf=a.b; other=2"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-identity"), Some("1"));
+    assert_eq!(r.header("x-gateway-cookie"), Some("theirs=1; other=2"));
+    assert_eq!(r.header("x-gateway-cookie-set"), Some("1"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("x-accel-expires"), Some("0"));
+    // Only ours: the cleaned Cookie is empty, still marked.
+    let r = ask(&browser, "/app/inbox", &[("cookie", &session)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-gateway-cookie"), Some(""));
+    assert_eq!(r.header("x-gateway-cookie-set"), Some("1"));
+    // A header-token route with cookies: the same, and not cacheable.
+    let r = ask(
+        &browser,
+        "/api/x",
+        &[
+            ("authorization", &auth),
+            ("cookie", &format!("{session}; a=b")),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-gateway-cookie"), Some("a=b"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    // No cookie: nothing to say, and cacheable as before.
+    let r = ask(&browser, "/api/x", &[("authorization", &auth)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-gateway-cookie"), None);
+    assert_eq!(r.header("x-gateway-cookie-set"), None);
+    assert!(
+        r.header("cache-control")
+            .is_some_and(|v| v.starts_with("private, max-age=")),
+        "{:?}",
+        r.headers
+    );
+    // Browser mode off: the gateway has no cookies, the client's go on untouched.
+    let r = ask(
+        &plain,
+        "/api/x",
+        &[
+            ("authorization", &auth),
+            ("cookie", &format!("{session}; a=b")),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-gateway-cookie"), None);
+    assert_eq!(r.header("x-gateway-cookie-set"), None);
+    // A refusal names no cookie.
+    let r = ask(&browser, "/app/inbox", &[("cookie", "theirs=1")]).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.header("x-gateway-cookie"), None);
+}
