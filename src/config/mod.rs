@@ -29,6 +29,7 @@ pub mod validate;
 pub mod weak_secret;
 
 pub use keyring::{alg_name, is_hmac, parse_algorithm};
+pub use oidc::is_loopback;
 pub use report::{is_gateway_claim, GATEWAY_CLAIMS, MIN_SECRET_BYTES};
 
 use std::fmt;

@@ -393,7 +393,7 @@ fn providers(
 }
 
 /// Whether `host` (as a URI writes it: IPv6 in brackets) is this machine.
-fn is_loopback(host: &str) -> bool {
+pub fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || bare

@@ -141,16 +141,27 @@ pub(super) fn check(
         ));
     }
     let https = cfg.issuer.starts_with("https://");
+    // The issuer's own rule for every endpoint: plain HTTP under a plain-HTTP issuer, and
+    // then only on loopback unless `insecure_http` (a loopback issuer's document may not
+    // send the client secret or fetch the keys across the network in clear).
     let endpoint = |name: &str, text: &str| -> Result<Uri, DiscoveryError> {
         let uri: Uri = text
             .parse()
             .map_err(|_| DiscoveryError::Malformed(format!("{name} is not a URL")))?;
+        let plain_ok =
+            !https && (cfg.insecure_http || uri.host().is_some_and(crate::config::is_loopback));
         match uri.scheme_str() {
             Some("https") if uri.authority().is_some() => Ok(uri),
-            Some("http") if uri.authority().is_some() && !https => Ok(uri),
+            Some("http") if uri.authority().is_some() && plain_ok => Ok(uri),
             _ => Err(DiscoveryError::Malformed(format!(
                 "{name} is not an {} URL",
-                if https { "https://" } else { "http(s)://" }
+                if https {
+                    "https://"
+                } else if cfg.insecure_http {
+                    "http(s)://"
+                } else {
+                    "https:// (or loopback http://)"
+                }
             ))),
         }
     };
@@ -308,9 +319,31 @@ pub(super) mod tests {
                 "{field}: {e}"
             );
         }
-        // A loopback http issuer may use http endpoints.
+        // A loopback http issuer may use http endpoints, on loopback only.
         let local = "http://127.0.0.1:9000";
         assert!(checked(doc(local), local).is_ok());
+        for field in ["token", "jwks", "authorization"] {
+            let mut d = doc(local);
+            let remote = "http://idp.internal/x".to_string();
+            match field {
+                "token" => d.token_endpoint = remote,
+                "jwks" => d.jwks_uri = remote,
+                _ => d.authorization_endpoint = remote,
+            }
+            let e = checked(d, local).err().unwrap();
+            assert!(
+                e.to_string().contains("(or loopback http://)"),
+                "{field}: {e}"
+            );
+        }
+        let mut d = doc(local);
+        d.token_endpoint = "http://[::1]:9000/token".into();
+        assert!(checked(d, local).is_ok());
+        // insecure_http: the operator's choice, for every endpoint.
+        let (cfg, tokens) = provider("http://idp.internal", "insecure_http = true\n");
+        let mut d = doc("http://idp.internal");
+        d.jwks_uri = "http://keys.internal/jwks".into();
+        assert!(check(d, &cfg, &tokens, vec![]).is_ok());
     }
 
     #[test]
