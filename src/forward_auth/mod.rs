@@ -244,10 +244,12 @@ fn allow(
             .iter()
             .map(|v| v.as_bytes())
             .collect();
-        if let Ok(v) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
-            headers.insert(X_GATEWAY_COOKIE, v);
-            headers.insert(X_GATEWAY_COOKIE_SET, HeaderValue::from_static("1"));
-        }
+        // Bytes of valid values joined by "; " are a valid value; were they not, the
+        // answer would still say "forward no cookie", never "keep the client's".
+        let v = HeaderValue::from_bytes(&kept.join(&b"; "[..]))
+            .unwrap_or_else(|_| HeaderValue::from_static(""));
+        headers.insert(X_GATEWAY_COOKIE, v);
+        headers.insert(X_GATEWAY_COOKIE_SET, HeaderValue::from_static("1"));
     }
     if decision.via_cookie || decision.browser_route || cookie_set {
         // A proxy's decision cache is keyed on what it knows of the request (the shipped
