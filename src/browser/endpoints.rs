@@ -287,13 +287,14 @@ impl Browser {
 
     /// The logout button: a form `POST` with the session's CSRF token. Revokes the access
     /// token (`claims`, when its cookie still verifies) and the refresh family, clears
-    /// the cookies and shows the login page.
+    /// the cookies and shows the login page. Also returns the session id the CSRF token
+    /// proved (the session that signed out, expired access token or not).
     pub async fn logout<B>(
         &self,
         req: Request<B>,
         claims: Option<&Claims>,
         secure: bool,
-    ) -> Result<Response<Body>, BrowserError>
+    ) -> Result<(Response<Body>, String), BrowserError>
     where
         B: http_body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -338,11 +339,12 @@ impl Browser {
             // In force on this instance; the store shares it once it answers.
             tracing::warn!(error = %e, "browser logout: the store did not take every revocation");
         }
-        Ok(redirect(
+        let res = redirect(
             StatusCode::SEE_OTHER,
             &self.config.login_page,
             self.sessions.end(secure),
-        ))
+        );
+        Ok((res, nonce.to_string()))
     }
 
     /// `GET` on the refresh path: renews the session from its refresh cookie and goes

@@ -373,14 +373,16 @@ impl Pipeline {
                 // A session an OIDC provider began ends at the provider too (RP-initiated
                 // logout), once ours has ended.
                 let (head, body) = req.into_parts();
-                let sid = claims.as_ref().and_then(|c| browser.sessions.sid(c));
                 let end_session = self
                     .oidc
                     .as_ref()
-                    .and_then(|o| o.end_session(&head, sid, secure));
+                    .and_then(|o| o.end_session(&head, secure));
                 let req = Request::from_parts(head, body);
-                let mut res = browser.logout(req, claims.as_ref(), secure).await?;
+                // The session that signed out is the one its CSRF token proved, even when
+                // its access token had expired: only that session's hint continues.
+                let (mut res, sid) = browser.logout(req, claims.as_ref(), secure).await?;
                 if let Some(oidc) = &self.oidc {
+                    let end_session = end_session.and_then(|e| e.for_session(&sid));
                     oidc.finish_sign_out(&mut res, end_session, secure);
                 }
                 return Ok(res);
@@ -684,21 +686,24 @@ impl Pipeline {
         // With local users, deleting a user cuts off their unexpired tokens at once. An
         // external issuer's subjects are its own users, not ours.
         let ours = verified.issuer.is_none();
-        // A session an OIDC provider began names it in a claim only we can sign: its
-        // identity is the provider's user, not one of ours.
-        let vouched_elsewhere = self.oidc.as_ref().is_some_and(|o| {
-            verified
-                .claims
-                .get(crate::browser::oidc::IDP_CLAIM)
-                .and_then(serde_json::Value::as_str)
-                .is_some_and(|name| o.is_provider(name))
-        });
-        if ours
-            && !vouched_elsewhere
-            && !self.users.is_empty()
-            && !self.users.contains(&verified.claims.identity)
-        {
-            return Err(TokenError::UnknownUser);
+        if ours {
+            // A session a configured OIDC provider began names it in a claim only we can
+            // sign: its identity is the provider's user, not one of ours; but one named
+            // like a local user passes only where the provider may assert those (a
+            // session begun before that user existed, or before the rule, is cut here,
+            // renewals included). `UnknownUser`: not a user this token may stand for.
+            let identity = &verified.claims.identity;
+            let provider = self.oidc.as_ref().and_then(|o| {
+                let name = verified.claims.get(crate::browser::oidc::IDP_CLAIM)?;
+                o.refuses_identity(name.as_str()?, identity)
+            });
+            let refused = match provider {
+                Some(refused) => refused,
+                None => !self.users.is_empty() && !self.users.contains(identity),
+            };
+            if refused {
+                return Err(TokenError::UnknownUser);
+            }
         }
         // After the cache and the signature: a cached token is checked like any other.
         if let Some(r) = &self.revocation {

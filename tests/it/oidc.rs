@@ -1079,6 +1079,28 @@ async fn a_provider_identity_named_like_a_local_user_is_refused_unless_prefixed_
     )
     .await;
     assert_eq!(r.status, 401, "{}", r.text());
+
+    // Checked on every request too, not only at login: a session of plain's named like a
+    // local user (begun before that user existed, or before the rule) is refused, in
+    // any spelling of the id (a number or a string, case aside); trusted's, which may
+    // assert local users, passes.
+    for (idp, identity, status) in [
+        ("plain", serde_json::json!("alice"), 401),
+        ("plain", serde_json::json!("1"), 401),
+        ("plain", serde_json::json!(1), 401),
+        ("plain", serde_json::json!("ALICE"), 401),
+        ("prefixed", serde_json::json!("alice"), 401),
+        ("trusted", serde_json::json!("alice"), 200),
+    ] {
+        let mut token = claims(identity.clone());
+        token["idp"] = idp.into();
+        let r = get(
+            &gw.url("/app"),
+            &[("authorization", &jwt_header(&mint(token)))],
+        )
+        .await;
+        assert_eq!(r.status, status, "{idp} {identity}: {}", r.text());
+    }
 }
 
 #[tokio::test]
@@ -1281,6 +1303,21 @@ async fn rp_initiated_logout_works_on_a_fresh_instance_and_only_for_the_hints_ow
     let r = sign_out(&a, &theirs, jar.get("gateway-csrf").unwrap()).await;
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(r.header("location"), Some("/auth/login"));
+
+    // Her access cookie gone (past its Max-Age, the browser no longer sends it): the
+    // sign-out still proves her session by its CSRF token, and continues at the provider.
+    let r = sign_out(
+        &fresh,
+        &format!("gateway-csrf={csrf}; gateway-oidc-logout={hint}"),
+        &csrf,
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let location = r.header("location").unwrap();
+    assert!(
+        location.starts_with(&format!("{}/session/end?", idp.issuer())),
+        "{location}"
+    );
 
     // Alice's own sign-out, on the instance that never ran discovery, continues at the
     // provider.

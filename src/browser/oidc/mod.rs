@@ -139,15 +139,15 @@ pub struct Oidc {
     session_lifetime: std::time::Duration,
     /// `[browser] logout_path`: the logout hint's cookie path.
     sign_out_path: String,
-    /// The local `[[users]]` ids in header form (`1` and `"1"` alike): no provider's
-    /// identity may be one of them unless its entry allows it.
+    /// The local `[[users]]` ids in header form (`1` and `"1"` alike), lowercase: no
+    /// provider's identity may be one of them unless its entry allows it.
     local_ids: HashSet<String>,
 }
 
 /// The claim naming the provider in the tokens of a session it began. Only we sign our
 /// tokens, so it cannot be forged (no configured source may carry a claim of this name);
 /// it tells the per-request check that the identity is the provider's, not a local user,
-/// when it names a configured provider (see [`Oidc::is_provider`]).
+/// when it names a configured provider (see [`Oidc::refuses_identity`]).
 pub const IDP_CLAIM: &str = "idp";
 
 fn unix_now() -> i64 {
@@ -188,7 +188,7 @@ impl Oidc {
             local_ids: config
                 .users
                 .iter()
-                .map(|u| u.id.header_text().into_owned())
+                .map(|u| u.id.header_text().to_lowercase())
                 .collect(),
             sign_out_path: config
                 .browser
@@ -206,10 +206,20 @@ impl Oidc {
         self.providers.iter().map(|p| &p.cfg)
     }
 
-    /// Whether `name` is a configured provider's: an [`IDP_CLAIM`] naming anything else
-    /// exempts nobody from the local-user check.
-    pub fn is_provider(&self, name: &str) -> bool {
-        self.providers.iter().any(|p| p.cfg.name == name)
+    /// For a session the configured provider `name` began, whether its `identity` is
+    /// refused: named like a local user (as headers write it: `1` and "1" alike) where
+    /// the provider may not assert those (`allow_local_identity`). `None` for any other
+    /// name: an [`IDP_CLAIM`] naming it exempts nobody from the local-user check.
+    pub fn refuses_identity(&self, name: &str, identity: &UserId) -> Option<bool> {
+        let p = self.provider(name)?;
+        Some(!p.cfg.allow_local_identity && self.is_local(identity))
+    }
+
+    /// Whether `identity` is named like a local user: as headers write it (`1` and "1"
+    /// alike) and case aside (`Alice@corp.example` is `alice@corp.example` to most apps).
+    fn is_local(&self, identity: &UserId) -> bool {
+        self.local_ids
+            .contains(&identity.header_text().to_lowercase())
     }
 
     fn provider(&self, name: &str) -> Option<&Provider> {
@@ -370,11 +380,9 @@ impl Oidc {
                 vouched.user.header_text()
             ));
         }
-        // A provider's account named like a local user (`1` as well as "1": headers
-        // carry both alike) would become that user everywhere the identity is read.
-        if !provider.cfg.allow_local_identity
-            && self.local_ids.contains(vouched.user.header_text().as_ref())
-        {
+        // A provider's account named like a local user would become that user
+        // everywhere the identity is read.
+        if !provider.cfg.allow_local_identity && self.is_local(&vouched.user) {
             return Err(refuse(OidcError::LocalIdentity));
         }
         Ok(LoggedIn {
@@ -459,17 +467,14 @@ impl Oidc {
         &self.sign_out_path
     }
 
-    /// RP-initiated logout, asked during browser mode's sign-out of the session `sid`:
-    /// when the request carries the logout hint of that session (a hint of another
-    /// session is ignored), the provider's `end_session_endpoint` sealed in it, with
-    /// `id_token_hint`, `client_id` and `post_logout_redirect_uri`. `None`: the sign-out
-    /// ends here. Needs no discovery, so any instance continues the logout.
-    pub fn end_session(&self, parts: &Parts, sid: Option<&str>, secure: bool) -> Option<String> {
+    /// RP-initiated logout, read before browser mode's sign-out: when the request
+    /// carries a logout hint, the provider's `end_session_endpoint` sealed in it, with
+    /// `id_token_hint`, `client_id` and `post_logout_redirect_uri`, for the session the
+    /// hint names ([`EndSession::for_session`]). `None`: the sign-out ends here. Needs no
+    /// discovery, so any instance continues the logout.
+    pub fn end_session(&self, parts: &Parts, secure: bool) -> Option<EndSession> {
         let sealed = flow_cookie::read(&parts.headers, Purpose::Logout, secure)?;
         let hint: LogoutHint = self.sealer.open(Purpose::Logout, sealed)?;
-        if sid.is_none_or(|sid| !bool::from(sid.as_bytes().ct_eq(hint.sid.as_bytes()))) {
-            return None;
-        }
         let p = self.provider(&hint.provider)?;
         let end = hint.end_session_endpoint;
         let after = start::post_logout_url(&self.cfg, parts, secure).ok()?;
@@ -478,7 +483,10 @@ impl Oidc {
             .append_pair("client_id", &p.cfg.client_id)
             .append_pair("post_logout_redirect_uri", &after);
         let sep = if end.contains('?') { '&' } else { '?' };
-        Some(format!("{end}{sep}{}", q.finish()))
+        Some(EndSession {
+            sid: hint.sid,
+            url: format!("{end}{sep}{}", q.finish()),
+        })
     }
 
     /// Finishes browser mode's sign-out answer `res` (a 303 with the session's cookies
@@ -498,6 +506,21 @@ impl Oidc {
         if let Some(location) = end_session.and_then(|l| HeaderValue::from_str(&l).ok()) {
             h.insert(LOCATION, location);
         }
+    }
+}
+
+/// Where an OIDC session's sign-out continues, and the session it belongs to.
+pub struct EndSession {
+    sid: String,
+    url: String,
+}
+
+impl EndSession {
+    /// The provider's logout URL when the sign-out that just succeeded ended the session
+    /// `sid` (the one the sign-out form's CSRF token proved, whether or not its access
+    /// token had expired); the hint of any other session is ignored.
+    pub fn for_session(self, sid: &str) -> Option<String> {
+        bool::from(sid.as_bytes().ct_eq(self.sid.as_bytes())).then_some(self.url)
     }
 }
 
