@@ -104,11 +104,27 @@ pub fn same_spelling(name: &str, canonical: &str) -> bool {
             .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
 }
 
+/// For each byte, whether a [`STEERING`] name starts with it. Header names are lowercase
+/// and an `_` spelling keeps the first letter, so most names (`host`, `accept`,
+/// `authorization`...) are ruled out by their first byte, without the list's scan.
+const FIRST: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < STEERING.len() {
+        t[STEERING[i].0.as_bytes()[0] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// Removes every steering header in every spelling, except the exact names in `pass`.
 pub fn strip(headers: &mut HeaderMap, pass: &[HeaderName]) {
     // Most requests carry none: one pass over the names finds out without allocating.
     let doomed = |k: &HeaderName| {
-        !pass.contains(k) && STEERING.iter().any(|(n, _)| same_spelling(k.as_str(), n))
+        let name = k.as_str();
+        name.as_bytes().first().is_some_and(|b| FIRST[*b as usize])
+            && !pass.contains(k)
+            && STEERING.iter().any(|(n, _)| same_spelling(name, n))
     };
     if !headers.keys().any(doomed) {
         return;
