@@ -424,14 +424,7 @@ fn browser_response(b: BrowserError) -> Response<Body> {
             "The request did not come from this site's pages (CSRF check failed)",
         ),
         BrowserError::MethodNotAllowed(allow) => {
-            let mut res = json(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "Method Not Allowed",
-                "The method is not allowed for the requested URL.",
-            );
-            res.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static(allow));
-            res
+            method_not_allowed(HeaderValue::from_static(allow))
         }
         BrowserError::BodyTooLarge => json(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -722,19 +715,21 @@ fn quoted(text: &str) -> String {
         .collect()
 }
 
+/// The 405 of every endpoint, with its `Allow`.
+fn method_not_allowed(allow: HeaderValue) -> Response<Body> {
+    let mut res = json(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method Not Allowed",
+        "The method is not allowed for the requested URL.",
+    );
+    res.headers_mut().insert(ALLOW, allow);
+    res
+}
+
 fn login_response(l: LoginError) -> Response<Body> {
     match l {
         LoginError::MethodNotAllowed => {
-            let mut res = json(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "Method Not Allowed",
-                "The method is not allowed for the requested URL.",
-            );
-            res.headers_mut().insert(
-                ALLOW,
-                HeaderValue::from_static(crate::auth::login::ALLOW_LOGIN),
-            );
-            res
+            method_not_allowed(HeaderValue::from_static(crate::auth::login::ALLOW_LOGIN))
         }
         LoginError::NotJson => json(
             StatusCode::BAD_REQUEST,
@@ -782,14 +777,7 @@ fn login_response(l: LoginError) -> Response<Body> {
 fn lifecycle_response(l: LifecycleError) -> Response<Body> {
     match l {
         LifecycleError::MethodNotAllowed(allow) => {
-            let mut res = json(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "Method Not Allowed",
-                "The method is not allowed for the requested URL.",
-            );
-            res.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static(allow));
-            res
+            method_not_allowed(HeaderValue::from_static(allow))
         }
         LifecycleError::NotJson => json(
             StatusCode::BAD_REQUEST,

@@ -70,6 +70,17 @@ fn origin(gw: &Gateway) -> String {
     gw.addr.to_string()
 }
 
+/// Opens the browser's flow cookie of provider `corp` with the test key, lets `change`
+/// alter it, and plants it back sealed with the same key (as only the gateway could).
+fn reseal_flow(b: &mut Browser, o: &str, change: impl FnOnce(&mut Flow)) {
+    let sealer = Sealer::new(FLOW_KEY.as_bytes()).unwrap();
+    let sealed = b.cookie(o, "gateway-oidc-flow").unwrap().value.clone();
+    let mut flow: Flow = sealer.open(Purpose::Flow, &sealed).unwrap();
+    change(&mut flow);
+    let resealed = sealer.seal(Purpose::Flow, &flow).unwrap();
+    b.plant(o, "gateway-oidc-flow", &resealed, "/oauth2/corp/callback");
+}
+
 /// The query parameters of `url`.
 fn query(url: &str) -> Vec<(String, String)> {
     let q = url.split_once('?').map_or("", |(_, q)| q);
@@ -365,16 +376,9 @@ async fn a_flow_cookie_from_another_attempt_fails_the_nonce_check() {
     // nonce: the ID token the code yields names the real nonce.
     let mut b = Browser::new();
     let callback = start_and_log_in(&mut b, &gw, &idp, "corp", "alice").await;
-    let sealer = Sealer::new(FLOW_KEY.as_bytes()).unwrap();
-    let mut flow: Flow = sealer
-        .open(
-            Purpose::Flow,
-            &b.cookie(&o, "gateway-oidc-flow").unwrap().value,
-        )
-        .unwrap();
-    flow.nonce = "another-attempts-nonce-aaaaaaaaaaaaaaaaaaaaaa".into();
-    let resealed = sealer.seal(Purpose::Flow, &flow).unwrap();
-    b.plant(&o, "gateway-oidc-flow", &resealed, "/oauth2/corp/callback");
+    reseal_flow(&mut b, &o, |flow| {
+        flow.nonce = "another-attempts-nonce-aaaaaaaaaaaaaaaaaaaaaa".into();
+    });
     let r = b.send("GET", &callback, &[], Default::default()).await;
     r.assert_error(
         400,
@@ -919,21 +923,8 @@ async fn a_flow_older_than_its_lifetime_is_refused() {
     let o = origin(&gw);
     let mut b = Browser::new();
     let callback = start_and_log_in(&mut b, &gw, &idp, "corp", "alice").await;
-    let sealer = Sealer::new(FLOW_KEY.as_bytes()).unwrap();
-    let mut flow: Flow = sealer
-        .open(
-            Purpose::Flow,
-            &b.cookie(&o, "gateway-oidc-flow").unwrap().value,
-        )
-        .unwrap();
     // Started eleven minutes ago (the lifetime is ten).
-    flow.expires = now() - 60;
-    b.plant(
-        &o,
-        "gateway-oidc-flow",
-        &sealer.seal(Purpose::Flow, &flow).unwrap(),
-        "/oauth2/corp/callback",
-    );
+    reseal_flow(&mut b, &o, |flow| flow.expires = now() - 60);
     get_refused(
         &mut b,
         &callback,
