@@ -218,8 +218,11 @@ impl Oidc {
     /// Whether `identity` is named like a local user: as headers write it (`1` and "1"
     /// alike) and case aside (`Alice@corp.example` is `alice@corp.example` to most apps).
     fn is_local(&self, identity: &UserId) -> bool {
-        self.local_ids
-            .contains(&identity.header_text().to_lowercase())
+        // Asked on every request of a provider's session: no lowercase copy without users.
+        !self.local_ids.is_empty()
+            && self
+                .local_ids
+                .contains(&identity.header_text().to_lowercase())
     }
 
     fn provider(&self, name: &str) -> Option<&Provider> {
