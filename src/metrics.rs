@@ -81,6 +81,8 @@ pub struct Metrics {
     pub upstream_up: Family<ServerLabels, Gauge>,
     pub ejections: Family<ServerLabels, Counter>,
     pub open_connections: Gauge,
+    /// HTTP/1.1 keep-alive connections parked while idle, without hyper's buffers.
+    pub parked_connections: Gauge,
     pub reloads: Family<OutcomeLabels, Counter>,
     pub tls_handshake_failures: Counter,
     /// Login attempts refused by a limit, by the limit's key kind.
@@ -143,6 +145,7 @@ impl Metrics {
             upstream_up: Family::default(),
             ejections: Family::default(),
             open_connections: Gauge::default(),
+            parked_connections: Gauge::default(),
             reloads: Family::default(),
             tls_handshake_failures: Counter::default(),
             throttled: Family::default(),
@@ -207,6 +210,11 @@ impl Metrics {
             "gateway_open_connections",
             "Client connections open now",
             m.open_connections.clone(),
+        );
+        registry.register(
+            "gateway_parked_connections",
+            "Idle HTTP/1.1 keep-alive connections parked without their buffers",
+            m.parked_connections.clone(),
         );
         registry.register(
             "gateway_config_reloads",

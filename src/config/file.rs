@@ -215,6 +215,7 @@ pub struct ServerFile {
     pub workers: Option<usize>,
     pub header_read_timeout: Option<String>,
     pub keep_alive_timeout: Option<String>,
+    pub park_idle_after: Option<String>,
     pub shutdown_grace: Option<String>,
     pub trust_forwarded: Option<bool>,
     #[serde(default, deserialize_with = "size")]

@@ -107,6 +107,9 @@ pub struct ServerConfig {
     pub workers: Option<usize>,
     pub header_read_timeout: Duration,
     pub keep_alive_timeout: Duration,
+    /// How long an idle HTTP/1.1 keep-alive connection keeps hyper's buffers before it is
+    /// parked without them; `None` never parks.
+    pub park_idle_after: Option<Duration>,
     pub shutdown_grace: Duration,
     /// Keep client-sent `X-Forwarded-*` and append to them, instead of replacing them.
     pub trust_forwarded: bool,

@@ -238,6 +238,14 @@ fn server(r: &mut Report, s: &ServerFile, listeners: &[ListenerFile], base: &Pat
             s.keep_alive_timeout.as_ref(),
             Duration::from_secs(60),
         ),
+        park_idle_after: match r.duration(
+            "server.park_idle_after",
+            s.park_idle_after.as_ref(),
+            Duration::from_secs(1),
+        ) {
+            d if d.is_zero() => None,
+            d => Some(d),
+        },
         shutdown_grace: r.duration(
             "server.shutdown_grace",
             s.shutdown_grace.as_ref(),

@@ -1,15 +1,19 @@
 //! The listeners: per worker thread an accept loop on each listener's socket (see
-//! [`workers`]), one hyper-util auto (HTTP/1.1 + h2c) connection per client, a connection
-//! limit, and graceful shutdown that drains in-flight requests up to a deadline.
+//! [`workers`]), one HTTP/1.1-or-HTTP/2 connection per client (see [`connection`]), a
+//! connection limit, and graceful shutdown that drains in-flight requests up to a deadline.
 //!
 //! Requests read the pipeline through an [`ArcSwap`]: a reload swaps in a new one, and
 //! requests already running finish on the one they started with.
 
+mod connection;
 mod first_bytes;
+mod park;
 pub mod reload;
 pub mod workers;
 
+use connection::{Drain, Http};
 use first_bytes::FirstBytes;
+use park::Parkable;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,10 +24,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::{HeaderName, HeaderValue};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -79,6 +82,7 @@ pub struct Server {
     pipeline: SharedPipeline,
     header_read_timeout: Duration,
     keep_alive_timeout: Duration,
+    park_idle_after: Option<Duration>,
     shutdown_grace: Duration,
     max_header_bytes: usize,
     metrics: Arc<Metrics>,
@@ -92,9 +96,6 @@ pub enum Drained {
     Clean,
     /// The grace period ran out; this many connections were open when the drain began.
     TimedOut(usize),
-    /// The drain could not wait on the connections (their watcher was still shared, a
-    /// bug); this many were open and were closed with their workers.
-    Unwatched(usize),
 }
 
 /// A listener's TLS config handle, for reloads: the configured address and the live config.
@@ -146,6 +147,7 @@ impl Server {
             pipeline,
             header_read_timeout: cfg.header_read_timeout,
             keep_alive_timeout: cfg.keep_alive_timeout,
+            park_idle_after: cfg.park_idle_after,
             shutdown_grace: cfg.shutdown_grace,
             max_header_bytes: cfg.max_header_bytes,
             metrics,
@@ -177,30 +179,36 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then stops accepting and drains.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Drained {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
+        let mut http1 = http1::Builder::new();
         // hyper's header-read timeout only fires when the builder has a timer. It also
         // bounds how long an idle keep-alive connection waits for its next request.
-        builder
-            .http1()
+        http1
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout)
             // Leave room above our own limit so oversized heads get our JSON 431, not
             // hyper's bare one.
             .max_buf_size((self.max_header_bytes + 16 * 1024).max(8192))
             .keep_alive(true);
-        builder
-            .http2()
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
             .timer(TokioTimer::new())
             .max_header_list_size(self.max_header_bytes as u32)
             .keep_alive_interval(self.keep_alive_timeout / 2)
             .keep_alive_timeout(self.keep_alive_timeout);
         let shared = Arc::new(Shared {
-            builder,
+            http: Http {
+                http1,
+                http2,
+                park_after: self.park_idle_after,
+                idle_timeout: self.header_read_timeout,
+            },
             header_read_timeout: self.header_read_timeout,
             pipeline: self.pipeline.clone(),
             metrics: self.metrics.clone(),
         });
-        let graceful = Arc::new(GracefulShutdown::new());
+        // Every connection holds a receiver of `drain` until it has closed; the accept
+        // loops hold one each too, and are gone before the drain begins.
+        let (drain, drain_rx) = tokio::sync::watch::channel(false);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut accepting = Vec::new();
         for bound in self.listeners {
@@ -209,36 +217,24 @@ impl Server {
                     socket,
                     bound.serves.clone(),
                     shared.clone(),
-                    graceful.clone(),
+                    drain_rx.clone(),
                     stopped.clone(),
                 )));
             }
         }
+        drop(drain_rx);
         shutdown.await;
         self.draining.store(true, Ordering::Relaxed);
         let _ = stop.send(true);
         for task in accepting {
             let _ = task.await;
         }
-        // The accept loops are gone, so this should be the last handle. If it is not, the
-        // drain cannot wait on the connections: say so, and never report it clean.
-        let graceful = match Arc::try_unwrap(graceful) {
-            Ok(g) => g,
-            Err(shared) => {
-                let open = shared.count();
-                tracing::error!(
-                    open,
-                    "cannot drain: the connection watcher is still shared; \
-                    closing remaining connections"
-                );
-                self.workers.stop().await;
-                return Drained::Unwatched(open);
-            }
-        };
-        let open = graceful.count();
+        let open = drain.receiver_count();
         tracing::info!(open, grace = ?self.shutdown_grace, "shutting down: draining connections");
+        // `send_replace`: `send` would refuse when no connection is open.
+        drain.send_replace(true);
         let drained = tokio::select! {
-            () = graceful.shutdown() => {
+            () = drain.closed() => {
                 tracing::info!("drained cleanly");
                 Drained::Clean
             }
@@ -255,7 +251,7 @@ impl Server {
 
 /// What every connection task needs.
 struct Shared {
-    builder: auto::Builder<TokioExecutor>,
+    http: Http,
     header_read_timeout: Duration,
     pipeline: SharedPipeline,
     metrics: Arc<Metrics>,
@@ -267,7 +263,7 @@ async fn accept_loop(
     socket: std::net::TcpListener,
     bound: Serves,
     shared: Arc<Shared>,
-    graceful: Arc<GracefulShutdown>,
+    drain: Drain,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let listener = match TcpListener::from_std(socket) {
@@ -295,7 +291,7 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
-        let watcher = graceful.watcher();
+        let drain = drain.clone();
         let tls = bound.tls.clone();
         let redirect = bound.redirect_https_port;
         let front = bound.front;
@@ -311,12 +307,11 @@ async fn accept_loop(
                         shared.header_read_timeout,
                         conn.linger_on_close.clone(),
                     );
-                    let io = TokioIo::new(io);
-                    serve_connection(io, conn, None, redirect, front, &shared, watcher).await;
+                    serve_connection(io, conn, None, redirect, front, &shared, drain).await;
                 }
                 // Boxed: the TLS state (a rustls connection and its buffers) would
                 // otherwise make every plain connection's task as large as a TLS one's.
-                Some(tls) => Box::pin(serve_tls(stream, peer, tls, front, &shared, watcher)).await,
+                Some(tls) => Box::pin(serve_tls(stream, peer, tls, front, &shared, drain)).await,
             }
         });
     }
@@ -329,7 +324,7 @@ async fn serve_tls(
     tls: TlsListener,
     front: Front,
     shared: &Shared,
-    watcher: Watcher,
+    drain: Drain,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.load_full());
     // A client that never finishes its handshake must not hold the connection.
@@ -357,33 +352,28 @@ async fn serve_tls(
         shared.header_read_timeout,
         conn.linger_on_close.clone(),
     );
-    serve_connection(
-        TokioIo::new(io),
-        conn,
-        tls.hsts.clone(),
-        None,
-        front,
-        shared,
-        watcher,
-    )
-    .await;
+    serve_connection(io, conn, tls.hsts.clone(), None, front, shared, drain).await;
 }
 
 async fn serve_connection<I>(
-    io: I,
+    io: FirstBytes<I>,
     conn: Conn,
     hsts: Option<HeaderValue>,
     redirect: Option<u16>,
     front: Front,
     shared: &Shared,
-    watcher: Watcher,
+    drain: Drain,
 ) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let io = Parkable::new(io);
+    let activity = io.activity().clone();
     let pipeline = shared.pipeline.clone();
     let conn = Arc::new(conn);
     let peer = conn.peer;
     let service = service_fn(move |req| {
+        // Counted until the response head is ready: a connection is not idle before.
+        let in_flight = activity.begin();
         // Each request takes the pipeline current at its start.
         let pipeline = pipeline.load_full();
         let conn = conn.clone();
@@ -405,14 +395,10 @@ async fn serve_connection<I>(
                 res.headers_mut()
                     .insert(http::header::STRICT_TRANSPORT_SECURITY, h);
             }
-            Ok(res)
+            Ok(park::track(res, in_flight))
         }
     });
-    let conn = shared
-        .builder
-        .serve_connection_with_upgrades(io, service)
-        .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
+    if let Err(e) = connection::serve(&shared.http, io, service, drain, &shared.metrics).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

@@ -89,12 +89,13 @@ impl Reloader {
                 let s = &loaded.config.server;
                 if s.listen != self.server.listen
                     || s.header_read_timeout != self.server.header_read_timeout
+                    || s.park_idle_after != self.server.park_idle_after
                     || s.max_connections != self.server.max_connections
                     || s.workers != self.server.workers
                 {
                     tracing::warn!(
-                        "server.listen, header_read_timeout, max_connections and workers \
-                        take effect at the next restart"
+                        "server.listen, header_read_timeout, park_idle_after, \
+                        max_connections and workers take effect at the next restart"
                     );
                 }
                 // Listeners are bound once: a new [forward_auth] listen needs a restart too

@@ -21,6 +21,7 @@
 //! - `pools`: balancing, passive and active health, retries, 503.
 //! - `protocols`: h2c, h2 upstreams, upgrades, trailers, `Expect: 100-continue`.
 //! - `limits`: header timeout, header size, connection limit.
+//! - `parking`: idle HTTP/1.1 connections parked without buffers, and served again.
 //! - `tls`: TLS listeners: ALPN, SNI, client certificates, HSTS, redirects, reload.
 //! - `upstream_tls`: https upstreams: CA, names, mTLS, h2 by ALPN.
 //! - `issuers`: IdP tokens via a JWKS server that rotates keys, goes down, comes back.
@@ -60,6 +61,7 @@ mod limits;
 mod login;
 mod login_limits;
 mod oidc;
+mod parking;
 mod pools;
 mod protocols;
 mod refresh;

@@ -1,0 +1,332 @@
+//! Idle HTTP/1.1 keep-alive connections parked without hyper's buffers: the next request on
+//! the same socket is served (also one whose head arrives in pieces), a parked connection
+//! still ends at its idle timeout and at a drain, a stalled head is not stretched by parks,
+//! and a slow answer or a pausing response body keeps its keep-alive.
+//!
+//! `park_idle_after` is short here, and every wait is on the `gateway_parked_connections`
+//! gauge or on the socket, with a deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Empty, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+const CAP: Duration = Duration::from_secs(5);
+
+fn parking(idle_timeout: &str) -> GatewayBuilder {
+    gateway()
+        .raw("[admin]\nlisten = \"127.0.0.1:0\"")
+        .server("park_idle_after = \"50ms\"")
+        .server(&format!("header_read_timeout = \"{idle_timeout}\""))
+}
+
+/// The `gateway_parked_connections` gauge.
+async fn parked(gw: &Gateway) -> u64 {
+    let r = get(&gw.admin_url("/metrics"), &[]).await;
+    let text = r.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("gateway_parked_connections "))
+        .unwrap_or_else(|| panic!("no parked gauge in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+async fn wait_parked(gw: &Gateway, n: u64) {
+    eventually(&format!("{n} parked connection(s)"), async || {
+        parked(gw).await == n
+    })
+    .await;
+}
+
+fn api_request() -> String {
+    format!(
+        "GET /api/secret HTTP/1.1\r\nHost: gw\r\nAuthorization: {}\r\n\r\n",
+        jwt_header(&token())
+    )
+}
+
+/// Reads one response with a `content-length` body; returns the head and the body.
+async fn read_response(s: &mut TcpStream) -> (String, String) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(CAP, async {
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if got.len() >= end + 4 + len {
+                    let body = String::from_utf8_lossy(&got[end + 4..end + 4 + len]).into_owned();
+                    return (head, body);
+                }
+            }
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the server closed mid-response: {got:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("no complete response in time")
+}
+
+/// Waits for the server to close `s`; fails the test after the cap.
+async fn closed_by_server(s: &mut TcpStream, case: &str) {
+    let mut buf = [0u8; 1024];
+    let done = tokio::time::timeout(CAP, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "{case}: the server kept the connection open");
+}
+
+#[tokio::test]
+async fn a_parked_connection_serves_its_next_requests_on_the_same_socket() {
+    let up = Upstream::start().await;
+    let gw = parking("10s")
+        .route("/api", &up.url(), "required")
+        .start()
+        .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(api_request().as_bytes()).await.unwrap();
+    let (head, body) = read_response(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, "ok");
+    wait_parked(&gw, 1).await;
+
+    // The next head arrives in two pieces, the first while parked.
+    let req = api_request();
+    let (first, rest) = req.split_at(20);
+    s.write_all(first.as_bytes()).await.unwrap();
+    wait_parked(&gw, 0).await;
+    s.write_all(rest.as_bytes()).await.unwrap();
+    let (head, body) = read_response(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    assert_eq!(body, "ok");
+
+    // And it parks again, and serves again.
+    wait_parked(&gw, 1).await;
+    s.write_all(api_request().as_bytes()).await.unwrap();
+    let (head, _) = read_response(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(up.requests().len(), 3);
+    let peers: std::collections::HashSet<_> = up.requests().iter().map(|r| r.peer).collect();
+    assert_eq!(peers.len(), 1, "one upstream connection served all three");
+}
+
+#[tokio::test]
+async fn a_parked_connection_still_ends_at_its_idle_timeout() {
+    let up = Upstream::start().await;
+    let gw = parking("600ms")
+        .route("/api", &up.url(), "required")
+        .start()
+        .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(api_request().as_bytes()).await.unwrap();
+    let (head, _) = read_response(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    wait_parked(&gw, 1).await;
+    closed_by_server(&mut s, "parked past the idle timeout").await;
+    wait_parked(&gw, 0).await;
+}
+
+/// A park hands hyper a new connection, whose header-read timer starts afresh: a head left
+/// half-sent must still be cut off, not kept alive by one park after another.
+#[tokio::test]
+async fn a_stalled_head_is_cut_off_across_parks() {
+    let up = Upstream::start().await;
+    let gw = parking("600ms")
+        .route("/api", &up.url(), "required")
+        .start()
+        .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(api_request().as_bytes()).await.unwrap();
+    read_response(&mut s).await;
+    s.write_all(b"GET /api/secret HTTP/1.1\r\nHost: gw\r\nX-Slow: ")
+        .await
+        .unwrap();
+    closed_by_server(&mut s, "stalled head").await;
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "the stalled request was not forwarded"
+    );
+}
+
+/// A head that pauses longer than the idle window is a request begun, not idleness: it is
+/// answered without `connection: close`, and the connection serves the next one.
+#[tokio::test]
+async fn a_head_that_pauses_keeps_its_keep_alive() {
+    let up = Upstream::start().await;
+    let gw = parking("10s")
+        .route("/api", &up.url(), "required")
+        .start()
+        .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(api_request().as_bytes()).await.unwrap();
+    read_response(&mut s).await;
+    wait_parked(&gw, 1).await;
+    let req = api_request();
+    let (first, rest) = req.split_at(30);
+    s.write_all(first.as_bytes()).await.unwrap();
+    wait_parked(&gw, 0).await;
+    let_an_idle_window_pass(&gw).await;
+    s.write_all(rest.as_bytes()).await.unwrap();
+    let (head, _) = read_response(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    s.write_all(api_request().as_bytes()).await.unwrap();
+    let (head, _) = read_response(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+}
+
+#[tokio::test]
+async fn a_drain_closes_parked_connections_at_once() {
+    let up = Upstream::start().await;
+    let gw = parking("60s")
+        .server("shutdown_grace = \"30s\"")
+        .route("/api", &up.url(), "required")
+        .start()
+        .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(api_request().as_bytes()).await.unwrap();
+    read_response(&mut s).await;
+    wait_parked(&gw, 1).await;
+    let drained = tokio::time::timeout(CAP, gw.stop())
+        .await
+        .expect("the drain waited for a parked connection");
+    assert_eq!(drained, gateway::server::Drained::Clean);
+    closed_by_server(&mut s, "parked at the drain").await;
+}
+
+/// A client of hyper's own, so keep-alive is judged as a real client judges it.
+async fn client(
+    gw: &Gateway,
+) -> (
+    hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let stream = TcpStream::connect(gw.addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let task = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (send, task)
+}
+
+fn get_api() -> Request<Empty<Bytes>> {
+    Request::get("/api/secret")
+        .header("host", "gw")
+        .header("authorization", jwt_header(&token()))
+        .body(Empty::new())
+        .unwrap()
+}
+
+/// Parks a second connection: proof that a whole idle window passed meanwhile.
+async fn let_an_idle_window_pass(gw: &Gateway) {
+    let (mut other, _task) = client(gw).await;
+    let r = other.send_request(get_api()).await.unwrap();
+    r.into_body().collect().await.unwrap();
+    wait_parked(gw, 1).await;
+}
+
+#[tokio::test]
+async fn a_slow_answer_keeps_its_keep_alive() {
+    let (slow, release) = Upstream::held("late").await;
+    let fast = Upstream::start().await;
+    let gw = parking("10s")
+        .route("/api/slow", &slow.url(), "required")
+        .route("/api", &fast.url(), "required")
+        .start()
+        .await;
+    let (mut send, task) = client(&gw).await;
+    let req = Request::get("/api/slow")
+        .header("host", "gw")
+        .header("authorization", jwt_header(&token()))
+        .body(Empty::new())
+        .unwrap();
+    let pending = send.send_request(req);
+    let waiting = tokio::spawn(pending);
+    slow.wait_requests(1).await;
+    // The slow request is not idle: only the other connection parks.
+    let_an_idle_window_pass(&gw).await;
+    release.notify_one();
+    let r = waiting.await.unwrap().unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("connection").is_none(), "{:?}", r.headers());
+    assert_eq!(
+        &r.into_body().collect().await.unwrap().to_bytes()[..],
+        b"late"
+    );
+    // The same connection serves the next request.
+    send.ready().await.unwrap();
+    let r = send.send_request(get_api()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!task.is_finished());
+}
+
+#[tokio::test]
+async fn a_pausing_response_body_keeps_its_keep_alive() {
+    let resume = Arc::new(tokio::sync::Notify::new());
+    let r2 = resume.clone();
+    let pausing = Upstream::with(Arc::new(move |_req| {
+        let resume = r2.clone();
+        Box::pin(async move {
+            let first = stream::iter([Ok::<_, gateway::body::BoxError>(Frame::data(
+                Bytes::from_static(b"first,"),
+            ))]);
+            let second = stream::once(async move {
+                resume.notified().await;
+                Ok(Frame::data(Bytes::from_static(b"second")))
+            });
+            Response::new(StreamBody::new(stream::StreamExt::chain(first, second)).boxed())
+        })
+    }))
+    .await;
+    let fast = Upstream::start().await;
+    let gw = parking("10s")
+        .route("/api/stream", &pausing.url(), "required")
+        .route("/api", &fast.url(), "required")
+        .start()
+        .await;
+    let (mut send, task) = client(&gw).await;
+    let req = Request::get("/api/stream")
+        .header("host", "gw")
+        .header("authorization", jwt_header(&token()))
+        .body(Empty::new())
+        .unwrap();
+    let r = send.send_request(req).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], b"first,");
+    // The body pauses for a whole idle window: the connection must not be parked, nor
+    // have keep-alive turned off.
+    let_an_idle_window_pass(&gw).await;
+    resume.notify_one();
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], b"second");
+    send.ready().await.unwrap();
+    let r = send.send_request(get_api()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!task.is_finished());
+}
