@@ -26,6 +26,9 @@
 #                            machine uses <= QUIET_MAX % of one core; the table says if it was not
 #   idle:      IDLE_CONNS=1000 IDLE_PARALLEL=50 (connects/requests in flight while opening)
 #              IDLE_WARM_CONNS=20 (connections opened+closed before the idle baseline)
+#              IDLE_HOLD=3 (s the connections stay idle before RSS is read: more than twice the
+#              gateway's [server] park_idle_after of 1s, after which an idle HTTP/1.1
+#              connection gives back its buffers; a park happens 1 to 2 idle windows in)
 #              IDLE_HEADER_READ_TIMEOUT=300s (gateway [server] header_read_timeout in the
 #              rendered config: it also bounds an idle HTTP/1.1 keep-alive connection)
 #              SETTLE_MAX=30 (s, bound of each wait for a stable RSS) SETTLE_TOL_KB=8
@@ -56,6 +59,7 @@ JWT_SECRET=${JWT_SECRET:-bench-hs256-secret-0123456789abcdef}
 IDLE_CONNS=${IDLE_CONNS:-1000}
 IDLE_PARALLEL=${IDLE_PARALLEL:-50}
 IDLE_WARM_CONNS=${IDLE_WARM_CONNS:-20}
+IDLE_HOLD=${IDLE_HOLD:-3}
 IDLE_HEADER_READ_TIMEOUT=${IDLE_HEADER_READ_TIMEOUT:-300s}
 SETTLE_MAX=${SETTLE_MAX:-30}
 SETTLE_TOL_KB=${SETTLE_TOL_KB:-8}
@@ -337,6 +341,7 @@ measure_idle() {  # name port pid -> appends one table row to IDLE_ROWS
   wait_status "$st" "$hp" ready
   ok=$(sed -n 's/^ready ok=\([0-9]*\).*/\1/p' "$st"); failed=$(sed -n 's/^ready .*failed=\([0-9]*\).*/\1/p' "$st")
   (( failed == 0 && ok == IDLE_CONNS )) || die "$name: only $ok of $IDLE_CONNS connections got a 200 ($(cat "$st"))"
+  sleep "$IDLE_HOLD"
   read -r with s_with r < <(settle_rss "$pid")
   [[ $r == yes ]] || log "$name: RSS did not settle within ${SETTLE_MAX}s with the connections open (using the last reading)"
   open_srv=$(ss -Htn state established "( sport = :$port )" | wc -l)
@@ -396,7 +401,8 @@ cmd_idle() {
     echo "4 readings in a row agree within ${SETTLE_TOL_KB} KB (at most ${SETTLE_MAX} s). Every server pinned to CPU $SERVER_CPUS"
     echo "(one nginx worker; gateway \`workers = 1\`, bench/gateway.toml). Each connection sent one"
     echo "\`GET /\` with a valid HS256 \`Authorization: Bearer\` token, read the whole 200 response, then stayed"
-    echo "open and silent (at most $IDLE_PARALLEL opening at once); none was closed by the server before the"
+    echo "open and silent (at most $IDLE_PARALLEL opening at once) for $IDLE_HOLD s before RSS was read (the gateway"
+    echo "parks an HTTP/1.1 connection idle for its \`park_idle_after\`, default 1s, without its buffers); none was closed by the server before the"
     echo "connections were closed by the client. KB per idle conn = (RSS with − RSS idle) / $IDLE_CONNS; it"
     echo "includes whatever upstream connections the server kept (column \"upstream conns held\")."
     echo "Before the idle baseline, $IDLE_WARM_CONNS connections were opened, used once and closed (warm-up)."

@@ -117,8 +117,9 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let conn = http.http2.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
+    // Boxed: hyper's HTTP/2 state is large, and inline it would be part of every
+    // connection's task, HTTP/1.1 ones included.
+    let mut conn = Box::pin(http.http2.serve_connection(TokioIo::new(io), service));
     if *drain.borrow() {
         conn.as_mut().graceful_shutdown();
         return conn.await;
@@ -176,12 +177,15 @@ where
         };
         io = parts.io.into_inner();
         service = parts.service;
-        if !parts.read_buf.is_empty() {
+        // Moved out even when empty: the (empty) bytes still hold hyper's whole read buffer.
+        let read_buf = parts.read_buf;
+        if !read_buf.is_empty() {
             // Not expected (a park waits for a rest, and hyper only ends an idle
             // connection at once), but such bytes are the next request's: serve them.
-            io.replay(parts.read_buf);
+            io.replay(read_buf);
             continue;
         }
+        drop(read_buf);
         // The park's own first read is the start of a request.
         activity.at_rest();
         metrics.parked_connections.inc();
