@@ -1,5 +1,5 @@
 //! The listeners: per worker thread an accept loop on each listener's socket (see
-//! [`workers`]), one HTTP/1.1-or-HTTP/2 connection per client (see [`connection`]), a
+//! [`workers`]), one HTTP/1.1-or-HTTP/2 connection per client (see `connection.rs`), a
 //! connection limit, and graceful shutdown that drains in-flight requests up to a deadline.
 //!
 //! Requests read the pipeline through an [`ArcSwap`]: a reload swaps in a new one, and
