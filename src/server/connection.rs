@@ -73,7 +73,12 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    match is_h2(&mut io).await {
+    // A drain does not wait for a client that has not said which protocol it speaks.
+    let chosen = tokio::select! {
+        chosen = is_h2(&mut io) => chosen,
+        _ = drain.wait_for(|draining| *draining) => return Ok(()),
+    };
+    match chosen {
         Ok(true) => serve_h2(http, io, service, &mut drain).await,
         Ok(false) => serve_h1(http, io, service, &mut drain, metrics).await,
         // Timed out (the first-bytes deadline) or failed before a protocol was chosen.
@@ -155,6 +160,10 @@ where
     S::Future: Send + 'static,
 {
     let activity = io.activity().clone();
+    // False for a segment that began with bytes hyper had buffered (a pipelined head that
+    // stalled): it may not park before a request of its own has begun, or each new hyper
+    // connection's fresh header-read timer would let that head stall without end.
+    let mut may_park = true;
     loop {
         // Boxed: the box (hyper's connection state) is freed while the socket is parked.
         let mut conn = Box::new(
@@ -163,7 +172,7 @@ where
                 .with_upgrades(),
         );
         let ended = match http.park_after {
-            Some(after) => run_segment(&mut conn, after, &activity, drain).await,
+            Some(after) => run_segment(&mut conn, after, may_park, &activity, drain).await,
             None => Segment::Ended(run_to_end(&mut conn, drain).await),
         };
         match ended {
@@ -180,11 +189,12 @@ where
         // Moved out even when empty: the (empty) bytes still hold hyper's whole read buffer.
         let read_buf = parts.read_buf;
         if !read_buf.is_empty() {
-            // Not expected (a park waits for a rest, and hyper only ends an idle
-            // connection at once), but such bytes are the next request's: serve them.
+            // The start of a pipelined head, read with the request before it: serve it.
             io.replay(read_buf);
+            may_park = false;
             continue;
         }
+        may_park = true;
         drop(read_buf);
         // The park's own first read is the start of a request.
         activity.at_rest();
@@ -226,6 +236,7 @@ where
 async fn run_segment<I, S>(
     conn: &mut H1<I, S>,
     after: Duration,
+    mut may_park: bool,
     activity: &super::park::Activity,
     drain: &mut Drain,
 ) -> Segment
@@ -239,14 +250,16 @@ where
     }
     let tick = tokio::time::sleep(after);
     tokio::pin!(tick);
-    let mut seen = activity.mark();
+    let started = activity.mark();
+    let mut seen = started;
     loop {
         tokio::select! {
             biased;
             r = &mut *conn => return Segment::Ended(r),
             _ = drain.changed() => return Segment::Ended(run_to_end(conn, drain).await),
             () = tick.as_mut() => {
-                if activity.idle_since(seen) {
+                may_park = may_park || activity.requested_since(started);
+                if may_park && activity.idle_since(seen) {
                     activity.set_parking(true);
                     Pin::new(&mut *conn).graceful_shutdown();
                     // An idle hyper connection ends within this poll; a busy one carries

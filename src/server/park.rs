@@ -46,6 +46,9 @@ pub struct Activity {
     in_flight: AtomicU32,
     /// While set, hyper's shutdown of the socket is skipped: the socket is being parked.
     parking: AtomicBool,
+    /// Set while a write or flush waits for the socket (a client that does not read): hyper
+    /// is not idle then, even with every response handed over.
+    write_blocked: AtomicBool,
 }
 
 /// What [`Activity::mark`] returns: unchanged marks mean nothing happened in between.
@@ -80,6 +83,12 @@ impl Activity {
         self.mark() == mark
             && self.in_flight.load(Ordering::Relaxed) == 0
             && mark.reads == self.reads_at_rest.load(Ordering::Relaxed)
+            && !self.write_blocked.load(Ordering::Relaxed)
+    }
+
+    /// Whether a request has begun since `mark`.
+    pub fn requested_since(&self, mark: Mark) -> bool {
+        self.requests.load(Ordering::Relaxed) != mark.requests
     }
 
     /// Records that the connection is between requests now.
@@ -188,6 +197,20 @@ impl<I> Parkable<I> {
     }
 }
 
+impl<I> Parkable<I> {
+    /// Records what a write did: bytes sent, or the socket full.
+    fn wrote(&self, polled: &Poll<io::Result<usize>>) {
+        match polled {
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {}
+            Poll::Ready(Ok(_)) => {
+                bump(&self.activity.writes);
+                self.activity.write_blocked.store(false, Ordering::Relaxed);
+            }
+            Poll::Pending => self.activity.write_blocked.store(true, Ordering::Relaxed),
+        }
+    }
+}
+
 impl<I: AsyncRead + Unpin> AsyncRead for Parkable<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -218,11 +241,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Parkable<I> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.io).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = polled {
-            if n > 0 {
-                bump(&this.activity.writes);
-            }
-        }
+        this.wrote(&polled);
         polled
     }
 
@@ -233,11 +252,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Parkable<I> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = polled {
-            if n > 0 {
-                bump(&this.activity.writes);
-            }
-        }
+        this.wrote(&polled);
         polled
     }
 
@@ -246,7 +261,11 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Parkable<I> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.activity
+            .write_blocked
+            .store(polled.is_pending(), Ordering::Relaxed);
+        polled
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -261,6 +280,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Parkable<I> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
@@ -318,6 +338,20 @@ mod tests {
         assert!(!activity.idle_since(mark));
         drop(b);
         assert!(activity.idle_since(mark));
+    }
+
+    #[tokio::test]
+    async fn a_write_the_client_does_not_read_is_not_idle() {
+        let (client, server) = tokio::io::duplex(16);
+        let mut io = Parkable::new(server);
+        let activity = io.activity().clone();
+        // Fills the pipe; the rest of the write waits for a reader that never comes.
+        let blocked =
+            tokio::time::timeout(Duration::from_millis(50), io.write_all(&[b'x'; 64])).await;
+        assert!(blocked.is_err(), "the write went through");
+        let mark = activity.mark();
+        assert!(!activity.idle_since(mark));
+        drop(client);
     }
 
     #[tokio::test]

@@ -55,7 +55,12 @@ impl Workers {
                     };
                     let _ = built_tx.send(Ok(rt.handle().clone()));
                     crate::worker::enter(i);
-                    let _ = rt.block_on(stop_rx);
+                    rt.block_on(async {
+                        tokio::select! {
+                            _ = stop_rx => {}
+                            () = nudge_allocator() => {}
+                        }
+                    });
                     // Connections were drained before the stop; anything left is dropped.
                     rt.shutdown_timeout(Duration::from_secs(1));
                     let _ = stopped_tx.send(());
@@ -89,6 +94,30 @@ impl Workers {
         }
     }
 }
+
+/// How often an idle worker lets the allocator return freed memory; see [`nudge_allocator`].
+const NUDGE_EVERY: Duration = Duration::from_secs(2);
+
+/// Lets the allocator give freed memory back to the system while the worker is idle.
+///
+/// mimalloc returns freed pages to the system (its "purge") a delay after they were freed,
+/// but only from inside its own calls that free a page or reach its slow path. A worker that
+/// has gone quiet makes none, so what it freed last (the buffers of the connections it just
+/// parked or closed) would stay resident until traffic resumes. A block too large for any
+/// size class takes that path: allocating and freeing one (never touched, so it costs no
+/// memory) every [`NUDGE_EVERY`] runs the purge of everything whose delay has passed.
+async fn nudge_allocator() {
+    let mut tick = tokio::time::interval(NUDGE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // black_box: the compiler may otherwise remove an allocation nothing reads.
+        drop(std::hint::black_box(Vec::<u8>::with_capacity(NUDGE_BYTES)));
+    }
+}
+
+/// Larger than mimalloc's largest size class, so it is served and freed as its own page.
+const NUDGE_BYTES: usize = 64 << 20;
 
 /// Binds `n` listening sockets to `addr` that share its port through `SO_REUSEPORT` (the
 /// kernel spreads new connections over them). Port 0 picks one free port for all of them.
