@@ -22,7 +22,7 @@ use crate::support::*;
 
 const CAP: Duration = Duration::from_secs(5);
 
-fn parking(idle_timeout: &str) -> GatewayBuilder {
+pub(crate) fn parking(idle_timeout: &str) -> GatewayBuilder {
     gateway()
         .raw("[admin]\nlisten = \"127.0.0.1:0\"")
         .server("park_idle_after = \"50ms\"")
@@ -30,7 +30,7 @@ fn parking(idle_timeout: &str) -> GatewayBuilder {
 }
 
 /// The `gateway_parked_connections` gauge.
-async fn parked(gw: &Gateway) -> u64 {
+pub(crate) async fn parked(gw: &Gateway) -> u64 {
     let r = get(&gw.admin_url("/metrics"), &[]).await;
     let text = r.text();
     text.lines()
@@ -41,7 +41,7 @@ async fn parked(gw: &Gateway) -> u64 {
         .unwrap()
 }
 
-async fn wait_parked(gw: &Gateway, n: u64) {
+pub(crate) async fn wait_parked(gw: &Gateway, n: u64) {
     eventually(&format!("{n} parked connection(s)"), async || {
         parked(gw).await == n
     })
@@ -350,4 +350,105 @@ async fn a_pausing_response_body_keeps_its_keep_alive() {
     send.ready().await.unwrap();
     let r = send.send_request(get_api()).await.unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_request_with_a_body_then_a_park_then_the_next_request() {
+    let up = Upstream::start().await;
+    let gw = parking("10s")
+        .route("/api", &up.url(), "required")
+        .start()
+        .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let body = "x".repeat(20_000);
+    let post = format!(
+        "POST /api/upload HTTP/1.1\r\nHost: gw\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n{body}",
+        jwt_header(&token()),
+        body.len()
+    );
+    s.write_all(post.as_bytes()).await.unwrap();
+    let (head, _) = read_response(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    wait_parked(&gw, 1).await;
+    s.write_all(api_request().as_bytes()).await.unwrap();
+    let (head, _) = read_response(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let seen = up.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].body_len, 20_000);
+    assert_eq!(seen[1].target, "/api/secret");
+}
+
+/// An upgrade on a connection that was parked, and the tunnel it becomes is never parked.
+#[tokio::test]
+async fn an_upgrade_after_a_park_becomes_a_tunnel_that_stays() {
+    let up = crate::protocols::echo_upgrade().await;
+    let gw = parking("10s")
+        .route("/ws", &up.url(), "required")
+        .start()
+        .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let plain = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\n\r\n",
+        jwt_header(&token())
+    );
+    s.write_all(plain.as_bytes()).await.unwrap();
+    let (head, body) = read_response(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, "no upgrade");
+    wait_parked(&gw, 1).await;
+    let upgrade = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Authorization: {}\r\n\r\n",
+        jwt_header(&token())
+    );
+    s.write_all(upgrade.as_bytes()).await.unwrap();
+    let (head, _) = read_response(&mut s).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    wait_parked(&gw, 0).await;
+    // The tunnel outlives an idle window, unparked, and still echoes.
+    let_an_idle_window_pass(&gw).await;
+    for msg in [&b"hello"[..], b"after a while"] {
+        s.write_all(msg).await.unwrap();
+        let mut got = vec![0u8; msg.len()];
+        tokio::time::timeout(CAP, s.read_exact(&mut got))
+            .await
+            .expect("the tunnel answered")
+            .unwrap();
+        assert_eq!(got, msg);
+    }
+}
+
+/// HTTP/2 connections are not parked (hyper's HTTP/2 state has no such seam), and an idle
+/// one keeps serving.
+#[tokio::test]
+async fn http2_connections_are_not_parked() {
+    let up = Upstream::start().await;
+    let gw = parking("10s")
+        .route("/api", &up.url(), "required")
+        .start()
+        .await;
+    let stream = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let h2_get = || {
+        Request::get(format!("http://{}/api/secret", gw.addr))
+            .header("authorization", jwt_header(&token()))
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let r = send.send_request(h2_get()).await.unwrap();
+    assert_eq!(r.version(), http::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    // Only the HTTP/1.1 connection of this check parks.
+    let_an_idle_window_pass(&gw).await;
+    let r = send.send_request(h2_get()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.requests().len(), 3);
 }

@@ -93,7 +93,7 @@ async fn h2_upstreams_and_trailers() {
 }
 
 /// An upstream that accepts any `Upgrade` and echoes bytes on the upgraded connection.
-async fn echo_upgrade() -> Upstream {
+pub(crate) async fn echo_upgrade() -> Upstream {
     Upstream::with(Arc::new(|mut req| {
         Box::pin(async move {
             if !req.headers().contains_key("upgrade") {

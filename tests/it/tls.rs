@@ -523,3 +523,40 @@ fn check_warns_about_expiring_certificates() {
         "{err}"
     );
 }
+
+/// An idle HTTP/1.1 connection over TLS is parked like a plain one (the TLS session stays),
+/// and serves its next request.
+#[tokio::test]
+async fn an_idle_tls_connection_parks_and_serves_again() {
+    let t = Tls::new();
+    let (_, cert) = t.cert("server", &["localhost"]);
+    let up = Upstream::start().await;
+    let gw = crate::parking::parking("10s")
+        .route("/api", &up.url(), "required")
+        .raw(&tls_listener(&cert, ""))
+        .start()
+        .await;
+    let s = connect(gw.addr, "localhost", modern(&t.ca, None, &[b"http/1.1"]))
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let get = || {
+        Request::get("/api/x")
+            .header("host", "localhost")
+            .header("authorization", jwt_header(&token()))
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let r = sender.send_request(get()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.into_body().collect().await.unwrap();
+    crate::parking::wait_parked(&gw, 1).await;
+    sender.ready().await.unwrap();
+    let r = sender.send_request(get()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().get("connection").is_none(), "{:?}", r.headers());
+    assert_eq!(up.requests().len(), 2);
+}
