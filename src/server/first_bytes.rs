@@ -1,7 +1,7 @@
 //! A deadline on a connection's first bytes.
 //!
-//! hyper-util's HTTP/1-or-2 detection reads up to the 24-byte HTTP/2 preface with no
-//! timeout, and hyper's `header_read_timeout` only starts once that is done: a client that
+//! The HTTP/1-or-2 choice (`connection.rs`) reads up to the 24-byte HTTP/2 preface, and
+//! hyper's `header_read_timeout` only starts once that is done: without a deadline, a client that
 //! connects and sends nothing (or a prefix of the preface) would hold its socket and task
 //! forever. [`FirstBytes`] fails the read with `TimedOut` when those bytes have not arrived
 //! by the deadline; after them it is a plain pass-through and hyper's own timers apply.

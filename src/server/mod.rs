@@ -324,11 +324,15 @@ async fn serve_tls(
     tls: TlsListener,
     front: Front,
     shared: &Shared,
-    drain: Drain,
+    mut drain: Drain,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.load_full());
-    // A client that never finishes its handshake must not hold the connection.
-    let stream = match tokio::time::timeout(tls.handshake_timeout, acceptor.accept(stream)).await {
+    // A client that never finishes its handshake must not hold the connection, nor a drain.
+    let handshake = tokio::time::timeout(tls.handshake_timeout, acceptor.accept(stream));
+    let stream = match tokio::select! {
+        done = handshake => done,
+        _ = drain.wait_for(|draining| *draining) => return,
+    } {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             shared.metrics.tls_handshake_failures.inc();

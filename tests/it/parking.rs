@@ -31,14 +31,28 @@ pub(crate) fn parking(idle_timeout: &str) -> GatewayBuilder {
 
 /// The `gateway_parked_connections` gauge.
 pub(crate) async fn parked(gw: &Gateway) -> u64 {
+    gauge(gw, "gateway_parked_connections").await
+}
+
+/// A gauge without labels, from `/metrics`.
+pub(crate) async fn gauge(gw: &Gateway, name: &str) -> u64 {
     let r = get(&gw.admin_url("/metrics"), &[]).await;
     let text = r.text();
+    let prefix = format!("{name} ");
     text.lines()
-        .find_map(|l| l.strip_prefix("gateway_parked_connections "))
-        .unwrap_or_else(|| panic!("no parked gauge in {text}"))
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
         .trim()
         .parse()
         .unwrap()
+}
+
+/// Waits until the gateway has accepted `n` connections (all still open).
+pub(crate) async fn wait_open(gw: &Gateway, n: u64) {
+    eventually(&format!("{n} open connection(s)"), async || {
+        gauge(gw, "gateway_open_connections").await == n
+    })
+    .await;
 }
 
 pub(crate) async fn wait_parked(gw: &Gateway, n: u64) {
@@ -210,7 +224,7 @@ async fn a_head_that_pauses_keeps_its_keep_alive() {
     let (first, rest) = req.split_at(30);
     s.write_all(first.as_bytes()).await.unwrap();
     wait_parked(&gw, 0).await;
-    let_an_idle_window_pass(&gw).await;
+    let _other = let_an_idle_window_pass(&gw).await;
     s.write_all(rest.as_bytes()).await.unwrap();
     let (head, _) = read_response(&mut s).await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
@@ -239,6 +253,29 @@ async fn a_drain_closes_parked_connections_at_once() {
     closed_by_server(&mut s, "parked at the drain").await;
 }
 
+/// A client that has not yet said which protocol it speaks does not hold up a drain (it
+/// waits for its first bytes up to `header_read_timeout`, 60 s here).
+#[tokio::test]
+async fn a_drain_does_not_wait_for_a_silent_client() {
+    let up = Upstream::start().await;
+    let gw = parking("60s")
+        .server("shutdown_grace = \"30s\"")
+        .route("/api", &up.url(), "required")
+        .start()
+        .await;
+    let mut silent = TcpStream::connect(gw.addr).await.unwrap();
+    // Half the HTTP/2 preface: still undecided.
+    let mut half = TcpStream::connect(gw.addr).await.unwrap();
+    half.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    wait_open(&gw, 2).await;
+    let drained = tokio::time::timeout(CAP, gw.stop())
+        .await
+        .expect("the drain waited for a silent client");
+    assert_eq!(drained, gateway::server::Drained::Clean);
+    closed_by_server(&mut silent, "silent at the drain").await;
+    closed_by_server(&mut half, "half a preface at the drain").await;
+}
+
 /// A client of hyper's own, so keep-alive is judged as a real client judges it.
 async fn client(
     gw: &Gateway,
@@ -265,11 +302,15 @@ fn get_api() -> Request<Empty<Bytes>> {
 }
 
 /// Parks a second connection: proof that a whole idle window passed meanwhile.
-async fn let_an_idle_window_pass(gw: &Gateway) {
+/// The other connection is returned: it stays open (and parked) while it is held.
+async fn let_an_idle_window_pass(
+    gw: &Gateway,
+) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
     let (mut other, _task) = client(gw).await;
     let r = other.send_request(get_api()).await.unwrap();
     r.into_body().collect().await.unwrap();
     wait_parked(gw, 1).await;
+    other
 }
 
 #[tokio::test]
@@ -291,7 +332,7 @@ async fn a_slow_answer_keeps_its_keep_alive() {
     let waiting = tokio::spawn(pending);
     slow.wait_requests(1).await;
     // The slow request is not idle: only the other connection parks.
-    let_an_idle_window_pass(&gw).await;
+    let _other = let_an_idle_window_pass(&gw).await;
     release.notify_one();
     let r = waiting.await.unwrap().unwrap();
     assert_eq!(r.status(), 200);
@@ -343,7 +384,7 @@ async fn a_pausing_response_body_keeps_its_keep_alive() {
     assert_eq!(&first[..], b"first,");
     // The body pauses for a whole idle window: the connection must not be parked, nor
     // have keep-alive turned off.
-    let_an_idle_window_pass(&gw).await;
+    let _other = let_an_idle_window_pass(&gw).await;
     resume.notify_one();
     let rest = body.collect().await.unwrap().to_bytes();
     assert_eq!(&rest[..], b"second");
@@ -366,17 +407,26 @@ async fn a_request_with_a_body_then_a_park_then_the_next_request() {
         jwt_header(&token()),
         body.len()
     );
-    s.write_all(post.as_bytes()).await.unwrap();
+    // The body pauses halfway for a whole idle window: a request in flight, not idleness.
+    let (first, rest) = post.split_at(post.len() - 10_000);
+    s.write_all(first.as_bytes()).await.unwrap();
+    let _other = let_an_idle_window_pass(&gw).await;
+    s.write_all(rest.as_bytes()).await.unwrap();
     let (head, _) = read_response(&mut s).await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
-    wait_parked(&gw, 1).await;
+    assert!(!head.contains("connection: close"), "{head}");
+    // Now this connection parks too (the other one of the idle window already has).
+    wait_parked(&gw, 2).await;
     s.write_all(api_request().as_bytes()).await.unwrap();
     let (head, _) = read_response(&mut s).await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
+    // The upload, the idle window's own request, then the next request.
     let seen = up.requests();
-    assert_eq!(seen.len(), 2);
-    assert_eq!(seen[0].body_len, 20_000);
-    assert_eq!(seen[1].target, "/api/secret");
+    assert_eq!(seen.len(), 3);
+    let posts: Vec<_> = seen.iter().filter(|r| r.method == "POST").collect();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].body_len, 20_000);
+    assert_eq!(seen[2].target, "/api/secret");
 }
 
 /// An upgrade on a connection that was parked, and the tunnel it becomes is never parked.
@@ -406,9 +456,8 @@ async fn an_upgrade_after_a_park_becomes_a_tunnel_that_stays() {
     s.write_all(upgrade.as_bytes()).await.unwrap();
     let (head, _) = read_response(&mut s).await;
     assert!(head.starts_with("http/1.1 101"), "{head}");
-    wait_parked(&gw, 0).await;
-    // The tunnel outlives an idle window, unparked, and still echoes.
-    let_an_idle_window_pass(&gw).await;
+    // The tunnel outlives an idle window and still echoes.
+    let _other = let_an_idle_window_pass(&gw).await;
     for msg in [&b"hello"[..], b"after a while"] {
         s.write_all(msg).await.unwrap();
         let mut got = vec![0u8; msg.len()];
@@ -447,7 +496,7 @@ async fn http2_connections_are_not_parked() {
     assert_eq!(r.version(), http::Version::HTTP_2);
     assert_eq!(r.status(), 200);
     // Only the HTTP/1.1 connection of this check parks.
-    let_an_idle_window_pass(&gw).await;
+    let _other = let_an_idle_window_pass(&gw).await;
     let r = send.send_request(h2_get()).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(up.requests().len(), 3);

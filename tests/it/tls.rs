@@ -524,6 +524,29 @@ fn check_warns_about_expiring_certificates() {
     );
 }
 
+/// A client still in its TLS handshake does not hold up a drain (its handshake timeout is
+/// 60 s here).
+#[tokio::test]
+async fn a_drain_does_not_wait_for_a_handshake() {
+    let t = Tls::new();
+    let (_, cert) = t.cert("server", &["localhost"]);
+    let gw = crate::parking::parking("60s")
+        .server("shutdown_grace = \"30s\"")
+        .respond_identity("/p")
+        .raw(&tls_listener(&cert, "handshake_timeout = \"60s\""))
+        .start()
+        .await;
+    let mut silent = TcpStream::connect(gw.addr).await.unwrap();
+    crate::parking::wait_open(&gw, 1).await;
+    let drained = tokio::time::timeout(Duration::from_secs(5), gw.stop())
+        .await
+        .expect("the drain waited for a TLS handshake");
+    assert_eq!(drained, gateway::server::Drained::Clean);
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "the silent connection was kept open");
+}
+
 /// An idle HTTP/1.1 connection over TLS is parked like a plain one (the TLS session stays),
 /// and serves its next request.
 #[tokio::test]
