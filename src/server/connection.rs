@@ -53,6 +53,36 @@ pub struct Http {
     pub idle_timeout: Duration,
 }
 
+/// What a connection is served over: a TCP stream, or TLS on one.
+pub trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Socket for T {}
+
+/// What answers a connection's requests: the server's service around the pipeline.
+pub trait Handler:
+    Service<
+        Request<Incoming>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Unpin
+    + Send
+    + 'static
+{
+}
+
+impl<S> Handler for S where
+    S: Service<
+            Request<Incoming>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Unpin
+        + Send
+        + 'static
+{
+}
+
 /// The signal that starts a drain: it changes to `true` once, and every connection holds a
 /// receiver until it has closed.
 pub type Drain = watch::Receiver<bool>;
@@ -66,12 +96,8 @@ pub async fn serve<I, S>(
     metrics: &Metrics,
 ) -> Result<(), hyper::Error>
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Unpin
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    I: Socket,
+    S: Handler,
 {
     // A drain does not wait for a client that has not said which protocol it speaks.
     let chosen = tokio::select! {
@@ -115,12 +141,8 @@ async fn serve_h2<I, S>(
     drain: &mut Drain,
 ) -> Result<(), hyper::Error>
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Unpin
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    I: Socket,
+    S: Handler,
 {
     // Boxed: hyper's HTTP/2 state is large, and inline it would be part of every
     // connection's task, HTTP/1.1 ones included.
@@ -152,12 +174,8 @@ async fn serve_h1<I, S>(
     metrics: &Metrics,
 ) -> Result<(), hyper::Error>
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Unpin
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    I: Socket,
+    S: Handler,
 {
     let activity = io.activity().clone();
     // False for a segment that began with bytes hyper had buffered (a pipelined head that
@@ -218,9 +236,8 @@ type H1<I, S> = http1::UpgradeableConnection<TokioIo<Parkable<I>>, S>;
 /// A segment without parking: until hyper's connection ends, shut gracefully on a drain.
 async fn run_to_end<I, S>(conn: &mut H1<I, S>, drain: &mut Drain) -> Result<(), hyper::Error>
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Unpin,
-    S::Future: Send + 'static,
+    I: Socket,
+    S: Handler,
 {
     if !*drain.borrow() {
         tokio::select! {
@@ -242,9 +259,8 @@ async fn run_segment<I, S>(
     drain: &mut Drain,
 ) -> Segment
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Unpin,
-    S::Future: Send + 'static,
+    I: Socket,
+    S: Handler,
 {
     if *drain.borrow() {
         return Segment::Ended(run_to_end(conn, drain).await);

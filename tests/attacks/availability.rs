@@ -22,22 +22,6 @@ async fn short_timeouts() -> Target {
     .await
 }
 
-/// Waits for the server to close `s` (EOF or reset), reading and discarding any answer
-/// (hyper may send 408 first). Fails the test after the cap.
-async fn closed_by_server(s: &mut TcpStream, case: &str) {
-    let mut buf = [0u8; 1024];
-    let done = tokio::time::timeout(CAP, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    assert!(done.is_ok(), "{case}: the server kept the connection open");
-}
-
 async fn served_promptly(t: &Target, case: &str) {
     let r = tokio::time::timeout(CAP, t.with_token(&token()))
         .await

@@ -95,28 +95,32 @@ async fn read_response(s: &mut TcpStream) -> (String, String) {
     .expect("no complete response in time")
 }
 
-/// Waits for the server to close `s`; fails the test after the cap.
-async fn closed_by_server(s: &mut TcpStream, case: &str) {
-    let mut buf = [0u8; 1024];
-    let done = tokio::time::timeout(CAP, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    assert!(done.is_ok(), "{case}: the server kept the connection open");
+/// A parking gateway (`builder`) routing `/api` (required) to a recording upstream.
+async fn api_gateway(builder: GatewayBuilder) -> (Upstream, Gateway) {
+    let up = Upstream::start().await;
+    let gw = builder.route("/api", &up.url(), "required").start().await;
+    (up, gw)
+}
+
+/// `GET /api/secret` on `s`: a 200 that keeps the connection; returns the body.
+async fn get_ok(s: &mut TcpStream) -> String {
+    s.write_all(api_request().as_bytes()).await.unwrap();
+    let (head, body) = read_response(s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    body
+}
+
+/// A new connection to `gw` that has been served one request.
+async fn served(gw: &Gateway) -> TcpStream {
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    get_ok(&mut s).await;
+    s
 }
 
 #[tokio::test]
 async fn a_parked_connection_serves_its_next_requests_on_the_same_socket() {
-    let up = Upstream::start().await;
-    let gw = parking("10s")
-        .route("/api", &up.url(), "required")
-        .start()
-        .await;
+    let (up, gw) = api_gateway(parking("10s")).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(api_request().as_bytes()).await.unwrap();
     let (head, body) = read_response(&mut s).await;
@@ -137,23 +141,14 @@ async fn a_parked_connection_serves_its_next_requests_on_the_same_socket() {
 
     // And it parks again, and serves again.
     wait_parked(&gw, 1).await;
-    s.write_all(api_request().as_bytes()).await.unwrap();
-    let (head, _) = read_response(&mut s).await;
-    assert!(head.starts_with("http/1.1 200"), "{head}");
+    get_ok(&mut s).await;
     assert_eq!(up.requests().len(), 3);
 }
 
 #[tokio::test]
 async fn a_parked_connection_still_ends_at_its_idle_timeout() {
-    let up = Upstream::start().await;
-    let gw = parking("600ms")
-        .route("/api", &up.url(), "required")
-        .start()
-        .await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(api_request().as_bytes()).await.unwrap();
-    let (head, _) = read_response(&mut s).await;
-    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let (_up, gw) = api_gateway(parking("600ms")).await;
+    let mut s = served(&gw).await;
     wait_parked(&gw, 1).await;
     closed_by_server(&mut s, "parked past the idle timeout").await;
     wait_parked(&gw, 0).await;
@@ -163,14 +158,8 @@ async fn a_parked_connection_still_ends_at_its_idle_timeout() {
 /// half-sent must still be cut off, not kept alive by one park after another.
 #[tokio::test]
 async fn a_stalled_head_is_cut_off_across_parks() {
-    let up = Upstream::start().await;
-    let gw = parking("600ms")
-        .route("/api", &up.url(), "required")
-        .start()
-        .await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(api_request().as_bytes()).await.unwrap();
-    read_response(&mut s).await;
+    let (up, gw) = api_gateway(parking("600ms")).await;
+    let mut s = served(&gw).await;
     s.write_all(b"GET /api/secret HTTP/1.1\r\nHost: gw\r\nX-Slow: ")
         .await
         .unwrap();
@@ -186,11 +175,7 @@ async fn a_stalled_head_is_cut_off_across_parks() {
 /// hyper has read its first bytes before the connection came to rest.
 #[tokio::test]
 async fn a_stalled_pipelined_head_is_cut_off_across_parks() {
-    let up = Upstream::start().await;
-    let gw = parking("600ms")
-        .route("/api", &up.url(), "required")
-        .start()
-        .await;
+    let (up, gw) = api_gateway(parking("600ms")).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     let both = format!(
         "{}GET /api/secret HTTP/1.1\r\nHost: gw\r\nX-Slow: ",
@@ -211,14 +196,8 @@ async fn a_stalled_pipelined_head_is_cut_off_across_parks() {
 /// answered without `connection: close`, and the connection serves the next one.
 #[tokio::test]
 async fn a_head_that_pauses_keeps_its_keep_alive() {
-    let up = Upstream::start().await;
-    let gw = parking("10s")
-        .route("/api", &up.url(), "required")
-        .start()
-        .await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(api_request().as_bytes()).await.unwrap();
-    read_response(&mut s).await;
+    let (_up, gw) = api_gateway(parking("10s")).await;
+    let mut s = served(&gw).await;
     wait_parked(&gw, 1).await;
     let req = api_request();
     let (first, rest) = req.split_at(30);
@@ -229,22 +208,13 @@ async fn a_head_that_pauses_keeps_its_keep_alive() {
     let (head, _) = read_response(&mut s).await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(!head.contains("connection: close"), "{head}");
-    s.write_all(api_request().as_bytes()).await.unwrap();
-    let (head, _) = read_response(&mut s).await;
-    assert!(head.starts_with("http/1.1 200"), "{head}");
+    get_ok(&mut s).await;
 }
 
 #[tokio::test]
 async fn a_drain_closes_parked_connections_at_once() {
-    let up = Upstream::start().await;
-    let gw = parking("60s")
-        .server("shutdown_grace = \"30s\"")
-        .route("/api", &up.url(), "required")
-        .start()
-        .await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(api_request().as_bytes()).await.unwrap();
-    read_response(&mut s).await;
+    let (_up, gw) = api_gateway(parking("60s").server("shutdown_grace = \"30s\"")).await;
+    let mut s = served(&gw).await;
     wait_parked(&gw, 1).await;
     let drained = tokio::time::timeout(CAP, gw.stop())
         .await
@@ -257,12 +227,7 @@ async fn a_drain_closes_parked_connections_at_once() {
 /// waits for its first bytes up to `header_read_timeout`, 60 s here).
 #[tokio::test]
 async fn a_drain_does_not_wait_for_a_silent_client() {
-    let up = Upstream::start().await;
-    let gw = parking("60s")
-        .server("shutdown_grace = \"30s\"")
-        .route("/api", &up.url(), "required")
-        .start()
-        .await;
+    let (_up, gw) = api_gateway(parking("60s").server("shutdown_grace = \"30s\"")).await;
     let mut silent = TcpStream::connect(gw.addr).await.unwrap();
     // Half the HTTP/2 preface: still undecided.
     let mut half = TcpStream::connect(gw.addr).await.unwrap();
@@ -395,11 +360,7 @@ async fn a_pausing_response_body_keeps_its_keep_alive() {
 
 #[tokio::test]
 async fn a_request_with_a_body_then_a_park_then_the_next_request() {
-    let up = Upstream::start().await;
-    let gw = parking("10s")
-        .route("/api", &up.url(), "required")
-        .start()
-        .await;
+    let (up, gw) = api_gateway(parking("10s")).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     let body = "x".repeat(20_000);
     let post = format!(
@@ -417,9 +378,7 @@ async fn a_request_with_a_body_then_a_park_then_the_next_request() {
     assert!(!head.contains("connection: close"), "{head}");
     // Now this connection parks too (the other one of the idle window already has).
     wait_parked(&gw, 2).await;
-    s.write_all(api_request().as_bytes()).await.unwrap();
-    let (head, _) = read_response(&mut s).await;
-    assert!(head.starts_with("http/1.1 200"), "{head}");
+    get_ok(&mut s).await;
     // The upload, the idle window's own request, then the next request.
     let seen = up.requests();
     assert_eq!(seen.len(), 3);
@@ -447,12 +406,7 @@ async fn an_upgrade_after_a_park_becomes_a_tunnel_that_stays() {
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert_eq!(body, "no upgrade");
     wait_parked(&gw, 1).await;
-    let upgrade = format!(
-        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Authorization: {}\r\n\r\n",
-        jwt_header(&token())
-    );
+    let upgrade = crate::protocols::websocket_request();
     s.write_all(upgrade.as_bytes()).await.unwrap();
     let (head, _) = read_response(&mut s).await;
     assert!(head.starts_with("http/1.1 101"), "{head}");
@@ -473,11 +427,7 @@ async fn an_upgrade_after_a_park_becomes_a_tunnel_that_stays() {
 /// one keeps serving.
 #[tokio::test]
 async fn http2_connections_are_not_parked() {
-    let up = Upstream::start().await;
-    let gw = parking("10s")
-        .route("/api", &up.url(), "required")
-        .start()
-        .await;
+    let (up, gw) = api_gateway(parking("10s")).await;
     let stream = TcpStream::connect(gw.addr).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),

@@ -121,6 +121,16 @@ pub(crate) async fn echo_upgrade() -> Upstream {
     .await
 }
 
+/// A WebSocket upgrade of `GET /ws` with a valid token.
+pub(crate) fn websocket_request() -> String {
+    format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Authorization: {}\r\n\r\n",
+        jwt_header(&token())
+    )
+}
+
 async fn read_head(s: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -141,12 +151,7 @@ async fn websocket_upgrades_pass_after_authentication() {
     let up = echo_upgrade().await;
     let gw = gateway().route("/ws", &up.url(), "required").start().await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    let req = format!(
-        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Authorization: {}\r\n\r\n",
-        jwt_header(&token())
-    );
+    let req = websocket_request();
     s.write_all(req.as_bytes()).await.unwrap();
     let head = read_head(&mut s).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");

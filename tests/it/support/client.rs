@@ -96,3 +96,19 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Waits for the server to close `s` (EOF or reset), reading and discarding any answer
+/// (hyper may send 408 first). Fails the test after 5 s.
+pub async fn closed_by_server(s: &mut TcpStream, case: &str) {
+    let mut buf = [0u8; 1024];
+    let done = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "{case}: the server kept the connection open");
+}
