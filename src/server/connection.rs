@@ -206,7 +206,8 @@ where
         service = parts.service;
         // Moved out even when empty: the (empty) bytes still hold hyper's whole read buffer.
         let read_buf = parts.read_buf;
-        // Blank lines between requests are ignored (RFC 9112 section 2.2): no reason to stay.
+        // Blank lines before a request are ignored (RFC 9112 section 2.2): with only those
+        // left over, the connection still parks.
         if !read_buf.iter().all(|b| matches!(b, b'\r' | b'\n')) {
             // The start of a pipelined head, read with the request before it: serve it.
             io.replay(read_buf);
