@@ -202,7 +202,6 @@ impl Server {
                 park_after: self.park_idle_after,
                 idle_timeout: self.header_read_timeout,
             },
-            header_read_timeout: self.header_read_timeout,
             pipeline: self.pipeline.clone(),
             metrics: self.metrics.clone(),
         });
@@ -251,8 +250,8 @@ impl Server {
 
 /// What every connection task needs.
 struct Shared {
+    /// Its `idle_timeout` is `[server] header_read_timeout`, which also bounds the first bytes.
     http: Http,
-    header_read_timeout: Duration,
     pipeline: SharedPipeline,
     metrics: Arc<Metrics>,
 }
@@ -304,7 +303,7 @@ async fn accept_loop(
                     // The h1/h2 detection has no deadline of its own; see first_bytes.rs.
                     let io = FirstBytes::new(
                         stream,
-                        shared.header_read_timeout,
+                        shared.http.idle_timeout,
                         conn.linger_on_close.clone(),
                     );
                     serve_connection(io, conn, None, redirect, front, &shared, drain).await;
@@ -353,7 +352,7 @@ async fn serve_tls(
     let conn = Conn::new(peer, true, client_subject);
     let io = FirstBytes::new(
         stream,
-        shared.header_read_timeout,
+        shared.http.idle_timeout,
         conn.linger_on_close.clone(),
     );
     serve_connection(io, conn, tls.hsts.clone(), None, front, shared, drain).await;

@@ -154,8 +154,9 @@ async fn a_parked_connection_still_ends_at_its_idle_timeout() {
     wait_parked(&gw, 0).await;
 }
 
-/// A park hands hyper a new connection, whose header-read timer starts afresh: a head left
-/// half-sent must still be cut off, not kept alive by one park after another.
+/// A head left half-sent after a request is still cut off by `header_read_timeout`: parking
+/// (which hands hyper a new connection, with a fresh header-read timer) must not keep it
+/// alive.
 #[tokio::test]
 async fn a_stalled_head_is_cut_off_across_parks() {
     let (up, gw) = api_gateway(parking("600ms")).await;
@@ -423,10 +424,10 @@ async fn an_upgrade_after_a_park_becomes_a_tunnel_that_stays() {
     }
 }
 
-/// HTTP/2 connections are not parked (hyper's HTTP/2 state has no such seam), and an idle
-/// one keeps serving.
+/// An HTTP/2 connection (never parked: hyper's HTTP/2 state has no such seam) keeps
+/// serving after an idle window with parking on.
 #[tokio::test]
-async fn http2_connections_are_not_parked() {
+async fn an_idle_http2_connection_keeps_serving() {
     let (up, gw) = api_gateway(parking("10s")).await;
     let stream = TcpStream::connect(gw.addr).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http2::handshake(
